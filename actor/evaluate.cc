@@ -1,0 +1,64 @@
+#include "actor/evaluate.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+namespace meow {
+
+at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::Device& device) {
+  at::Tensor t = at::empty({1, static_cast<int64_t>(observation.size())}, at::kFloat);
+  float* p = t.data_ptr<float>();
+  for (size_t i = 0; i < observation.size(); ++i) p[i] = static_cast<float>(observation[i]);
+  return device.is_cpu() ? t : t.to(device);
+}
+
+absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
+                                         std::optional<uint64_t> seed, bool deterministic,
+                                         int64_t max_steps,
+                                         std::optional<at::Generator> generator) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = policy.is_training();
+  policy.eval();
+  const c10::Device device = policy.parameters().front().device();
+  if (absl::Status s = env.Reset(seed); !s.ok()) return s;
+  if (max_steps <= 0) max_steps = env.spec().max_episode_steps;
+  EpisodeResult result;
+  for (int64_t t = 0; t < max_steps; ++t) {
+    const at::Tensor action =
+        policy.Sample(ObservationTensor(env.Observation(), device), deterministic, generator)
+            .action.to(at::kCPU)
+            .contiguous();
+    auto step = env.Step({action.data_ptr<float>(), static_cast<size_t>(action.numel())});
+    if (!step.ok()) return step.status();
+    result.episode_return += step->reward;
+    ++result.length;
+    if (step->terminated || step->truncated) {
+      result.terminated = step->terminated;
+      break;
+    }
+  }
+  result.final_observation.assign(env.Observation().begin(), env.Observation().end());
+  policy.train(was_training);
+  return result;
+}
+
+absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
+                                     bool deterministic, uint64_t seed_base,
+                                     std::optional<at::Generator> generator) {
+  EvalSummary summary;
+  for (int64_t i = 0; i < episodes; ++i) {
+    auto episode = RunEpisode(policy, env, seed_base + i, deterministic, /*max_steps=*/0, generator);
+    if (!episode.ok()) return episode.status();
+    summary.episodes.push_back(*episode);
+  }
+  double sum = 0, sq = 0;
+  for (const auto& e : summary.episodes) sum += e.episode_return;
+  summary.mean = episodes > 0 ? sum / episodes : 0;
+  for (const auto& e : summary.episodes) sq += (e.episode_return - summary.mean) * (e.episode_return - summary.mean);
+  summary.std = episodes > 0 ? std::sqrt(sq / episodes) : 0;
+  return summary;
+}
+
+}  // namespace meow

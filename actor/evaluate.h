@@ -1,0 +1,48 @@
+// Runs whole episodes of a flow policy in an environment: the evaluator's inner loop and the
+// tool tests use to look at a trained policy.
+// Not thread-safe: uses the given policy and environment exclusively while it runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+
+#include "absl/status/statusor.h"
+#include "actor/env.h"
+#include "common/flow_policy.h"
+
+namespace meow {
+
+struct EpisodeResult {
+  double episode_return = 0;
+  int64_t length = 0;
+  bool terminated = false;
+  std::vector<double> final_observation;
+};
+
+struct EvalSummary {
+  double mean = 0;
+  double std = 0;
+  std::vector<EpisodeResult> episodes;
+};
+
+// Copies an observation into a float32 (1, S) tensor on the policy's device.
+at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::Device& device);
+
+// Runs one episode from Reset(seed) (nullopt: continue the env's stream), with at most
+// `max_steps` steps (<= 0: the task's limit). The policy is used in eval mode.
+absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
+                                         std::optional<uint64_t> seed, bool deterministic,
+                                         int64_t max_steps,
+                                         std::optional<at::Generator> generator = std::nullopt);
+
+// `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does.
+absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
+                                     bool deterministic, uint64_t seed_base,
+                                     std::optional<at::Generator> generator = std::nullopt);
+
+}  // namespace meow

@@ -1,0 +1,37 @@
+// Per-task hyperparameter presets from the MEow paper's configuration (reference/meow-and-envs.md
+// §3): the values a run starts from before flags override them.
+// Thread-safe: immutable data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace meow {
+
+struct TaskPreset {
+  std::string env;
+  double alpha = 0.2;
+  double tau = 0.005;
+  double sigma_max = -0.3;
+  double sigma_min = -5.0;
+  double gamma = 0.99;
+  double lr = 1e-3;
+  double grad_clip = 30.0;
+  int64_t learning_starts = 5000;  // uniform random actions before this many env steps
+  int64_t total_env_steps = 2'000'000;
+  int64_t batch_size = 256;
+  int64_t buffer_size = 1'000'000;
+  int64_t eval_interval = 10'000;  // env steps between evaluations
+  int64_t eval_episodes = 10;
+  bool deterministic_eval = true;
+};
+
+// NotFound listing the known names when `env` has no preset.
+absl::StatusOr<TaskPreset> GetPreset(std::string_view env);
+std::vector<std::string> PresetNames();
+
+}  // namespace meow

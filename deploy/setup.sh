@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything meow-rl needs on Debian bookworm, toolchain included, from Debian's packages.
+# Idempotent: when every package is present it only checks (about a second) and installs nothing.
+# Runs apt-get as root, or through sudo when started as another user.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ make cmake ninja-build ccache pkg-config ca-certificates
+  # libraries (see CMakeLists.txt)
+  libtorch-dev libopenblas0-pthread
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libmujoco-dev libqhull-dev
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: run as root or install sudo" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+echo "setup: installing ${missing[*]}"
+"${SUDO[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# LibTorch must find OpenBLAS, not the reference BLAS (about 7x slower).
+if update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep -q openblas; then
+  "${SUDO[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu \
+    /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null || true
+fi
+echo "setup: done"

@@ -1,0 +1,131 @@
+// `meow`: the one binary users run. `meow <subcommand> [--flags]`; `meow help` lists subcommands.
+// Flags are read here only, turned into config structs, validated, and passed to the libraries.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/presets.h"
+#include "common/runtime.h"
+#include "learner/sync_trainer.h"
+
+ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
+ABSL_FLAG(std::string, run_dir, "", "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed>.");
+ABSL_FLAG(uint64_t, seed, 1, "Random seed (network init, actions, sampling, env resets).");
+ABSL_FLAG(std::string, device, "auto", "Learner device: auto, cpu or cuda.");
+ABSL_FLAG(std::optional<int64_t>, total_env_steps, std::nullopt, "Environment steps to train for (preset).");
+ABSL_FLAG(std::optional<int64_t>, learning_starts, std::nullopt, "Random actions and no updates before this many steps (preset).");
+ABSL_FLAG(std::optional<int64_t>, batch_size, std::nullopt, "Update batch size (preset: 256).");
+ABSL_FLAG(std::optional<int64_t>, buffer_size, std::nullopt, "Replay capacity in transitions (preset: 1e6).");
+ABSL_FLAG(std::optional<int64_t>, eval_interval, std::nullopt, "Environment steps between evaluations (preset).");
+ABSL_FLAG(std::optional<int64_t>, eval_episodes, std::nullopt, "Episodes per evaluation (preset: 10).");
+ABSL_FLAG(std::optional<bool>, deterministic_eval, std::nullopt, "Evaluate with the deterministic action (preset: true).");
+ABSL_FLAG(std::optional<double>, alpha, std::nullopt, "Entropy temperature alpha (preset).");
+ABSL_FLAG(std::optional<double>, tau, std::nullopt, "Polyak rate of the target network (preset).");
+ABSL_FLAG(std::optional<double>, sigma_max, std::nullopt, "Upper bound of the prior's log sigma (preset).");
+ABSL_FLAG(std::optional<double>, sigma_min, std::nullopt, "Lower bound of the prior's log sigma (preset).");
+ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
+ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
+ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
+ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
+
+namespace meow {
+namespace {
+
+constexpr char kUsage[] = R"(meow: distributed MEow training (maximum-entropy RL with a flow policy)
+
+usage: meow <subcommand> [--flag=value ...]   (flags may also come from --flagfile=FILE)
+
+subcommands:
+  train   train an agent in this process (default task MultiGoal-v0)
+  help    this text; `meow <subcommand> --help` lists every flag
+)";
+
+int Fail(const absl::Status& status) {
+  absl::FPrintF(stderr, "meow: %s\n", status.ToString());
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+                 status.code() == absl::StatusCode::kNotFound
+             ? 2
+             : 1;
+}
+
+absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags() {
+  const std::string env = absl::GetFlag(FLAGS_env);
+  auto preset = GetPreset(env);
+  if (!preset.ok()) {
+    return absl::NotFoundError(absl::StrCat("--env=", env, ": ", preset.status().message()));
+  }
+  SyncTrainConfig c;
+  c.env = env;
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.device = absl::GetFlag(FLAGS_device);
+  c.total_env_steps = absl::GetFlag(FLAGS_total_env_steps).value_or(preset->total_env_steps);
+  c.learning_starts = absl::GetFlag(FLAGS_learning_starts).value_or(preset->learning_starts);
+  c.batch_size = absl::GetFlag(FLAGS_batch_size).value_or(preset->batch_size);
+  c.buffer_size = absl::GetFlag(FLAGS_buffer_size).value_or(preset->buffer_size);
+  c.eval_interval = absl::GetFlag(FLAGS_eval_interval).value_or(preset->eval_interval);
+  c.eval_episodes = absl::GetFlag(FLAGS_eval_episodes).value_or(preset->eval_episodes);
+  c.deterministic_eval = absl::GetFlag(FLAGS_deterministic_eval).value_or(preset->deterministic_eval);
+  c.policy.alpha = absl::GetFlag(FLAGS_alpha).value_or(preset->alpha);
+  c.policy.sigma_max = absl::GetFlag(FLAGS_sigma_max).value_or(preset->sigma_max);
+  c.policy.sigma_min = absl::GetFlag(FLAGS_sigma_min).value_or(preset->sigma_min);
+  c.update.tau = absl::GetFlag(FLAGS_tau).value_or(preset->tau);
+  c.update.gamma = absl::GetFlag(FLAGS_gamma).value_or(preset->gamma);
+  c.update.lr = absl::GetFlag(FLAGS_lr).value_or(preset->lr);
+  c.update.grad_clip = absl::GetFlag(FLAGS_grad_clip).value_or(preset->grad_clip);
+  c.log_interval = absl::GetFlag(FLAGS_log_interval);
+  c.run_dir = absl::GetFlag(FLAGS_run_dir);
+  if (c.run_dir.empty()) c.run_dir = absl::StrCat("runs/", env, "-seed", c.seed);
+  // Name the flag in every validation error.
+  c.policy.obs_dim = c.policy.action_dim = 1;  // filled from the env later
+  if (absl::Status s = c.policy.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  return c;
+}
+
+int RunTrain() {
+  auto config = TrainConfigFromFlags();
+  if (!config.ok()) return Fail(config.status());
+  absl::PrintF("meow train: %s, %d env steps, run dir %s\n", config->env, config->total_env_steps,
+               config->run_dir);
+  auto result = TrainSync(*config);
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("done: %d updates (%d skipped as non-finite) in %.1f s", result->updates,
+               result->skipped_updates, result->seconds);
+  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir,
+               config->run_dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace meow
+
+int main(int argc, char** argv) {
+  meow::TuneAllocator();
+  absl::SetProgramUsageMessage(meow::kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) {
+    std::fputs(meow::kUsage, stderr);
+    return 2;
+  }
+  const std::string command = positional[1];
+  if (positional.size() > 2) {
+    absl::FPrintF(stderr, "meow %s: unexpected argument \"%s\" (flags are --name=value)\n", command,
+                  positional[2]);
+    return 2;
+  }
+  if (command == "train") return meow::RunTrain();
+  if (command == "help") {
+    std::fputs(meow::kUsage, stdout);
+    return 0;
+  }
+  absl::FPrintF(stderr, "meow: unknown subcommand \"%s\"\n\n%s", command, meow::kUsage);
+  return 2;
+}

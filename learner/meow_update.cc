@@ -1,0 +1,241 @@
+#include "learner/meow_update.h"
+
+#include <cmath>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "learner/meow_backward.h"
+
+namespace meow {
+
+absl::Status MeowUpdateConfig::Validate() const {
+  auto in_range = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
+  if (!in_range(gamma, 0, 1)) return absl::InvalidArgumentError(absl::StrCat("gamma must be in [0, 1], got ", gamma));
+  if (!in_range(tau, 0, 1)) return absl::InvalidArgumentError(absl::StrCat("tau must be in [0, 1], got ", tau));
+  if (!(lr > 0) || !std::isfinite(lr)) return absl::InvalidArgumentError(absl::StrCat("lr must be > 0, got ", lr));
+  if (!in_range(adam_beta1, 0, 0.999999) || !in_range(adam_beta2, 0, 0.999999999)) {
+    return absl::InvalidArgumentError("Adam betas must be in [0, 1)");
+  }
+  if (!(adam_eps > 0)) return absl::InvalidArgumentError("adam_eps must be > 0");
+  if (!std::isfinite(grad_clip)) return absl::InvalidArgumentError("grad_clip must be finite");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim,
+                           const c10::Device& device) {
+  struct Field {
+    const char* name;
+    const at::Tensor* tensor;
+    int64_t cols;  // -1: a vector (B)
+  };
+  const Field fields[] = {{"obs", &batch.obs, obs_dim},
+                          {"action", &batch.action, action_dim},
+                          {"reward", &batch.reward, -1},
+                          {"next_obs", &batch.next_obs, obs_dim},
+                          {"terminated", &batch.terminated, -1}};
+  if (!batch.obs.defined()) return absl::InvalidArgumentError("batch field obs is missing");
+  const int64_t rows = batch.obs.dim() >= 1 ? batch.obs.size(0) : -1;
+  if (rows <= 0) return absl::InvalidArgumentError("batch field obs has no rows");
+  for (const Field& f : fields) {
+    if (!f.tensor->defined()) return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " is missing"));
+    const at::Tensor& t = *f.tensor;
+    if (t.scalar_type() != at::kFloat) {
+      return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " has dtype ",
+                                                     c10::toString(t.scalar_type()), ", expected float32"));
+    }
+    const bool shape_ok = f.cols < 0 ? (t.dim() == 1 && t.size(0) == rows)
+                                     : (t.dim() == 2 && t.size(0) == rows && t.size(1) == f.cols);
+    if (!shape_ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch field ", f.name, " has shape [", absl::StrJoin(t.sizes(), ","), "], expected [",
+          rows, f.cols < 0 ? "" : absl::StrCat(",", f.cols), "]"));
+    }
+    if (t.device() != device) {
+      return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " is on ", t.device().str(),
+                                                     ", expected ", device.str()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
+                       double gamma) {
+  MeowLossTerms terms;
+  {
+    // Target: exact soft value of s' from the target net's sigma-net and shift heads.
+    torch::NoGradGuard no_grad;
+    auto [v1, v2] = target.Value(batch.next_obs);
+    terms.y = batch.reward + gamma * (1 - batch.terminated) * at::minimum(v1, v2);
+  }
+  terms.qv = policy.QV(batch.obs, batch.action);
+  terms.loss = 0.5 * ((terms.qv.q1 - terms.y).square().mean() + (terms.qv.q2 - terms.y).square().mean());
+  return terms;
+}
+
+MeowUpdater::MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
+                         const c10::Device& device)
+    : policy_config_(policy_config),
+      config_(config),
+      device_(device),
+      policy_(policy_config),
+      target_(policy_config) {
+  policy_->to(device_);
+  target_->to(device_);
+  target_->CopyWeightsFrom(*policy_);
+  target_->eval();
+  policy_->eval();  // acting mode; Step() switches to train mode for the update only
+  for (auto& p : target_->parameters()) p.set_requires_grad(false);
+
+  int64_t total = 0;
+  for (const auto& p : policy_->parameters()) total += p.numel();
+  auto options = at::TensorOptions().dtype(at::kFloat).device(device_);
+  flat_grads_ = at::zeros({total}, options);
+  flat_params_ = Flatten(*policy_, flat_grads_);
+  flat_target_ = Flatten(*target_, at::Tensor());
+  adam_m_ = at::zeros({total}, options);
+  adam_v_ = at::zeros({total}, options);
+  params_ = policy_->parameters();
+}
+
+at::Tensor MeowUpdater::Flatten(FlowPolicyImpl& policy, const at::Tensor& grads) {
+  auto params = policy.parameters();
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  at::Tensor flat = at::empty({total}, params.front().options().requires_grad(false));
+  torch::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& p : params) {
+    const int64_t n = p.numel();
+    at::Tensor view = flat.narrow(0, offset, n).view(p.sizes());
+    view.copy_(p.detach());
+    p.set_data(view);
+    if (grads.defined()) p.mutable_grad() = grads.narrow(0, offset, n).view(p.sizes());
+    offset += n;
+  }
+  return flat;
+}
+
+absl::StatusOr<std::unique_ptr<MeowUpdater>> MeowUpdater::Create(
+    const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
+    const c10::Device& device) {
+  absl::Status status = policy_config.Validate();
+  if (!status.ok()) return status;
+  status = config.Validate();
+  if (!status.ok()) return status;
+  return std::unique_ptr<MeowUpdater>(new MeowUpdater(policy_config, config, device));
+}
+
+absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
+  absl::Status status = ValidateBatch(batch, policy_config_.obs_dim, policy_config_.action_dim, device_);
+  if (!status.ok()) return status;
+
+  at::Tensor loss, y;
+  QVResult qv;
+  if (config_.manual_backward) {
+    // Dropout masks drawn here play the role of train mode; the gradient lands in flat_grads_.
+    ManualLoss manual = MeowLossAndGrad(*policy_, *target_, batch, config_.gamma,
+                                        DrawDropoutMasks(policy_config_, batch.obs.size(0),
+                                                         batch.obs.options()));
+    loss = manual.loss;
+    y = manual.y;
+    qv = QVResult{manual.q1, manual.q2, manual.v1, manual.v2};
+  } else {
+    policy_->train();
+    MeowLossTerms terms = MeowLoss(*policy_, *target_, batch, config_.gamma);
+    policy_->eval();
+    loss = terms.loss;
+    y = terms.y;
+    qv = terms.qv;
+    flat_grads_.zero_();
+    loss.backward();
+    if (!grads_checked_) {
+      // Autograd accumulates in place into an existing .grad, which keeps the flat views. Should a
+      // LibTorch version replace the tensors instead, fall back to gathering them each step.
+      grads_checked_ = true;
+      for (const auto& p : params_) {
+        const auto* base = static_cast<const char*>(flat_grads_.data_ptr());
+        const auto* g = static_cast<const char*>(p.grad().data_ptr());
+        grads_aliased_ = grads_aliased_ && g >= base && g < base + flat_grads_.nbytes();
+      }
+    }
+    if (!grads_aliased_) {
+      torch::NoGradGuard no_grad;
+      std::vector<at::Tensor> grads;
+      for (auto& p : params_) grads.push_back(p.grad().reshape({-1}));
+      flat_grads_.copy_(at::cat(grads));
+      // Restore the flat views for the next step (and for the hand-written path).
+      int64_t offset = 0;
+      for (auto& p : params_) {
+        p.mutable_grad() = flat_grads_.narrow(0, offset, p.numel()).view(p.sizes());
+        offset += p.numel();
+      }
+    }
+  }
+  torch::NoGradGuard no_grad;
+
+  UpdateStats stats;
+  const at::Tensor summary =
+      at::stack({loss.detach(), 0.5 * (qv.q1.detach().mean() + qv.q2.detach().mean()),
+                 0.5 * (qv.v1.detach().mean() + qv.v2.detach().mean()), y.mean(), flat_grads_.norm()})
+          .to(at::kDouble)
+          .cpu();
+  const double* s = summary.data_ptr<double>();
+  stats.loss = s[0];
+  stats.q_mean = s[1];
+  stats.v_mean = s[2];
+  stats.target_mean = s[3];
+  stats.grad_norm = s[4];
+  if (!std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm)) {
+    stats.skipped = true;
+    ++skipped_steps_;
+    return stats;
+  }
+
+  // clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+  if (config_.grad_clip > 0) {
+    const double coef = config_.grad_clip / (stats.grad_norm + 1e-6);
+    if (coef < 1.0) flat_grads_.mul_(coef);
+  }
+
+  // Adam, exactly PyTorch's single-tensor formulation.
+  ++steps_;
+  const double b1 = config_.adam_beta1, b2 = config_.adam_beta2;
+  adam_m_.mul_(b1).add_(flat_grads_, 1 - b1);
+  adam_v_.mul_(b2).addcmul_(flat_grads_, flat_grads_, 1 - b2);
+  const double bias1 = 1 - std::pow(b1, static_cast<double>(steps_));
+  const double bias2 = 1 - std::pow(b2, static_cast<double>(steps_));
+  const at::Tensor denom = (adam_v_.sqrt() / std::sqrt(bias2)).add_(config_.adam_eps);
+  flat_params_.addcdiv_(adam_m_, denom, -config_.lr / bias1);
+
+  flat_target_.lerp_(flat_params_, config_.tau);
+  return stats;
+}
+
+absl::Status MeowUpdater::RestoreState(const at::Tensor& params, const at::Tensor& target,
+                                       const at::Tensor& adam_m, const at::Tensor& adam_v,
+                                       int64_t steps, int64_t skipped_steps) {
+  const int64_t n = flat_params_.numel();
+  const std::pair<const char*, const at::Tensor*> parts[] = {
+      {"params", &params}, {"target", &target}, {"adam_m", &adam_m}, {"adam_v", &adam_v}};
+  for (const auto& [name, t] : parts) {
+    if (!t->defined() || t->dim() != 1 || t->numel() != n) {
+      return absl::InvalidArgumentError(absl::StrCat("state ", name, " must be a vector of ", n, " values"));
+    }
+  }
+  if (steps < 0 || skipped_steps < 0) return absl::InvalidArgumentError("negative step counters");
+  torch::NoGradGuard no_grad;
+  flat_params_.copy_(params);
+  flat_target_.copy_(target);
+  adam_m_.copy_(adam_m);
+  adam_v_.copy_(adam_v);
+  steps_ = steps;
+  skipped_steps_ = skipped_steps;
+  return absl::OkStatus();
+}
+
+}  // namespace meow

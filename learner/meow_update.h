@@ -1,0 +1,123 @@
+// One MEow gradient step (reference/meow-and-envs.md §2), on CPU or CUDA:
+//   y    = r + gamma * (1 - terminated) * min_k Vbar_k(s')   (target net, eval mode, no grad)
+//   loss = mean_k mean_batch (Q_k(s,a) - y)^2                 (online net, train mode: dropout on)
+//   one Adam over all parameters, global grad-norm clip, polyak target update with tau.
+//
+// Speed: the batch goes once through the couplings (both heads share them), the target is
+// Value() alone (no coupling pass), the gradient is written out by hand (meow_backward.h) rather
+// than recorded by autograd, and all parameters, gradients and Adam moments live in single flat
+// buffers, so clipping, the finite check, Adam and polyak are a handful of whole-buffer ops.
+//
+// A non-finite loss or gradient never reaches the weights: the step is skipped and counted.
+// Not thread-safe: one thread drives an updater (the learner loop).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/flow_policy.h"
+
+namespace meow {
+
+struct MeowUpdateConfig {
+  double gamma = 0.99;
+  double tau = 0.005;        // polyak rate: target <- tau * online + (1 - tau) * target
+  double lr = 1e-3;          // Adam, PyTorch defaults otherwise
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double grad_clip = 30.0;   // global L2 norm; <= 0 disables clipping
+  // true: the hand-written gradient of meow_backward.h; false: autograd through MeowLoss().
+  bool manual_backward = true;
+
+  absl::Status Validate() const;
+};
+
+// A batch of B transitions as float32 tensors on the updater's device.
+struct Batch {
+  at::Tensor obs;         // (B, S)
+  at::Tensor action;      // (B, A), in [-1, 1]
+  at::Tensor reward;      // (B)
+  at::Tensor next_obs;    // (B, S)
+  at::Tensor terminated;  // (B), 1 for true termination, 0 otherwise (truncation is 0)
+};
+
+// Checks every field's dtype, shape and device; the error names the field.
+absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim,
+                           const c10::Device& device);
+
+// The MEow loss on a batch, as the update computes it (any floating dtype, so that tests can check
+// its gradient in double precision): y from target.Value(s') without gradient, then
+// 0.5 * (mean (Q_1 - y)^2 + mean (Q_2 - y)^2). `policy` is used in whatever mode it is in.
+struct MeowLossTerms {
+  at::Tensor loss;
+  at::Tensor y;
+  QVResult qv;
+};
+MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
+                       double gamma);
+
+struct UpdateStats {
+  double loss = 0;
+  double q_mean = 0;       // mean of Q_1 and Q_2 over the batch
+  double v_mean = 0;       // mean of V_1 and V_2 of the online net on s
+  double target_mean = 0;  // mean of y
+  double grad_norm = 0;    // before clipping
+  bool skipped = false;    // true when the loss or gradient was not finite
+};
+
+class MeowUpdater {
+ public:
+  // Builds the online network (fresh initialisation from the current LibTorch RNG state), its
+  // target copy and the optimiser state on `device`.
+  static absl::StatusOr<std::unique_ptr<MeowUpdater>> Create(const FlowPolicyConfig& policy_config,
+                                                             const MeowUpdateConfig& config,
+                                                             const c10::Device& device);
+
+  // One update. InvalidArgument for a malformed batch (nothing changes).
+  absl::StatusOr<UpdateStats> Step(const Batch& batch);
+
+  FlowPolicy& policy() { return policy_; }
+  FlowPolicy& target() { return target_; }
+  const MeowUpdateConfig& config() const { return config_; }
+  const c10::Device& device() const { return device_; }
+  int64_t steps() const { return steps_; }                  // applied updates
+  int64_t skipped_steps() const { return skipped_steps_; }  // non-finite, skipped
+
+  // Flat state, for checkpoints: parameters, target parameters, Adam moments, in the order of
+  // policy()->parameters(). The setters validate sizes and copy.
+  const at::Tensor& flat_params() const { return flat_params_; }
+  const at::Tensor& flat_target() const { return flat_target_; }
+  const at::Tensor& adam_m() const { return adam_m_; }
+  const at::Tensor& adam_v() const { return adam_v_; }
+  absl::Status RestoreState(const at::Tensor& params, const at::Tensor& target,
+                            const at::Tensor& adam_m, const at::Tensor& adam_v, int64_t steps,
+                            int64_t skipped_steps);
+
+ private:
+  MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
+              const c10::Device& device);
+  // Makes every parameter of `policy` a view into one flat buffer (returned); when `grads` is
+  // defined, every gradient becomes a view into it as well.
+  static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads);
+
+  FlowPolicyConfig policy_config_;
+  MeowUpdateConfig config_;
+  c10::Device device_;
+  FlowPolicy policy_;
+  FlowPolicy target_;
+  at::Tensor flat_params_, flat_target_, flat_grads_, adam_m_, adam_v_;
+  std::vector<at::Tensor> params_;
+  bool grads_checked_ = false;  // whether autograd was seen to accumulate into flat_grads_
+  bool grads_aliased_ = true;
+  int64_t steps_ = 0;
+  int64_t skipped_steps_ = 0;
+};
+
+}  // namespace meow

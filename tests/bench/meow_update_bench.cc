@@ -1,0 +1,97 @@
+// One MEow update at batch 256 for Hopper (S=11, A=3) and Humanoid (S=376, A=17) sizes, on 1 and
+// 2 threads: MeowUpdater beside the straightforward formulation (StraightforwardUpdater) in the
+// same run. Each benchmark also checks, with dropout off, that both compute the same loss on the
+// same weights and batch, and reports the relative difference as `loss_rel_diff`.
+//
+//   build/tests/bench_meow_update --benchmark_min_time=2
+#include <cmath>
+#include <memory>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+#include "benchmark/benchmark.h"
+#include "common/runtime.h"
+#include "learner/meow_update.h"
+#include "learner/straightforward_update.h"
+
+namespace meow {
+namespace {
+
+struct Task {
+  int64_t obs_dim;
+  int64_t action_dim;
+};
+constexpr Task kTasks[] = {{11, 3}, {376, 17}};  // Hopper, Humanoid
+
+Batch RandomBatch(const Task& task, int64_t rows) {
+  return Batch{at::randn({rows, task.obs_dim}), at::rand({rows, task.action_dim}) * 2 - 1,
+               at::randn({rows}), at::randn({rows, task.obs_dim}),
+               (at::rand({rows}) < 0.05).to(at::kFloat)};
+}
+
+FlowPolicyConfig PolicyConfig(const Task& task, double dropout) {
+  FlowPolicyConfig c;
+  c.obs_dim = task.obs_dim;
+  c.action_dim = task.action_dim;
+  c.alpha = 0.25;
+  c.dropout = dropout;
+  return c;
+}
+
+// Relative difference of the two formulations' losses on identical weights, dropout off.
+double LossAgreement(const Task& task) {
+  torch::manual_seed(7);
+  auto fast = MeowUpdater::Create(PolicyConfig(task, 0.0), MeowUpdateConfig(), at::kCPU);
+  StraightforwardUpdater plain(*(*fast)->policy(), MeowUpdateConfig());
+  const Batch batch = RandomBatch(task, 256);
+  const double plain_loss = plain.Step(batch);
+  const double fast_loss = (*fast)->Step(batch)->loss;
+  return std::abs(fast_loss - plain_loss) / std::max(1e-12, std::abs(plain_loss));
+}
+
+void BM_MeowUpdate(benchmark::State& state) {
+  const Task& task = kTasks[state.range(0)];
+  SetComputeThreads(static_cast<int>(state.range(1)));
+  torch::manual_seed(1);
+  auto updater = MeowUpdater::Create(PolicyConfig(task, 0.1), MeowUpdateConfig(), at::kCPU);
+  const Batch batch = RandomBatch(task, 256);
+  for (auto _ : state) benchmark::DoNotOptimize((*updater)->Step(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["loss_rel_diff"] = LossAgreement(task);
+}
+
+void BM_Straightforward(benchmark::State& state) {
+  const Task& task = kTasks[state.range(0)];
+  SetComputeThreads(static_cast<int>(state.range(1)));
+  torch::manual_seed(1);
+  FlowPolicy init(PolicyConfig(task, 0.1));
+  StraightforwardUpdater updater(*init, MeowUpdateConfig());
+  const Batch batch = RandomBatch(task, 256);
+  for (auto _ : state) benchmark::DoNotOptimize(updater.Step(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+// Args: {task index (0 Hopper, 1 Humanoid), threads}. Pairs run side by side for a fair ratio.
+void Args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "threads"});
+  for (int task : {0, 1}) {
+    for (int threads : {1, 2}) b->Args({task, threads});
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_MeowUpdate)->Apply(Args);
+BENCHMARK(BM_Straightforward)->Apply(Args);
+
+}  // namespace
+}  // namespace meow
+
+int main(int argc, char** argv) {
+  meow::TuneAllocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

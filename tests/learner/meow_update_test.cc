@@ -1,0 +1,257 @@
+// The MEow update: its gradient against finite differences, agreement with the straightforward
+// formulation (stacked batch, torch Adam, per-tensor clip and polyak), learning on a fixed batch,
+// the polyak step, skipping of non-finite steps, and batch validation.
+#include "learner/meow_update.h"
+
+#include <cmath>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/straightforward_update.h"
+
+namespace meow {
+namespace {
+
+using ::testing::HasSubstr;
+
+FlowPolicyConfig PolicyConfig(int64_t s, int64_t a, double dropout = 0.1) {
+  FlowPolicyConfig c;
+  c.obs_dim = s;
+  c.action_dim = a;
+  c.alpha = 0.25;
+  c.dropout = dropout;
+  return c;
+}
+
+Batch RandomBatch(int64_t rows, int64_t s, int64_t a, at::ScalarType dtype = at::kFloat) {
+  auto o = at::TensorOptions().dtype(dtype);
+  return Batch{at::randn({rows, s}, o), at::rand({rows, a}, o) * 1.8 - 0.9, at::randn({rows}, o),
+               at::randn({rows, s}, o), (at::rand({rows}, o) < 0.2).to(dtype)};
+}
+
+void Randomise(FlowPolicyImpl& policy, double scale) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : policy.parameters()) p.add_(at::randn_like(p) * scale);
+}
+
+TEST(MeowUpdateTest, LossGradientMatchesFiniteDifferencesInDouble) {
+  torch::manual_seed(1);
+  FlowPolicy policy(PolicyConfig(5, 3)), target(PolicyConfig(5, 3));
+  Randomise(*policy, 0.2);
+  Randomise(*target, 0.2);
+  policy->to(at::kDouble);
+  target->to(at::kDouble);
+  policy->eval();  // dropout off: the loss is a deterministic function of the weights
+  target->eval();
+  const Batch batch = RandomBatch(32, 5, 3, at::kDouble);
+
+  for (auto& p : policy->parameters()) p.mutable_grad() = at::Tensor();
+  MeowLoss(*policy, *target, batch, 0.99).loss.backward();
+
+  std::mt19937 rng(3);
+  int checked = 0;
+  for (const auto& item : policy->named_parameters()) {
+    at::Tensor p = item.value();
+    const at::Tensor grad = p.grad().reshape({-1});
+    at::Tensor flat = p.detach().view({-1});
+    for (int k = 0; k < 3; ++k) {  // three random coordinates of every tensor
+      const int64_t i = rng() % flat.numel();
+      const double h = 1e-4, original = flat[i].item<double>();
+      double f[2];
+      for (int side = 0; side < 2; ++side) {
+        torch::NoGradGuard no_grad;
+        flat[i] = original + (side == 0 ? h : -h);
+        f[side] = MeowLoss(*policy, *target, batch, 0.99).loss.item<double>();
+      }
+      {
+        torch::NoGradGuard no_grad;
+        flat[i] = original;
+      }
+      const double numeric = (f[0] - f[1]) / (2 * h);
+      const double analytic = grad[i].item<double>();
+      EXPECT_NEAR(analytic, numeric, 1e-6 + 1e-5 * std::abs(numeric)) << item.key() << "[" << i << "]";
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 72 * 3);  // 72 parameter tensors
+  // The target network gets no gradient.
+  for (const auto& p : target->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// With dropout off, MeowUpdater and the straightforward formulation follow the same trajectory.
+void ExpectSameTrajectory(double grad_clip) {
+  torch::manual_seed(2);
+  MeowUpdateConfig config;
+  config.grad_clip = grad_clip;
+  config.tau = 0.01;
+  auto fast = MeowUpdater::Create(PolicyConfig(11, 3, /*dropout=*/0.0), config, at::kCPU);
+  ASSERT_TRUE(fast.ok());
+  Randomise(*(*fast)->policy(), 0.05);
+  // Re-sync the target after randomising (Create copied the fresh init).
+  (*fast)->target()->CopyWeightsFrom(*(*fast)->policy());
+  StraightforwardUpdater plain(*(*fast)->policy(), config);
+  bool clipped = false;
+  for (int step = 0; step < 5; ++step) {
+    const Batch batch = RandomBatch(64, 11, 3);
+    const double plain_loss = plain.Step(batch);
+    auto stats = (*fast)->Step(batch);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    ASSERT_FALSE(stats->skipped);
+    clipped = clipped || stats->grad_norm > grad_clip;
+    EXPECT_NEAR(stats->loss, plain_loss, 1e-5 * std::max(1.0, std::abs(plain_loss))) << "step " << step;
+  }
+  if (grad_clip < 1) EXPECT_TRUE(clipped) << "the clip never engaged; the test would not check it";
+  auto a = (*fast)->policy()->named_parameters();
+  auto b = plain.policy()->named_parameters();
+  auto ta = (*fast)->target()->named_parameters();
+  auto tb = plain.target()->named_parameters();
+  for (const auto& item : b) {
+    EXPECT_TRUE(at::allclose(a[item.key()], item.value(), 1e-4, 1e-6)) << item.key();
+    EXPECT_TRUE(at::allclose(ta[item.key()], tb[item.key()], 1e-4, 1e-6)) << item.key();
+  }
+}
+
+TEST(MeowUpdateTest, MatchesTheStraightforwardFormulation) { ExpectSameTrajectory(30.0); }
+TEST(MeowUpdateTest, MatchesTheStraightforwardFormulationWhenClipping) { ExpectSameTrajectory(0.05); }
+
+TEST(MeowUpdateTest, RepeatedUpdatesOnAFixedBatchDriveTheLossDown) {
+  torch::manual_seed(4);
+  auto updater = MeowUpdater::Create(PolicyConfig(11, 3), MeowUpdateConfig(), at::kCPU);
+  ASSERT_TRUE(updater.ok());
+  const Batch batch = RandomBatch(256, 11, 3);
+  double first = 0, last = 0;
+  for (int step = 0; step < 300; ++step) {
+    auto stats = (*updater)->Step(batch);
+    ASSERT_TRUE(stats.ok());
+    if (step == 0) first = stats->loss;
+    last = stats->loss;
+  }
+  EXPECT_LT(last, 0.25 * first) << "first " << first << " last " << last;
+  EXPECT_EQ((*updater)->steps(), 300);
+}
+
+TEST(MeowUpdateTest, PolyakMovesTheTargetByTau) {
+  torch::manual_seed(5);
+  MeowUpdateConfig config;
+  config.tau = 0.1;
+  auto updater = MeowUpdater::Create(PolicyConfig(4, 2), config, at::kCPU);
+  ASSERT_TRUE(updater.ok());
+  MeowUpdater& u = **updater;
+  ASSERT_TRUE(u.Step(RandomBatch(32, 4, 2)).ok());  // target and online now differ
+  const at::Tensor target_before = u.flat_target().clone();
+  ASSERT_TRUE(u.Step(RandomBatch(32, 4, 2)).ok());
+  const at::Tensor expected = 0.9 * target_before + 0.1 * u.flat_params();
+  EXPECT_TRUE(at::allclose(u.flat_target(), expected, 1e-6, 1e-7));
+  EXPECT_GT((u.flat_target() - target_before).abs().max().item<float>(), 0);
+  // The named parameters of both networks are views into their flat buffers.
+  for (auto [net, flat] : {std::pair{&u.policy(), &u.flat_params()}, std::pair{&u.target(), &u.flat_target()}}) {
+    const char* begin = static_cast<const char*>(flat->data_ptr());
+    for (const auto& p : (*net)->parameters()) {
+      const char* ptr = static_cast<const char*>(p.data_ptr());
+      EXPECT_TRUE(ptr >= begin && ptr < begin + flat->nbytes());
+    }
+  }
+}
+
+TEST(MeowUpdateTest, NonFiniteStepsAreSkippedCountedAndChangeNothing) {
+  torch::manual_seed(6);
+  auto updater = MeowUpdater::Create(PolicyConfig(4, 2), MeowUpdateConfig(), at::kCPU);
+  ASSERT_TRUE(updater.ok());
+  MeowUpdater& u = **updater;
+  ASSERT_TRUE(u.Step(RandomBatch(32, 4, 2)).ok());
+  const at::Tensor params = u.flat_params().clone(), target = u.flat_target().clone();
+  const at::Tensor m = u.adam_m().clone(), v = u.adam_v().clone();
+  Batch nan_reward = RandomBatch(32, 4, 2);
+  nan_reward.reward[3] = NAN;
+  Batch inf_obs = RandomBatch(32, 4, 2);
+  inf_obs.obs[0][1] = INFINITY;
+  for (const Batch& bad : {nan_reward, inf_obs}) {
+    auto stats = u.Step(bad);
+    ASSERT_TRUE(stats.ok());
+    EXPECT_TRUE(stats->skipped);
+  }
+  EXPECT_EQ(u.skipped_steps(), 2);
+  EXPECT_EQ(u.steps(), 1);
+  EXPECT_TRUE(at::equal(u.flat_params(), params));
+  EXPECT_TRUE(at::equal(u.flat_target(), target));
+  EXPECT_TRUE(at::equal(u.adam_m(), m));
+  EXPECT_TRUE(at::equal(u.adam_v(), v));
+  // Training goes on afterwards.
+  auto stats = u.Step(RandomBatch(32, 4, 2));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_FALSE(stats->skipped);
+  EXPECT_EQ(u.steps(), 2);
+}
+
+// Two updaters from the same initialisation on the same batch: with dropout their losses depend on
+// the random masks (train mode in the update); without dropout they are identical.
+double LossWithMaskSeed(double dropout, uint64_t mask_seed) {
+  torch::manual_seed(7);
+  auto updater = MeowUpdater::Create(PolicyConfig(6, 2, dropout), MeowUpdateConfig(), at::kCPU);
+  const Batch batch = RandomBatch(64, 6, 2);
+  torch::manual_seed(mask_seed);
+  return (*updater)->Step(batch)->loss;
+}
+
+TEST(MeowUpdateTest, DropoutIsOnInTheUpdateAndOffWhenActing) {
+  EXPECT_NE(LossWithMaskSeed(0.5, 1), LossWithMaskSeed(0.5, 2));
+  EXPECT_EQ(LossWithMaskSeed(0.0, 1), LossWithMaskSeed(0.0, 2));
+
+  torch::manual_seed(9);
+  auto updater = MeowUpdater::Create(PolicyConfig(6, 2, 0.5), MeowUpdateConfig(), at::kCPU);
+  ASSERT_TRUE((*updater)->Step(RandomBatch(64, 6, 2)).ok());
+  FlowPolicyImpl& policy = *(*updater)->policy();
+  EXPECT_FALSE(policy.is_training());  // back in acting mode after the update
+  torch::NoGradGuard no_grad;
+  const at::Tensor obs = at::randn({16, 6});
+  // The deterministic action goes through the coupling nets: equal twice only without dropout.
+  EXPECT_TRUE(at::equal(policy.Sample(obs, true).action, policy.Sample(obs, true).action));
+}
+
+TEST(MeowUpdateTest, MalformedBatchesAreRefusedNamingTheField) {
+  auto updater = MeowUpdater::Create(PolicyConfig(4, 2), MeowUpdateConfig(), at::kCPU);
+  ASSERT_TRUE(updater.ok());
+  MeowUpdater& u = **updater;
+  const at::Tensor before = u.flat_params().clone();
+  auto expect = [&](Batch b, const std::string& message) {
+    absl::Status s = u.Step(b).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(message));
+  };
+  Batch b = RandomBatch(8, 4, 2);
+  b.action = at::rand({8, 3});
+  expect(b, "batch field action has shape [8,3], expected [8,2]");
+  b = RandomBatch(8, 4, 2);
+  b.reward = at::rand({7});
+  expect(b, "batch field reward has shape [7], expected [8]");
+  b = RandomBatch(8, 4, 2);
+  b.next_obs = b.next_obs.to(at::kDouble);
+  expect(b, "batch field next_obs has dtype Double, expected float32");
+  b = RandomBatch(8, 4, 2);
+  b.terminated = at::Tensor();
+  expect(b, "batch field terminated is missing");
+  b = RandomBatch(8, 4, 2);
+  b.obs = at::rand({0, 4});
+  expect(b, "batch field obs has no rows");
+  EXPECT_TRUE(at::equal(u.flat_params(), before));
+  EXPECT_EQ(u.steps(), 0);
+}
+
+TEST(MeowUpdateTest, InvalidConfigsAreRefused) {
+  MeowUpdateConfig config;
+  config.gamma = 1.5;
+  EXPECT_THAT(std::string(MeowUpdater::Create(PolicyConfig(4, 2), config, at::kCPU).status().message()),
+              HasSubstr("gamma must be in [0, 1], got 1.5"));
+  FlowPolicyConfig policy = PolicyConfig(4, 2);
+  policy.sigma_min = 1.0;
+  policy.sigma_max = 0.0;
+  EXPECT_THAT(std::string(MeowUpdater::Create(policy, MeowUpdateConfig(), at::kCPU).status().message()),
+              HasSubstr("sigma_min must be < sigma_max"));
+}
+
+}  // namespace
+}  // namespace meow
