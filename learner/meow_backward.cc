@@ -1,5 +1,6 @@
 #include "learner/meow_backward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -166,8 +167,9 @@ std::vector<at::Tensor> DrawDropoutMasks(const FlowPolicyConfig& config, int64_t
       x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
       x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
       x ^= x >> 31;
-      for (int k = 0; k < 4 && i + k < n; ++k) {
-        p[i + k] = ((x >> (16 * k)) & 0xffff) < threshold ? scale : 0.0f;
+      const int64_t count = std::min<int64_t>(4, n - i);
+      for (int64_t k = 0; k < count; ++k) {
+        p[i + k] = static_cast<float>(((x >> (16 * k)) & 0xffff) < threshold) * scale;
       }
     }
   } else {

@@ -33,6 +33,9 @@ ABSL_FLAG(std::optional<double>, sigma_min, std::nullopt, "Lower bound of the pr
 ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
 ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
+ABSL_FLAG(int32_t, threads, 1,
+          "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
+          "More than one helps only on an otherwise idle machine with spare cores.");
 ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
 
 namespace meow {
@@ -92,6 +95,12 @@ absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags() {
 int RunTrain() {
   auto config = TrainConfigFromFlags();
   if (!config.ok()) return Fail(config.status());
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (threads < 1 || threads > 256) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("bad flag: --threads=", threads, ": expected 1 to 256")));
+  }
+  SetComputeThreads(threads);
   absl::PrintF("meow train: %s, %d env steps, run dir %s\n", config->env, config->total_env_steps,
                config->run_dir);
   auto result = TrainSync(*config);

@@ -103,6 +103,9 @@ class MeowUpdater {
  private:
   MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
               const c10::Device& device);
+  // Clip, Adam and polyak over the CPU float buffers in one pass.
+  void AdamPolyakFused(double clip, double beta1, double beta2, double step_size,
+                       double bias2_sqrt);
   // Makes every parameter of `policy` a view into one flat buffer (returned); when `grads` is
   // defined, every gradient becomes a view into it as well.
   static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads);
