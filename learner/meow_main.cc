@@ -1,5 +1,6 @@
 // `meow`: the one binary users run. `meow <subcommand> [--flags]`; `meow help` lists subcommands.
 // Flags are read here only, turned into config structs, validated, and passed to the libraries.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,7 +12,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "actor/env_registry.h"
+#include "actor/evaluate.h"
+#include "common/flow_policy.h"
 #include "common/presets.h"
+#include "common/safetensors.h"
 #include "common/runtime.h"
 #include "learner/sync_trainer.h"
 
@@ -33,6 +38,9 @@ ABSL_FLAG(std::optional<double>, sigma_min, std::nullopt, "Lower bound of the pr
 ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
 ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
+ABSL_FLAG(std::string, policy, "", "meow eval: policy file (safetensors, from meow train or the reference code).");
+ABSL_FLAG(int64_t, episodes, 10, "meow eval: number of episodes (resets seeded seed, seed+1, ...).");
+ABSL_FLAG(bool, stochastic, false, "meow eval: sample actions instead of the deterministic rule.");
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
@@ -47,6 +55,7 @@ usage: meow <subcommand> [--flag=value ...]   (flags may also come from --flagfi
 
 subcommands:
   train   train an agent in this process (default task MultiGoal-v0)
+  eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
   help    this text; `meow <subcommand> --help` lists every flag
 )";
 
@@ -113,6 +122,43 @@ int RunTrain() {
   return 0;
 }
 
+int RunEval() {
+  const std::string path = absl::GetFlag(FLAGS_policy);
+  if (path.empty()) return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE"));
+  const int64_t episodes = absl::GetFlag(FLAGS_episodes);
+  if (episodes < 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --episodes=", episodes, ": expected >= 1")));
+  }
+  SetComputeThreads(std::max(1, absl::GetFlag(FLAGS_threads)));
+  auto env = MakeEnv(absl::GetFlag(FLAGS_env));
+  if (!env.ok()) return Fail(env.status());
+  auto file = ReadSafetensors(path);
+  if (!file.ok()) return Fail(file.status());
+  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
+  if (!config.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message())));
+  if (config->obs_dim != (*env)->spec().obs_dim || config->action_dim != (*env)->spec().action_dim) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        path, " holds a policy for ", config->obs_dim, " observations and ", config->action_dim,
+        " actions; ", (*env)->spec().name, " has ", (*env)->spec().obs_dim, " and ",
+        (*env)->spec().action_dim)));
+  }
+  FlowPolicy policy(*config);
+  if (absl::Status s = policy->ImportWeights(*file); !s.ok()) {
+    return Fail(absl::Status(s.code(), absl::StrCat(path, ": ", s.message())));
+  }
+  const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
+  auto summary = Evaluate(*policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed));
+  if (!summary.ok()) return Fail(summary.status());
+  for (size_t i = 0; i < summary->episodes.size(); ++i) {
+    const EpisodeResult& e = summary->episodes[i];
+    absl::PrintF("episode %d: return %.2f, %d steps, %s\n", i, e.episode_return, e.length,
+                 e.terminated ? "terminated" : "truncated or step limit");
+  }
+  absl::PrintF("%s, %d %s episodes: return %.2f +- %.2f\n", (*env)->spec().name, episodes,
+               deterministic ? "deterministic" : "stochastic", summary->mean, summary->std);
+  return 0;
+}
+
 }  // namespace
 }  // namespace meow
 
@@ -131,6 +177,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (command == "train") return meow::RunTrain();
+  if (command == "eval") return meow::RunEval();
   if (command == "help") {
     std::fputs(meow::kUsage, stdout);
     return 0;

@@ -1,9 +1,10 @@
 // One MEow update at batch 256 for Hopper (S=11, A=3) and Humanoid (S=376, A=17) sizes, on 1 and
 // 2 threads: MeowUpdater beside the straightforward formulation (StraightforwardUpdater) in the
-// same run. Each benchmark also checks, with dropout off, that both compute the same loss on the
-// same weights and batch, and reports the relative difference as `loss_rel_diff`.
+// same run. Each MeowUpdate benchmark also runs both formulations side by side for 5 updates with
+// dropout off and reports the largest relative difference of their losses as `loss_rel_diff`.
 //
-//   build/tests/bench_meow_update --benchmark_min_time=2
+//   build/tests/bench/bench_meow_update --benchmark_min_time=2
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -40,15 +41,21 @@ FlowPolicyConfig PolicyConfig(const Task& task, double dropout) {
   return c;
 }
 
-// Relative difference of the two formulations' losses on identical weights, dropout off.
+// Largest relative difference of the two formulations' losses over 5 updates from the same
+// weights on the same batches, dropout off. (The first step alone agrees trivially: the shift
+// heads start with zero weights.)
 double LossAgreement(const Task& task) {
   torch::manual_seed(7);
   auto fast = MeowUpdater::Create(PolicyConfig(task, 0.0), MeowUpdateConfig(), at::kCPU);
   StraightforwardUpdater plain(*(*fast)->policy(), MeowUpdateConfig());
-  const Batch batch = RandomBatch(task, 256);
-  const double plain_loss = plain.Step(batch);
-  const double fast_loss = (*fast)->Step(batch)->loss;
-  return std::abs(fast_loss - plain_loss) / std::max(1e-12, std::abs(plain_loss));
+  double worst = 0;
+  for (int step = 0; step < 5; ++step) {
+    const Batch batch = RandomBatch(task, 256);
+    const double plain_loss = plain.Step(batch);
+    const double fast_loss = (*fast)->Step(batch)->loss;
+    worst = std::max(worst, std::abs(fast_loss - plain_loss) / std::max(1e-12, std::abs(plain_loss)));
+  }
+  return worst;
 }
 
 void BM_MeowUpdate(benchmark::State& state) {
