@@ -15,6 +15,8 @@ PACKAGES=(
   # MuJoCo's CMake config calls find_dependency(OpenGL) (and names libqhull_r's headers) without
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
+  # the report test loads `meow report` pages in headless Chromium
+  chromium
 )
 
 missing=()

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/marshalling.h"
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -18,6 +20,7 @@
 #include "common/presets.h"
 #include "common/safetensors.h"
 #include "common/runtime.h"
+#include "learner/report.h"
 #include "learner/sync_trainer.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
@@ -41,6 +44,9 @@ ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm 
 ABSL_FLAG(std::string, policy, "", "meow eval: policy file (safetensors, from meow train or the reference code).");
 ABSL_FLAG(int64_t, episodes, 10, "meow eval: number of episodes (resets seeded seed, seed+1, ...).");
 ABSL_FLAG(bool, stochastic, false, "meow eval: sample actions instead of the deterministic rule.");
+ABSL_FLAG(std::vector<std::string>, run_dirs, {},
+          "meow report: run directories to overlay, comma-separated (default: --run_dir).");
+ABSL_FLAG(std::string, out, "", "meow report: output HTML file (default: RUN_DIR/report.html).");
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
@@ -56,6 +62,7 @@ usage: meow <subcommand> [--flag=value ...]   (flags may also come from --flagfi
 subcommands:
   train   train an agent in this process (default task MultiGoal-v0)
   eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
+  report  learning curves as one HTML page: meow report --run_dir=DIR (or --run_dirs=A,B,...)
   help    this text; `meow <subcommand> --help` lists every flag
 )";
 
@@ -159,6 +166,17 @@ int RunEval() {
   return 0;
 }
 
+int RunReport() {
+  std::vector<std::string> dirs = absl::GetFlag(FLAGS_run_dirs);
+  if (dirs.empty() && !absl::GetFlag(FLAGS_run_dir).empty()) dirs.push_back(absl::GetFlag(FLAGS_run_dir));
+  if (dirs.empty()) return Fail(absl::InvalidArgumentError("meow report needs --run_dir=DIR or --run_dirs=A,B"));
+  std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) out = dirs.size() == 1 ? dirs[0] + "/report.html" : "report.html";
+  if (absl::Status s = WriteReport(dirs, out); !s.ok()) return Fail(s);
+  absl::PrintF("wrote %s (open it in a browser)\n", out);
+  return 0;
+}
+
 }  // namespace
 }  // namespace meow
 
@@ -178,6 +196,7 @@ int main(int argc, char** argv) {
   }
   if (command == "train") return meow::RunTrain();
   if (command == "eval") return meow::RunEval();
+  if (command == "report") return meow::RunReport();
   if (command == "help") {
     std::fputs(meow::kUsage, stdout);
     return 0;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -199,10 +200,14 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
       last_log_steps = steps_done;
       last_log_updates = updater.steps() + updater.skipped_steps();
       if (metrics.is_open()) {
+        // Update statistics are empty (nan) until the first update.
+        const bool updated = updater.steps() + updater.skipped_steps() > 0;
+        const double nan = std::numeric_limits<double>::quiet_NaN();
         metrics << absl::StrFormat("%.3f,%d,%d,%d,%g,%g,%g,%g,%g,%g,%g,%d,%.2f,%.2f\n", now, steps_done,
                                    updater.steps(), episodes, last_episode_return, last_eval.mean,
-                                   last_eval.std, last_stats.loss, last_stats.q_mean, last_stats.v_mean,
-                                   last_stats.grad_norm, updater.skipped_steps(), sps, ups);
+                                   last_eval.std, updated ? last_stats.loss : nan,
+                                   updated ? last_stats.q_mean : nan, updated ? last_stats.v_mean : nan,
+                                   updated ? last_stats.grad_norm : nan, updater.skipped_steps(), sps, ups);
         metrics.flush();
       }
       if (config.progress) {

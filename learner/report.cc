@@ -1,0 +1,300 @@
+#include "learner/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
+
+namespace meow {
+namespace {
+
+constexpr double kWidth = 640, kHeight = 300;
+constexpr double kLeft = 70, kRight = 20, kTop = 34, kBottom = 44;
+constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
+                                    "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"};
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Round tick positions covering [lo, hi]: about five, at 1, 2 or 5 times a power of ten.
+std::vector<double> Ticks(double lo, double hi) {
+  const double range = hi - lo;
+  if (!(range > 0)) return {lo};
+  const double raw = range / 5;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = magnitude;
+  for (double m : {1.0, 2.0, 5.0, 10.0}) {
+    if (raw <= m * magnitude) {
+      step = m * magnitude;
+      break;
+    }
+  }
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
+    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);  // no "-0" from rounding
+  }
+  return ticks;
+}
+
+std::string FormatTick(double v) {
+  const double a = std::abs(v);
+  if (a >= 1e6) return absl::StrFormat("%gM", v / 1e6);
+  if (a >= 1e4) return absl::StrFormat("%gk", v / 1e3);
+  return absl::StrFormat("%g", v);
+}
+
+bool HasAny(const RunMetrics& run, const std::string& column) {
+  auto it = run.values.find(column);
+  if (it == run.values.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(), [](double v) { return std::isfinite(v); });
+}
+
+std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& runs) {
+  // Data range over every run and series (the band included).
+  double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
+  bool any = false;
+  for (const RunMetrics& run : runs) {
+    if (!run.values.count(spec.x_column)) continue;
+    const auto& xs = run.values.at(spec.x_column);
+    for (const std::string& column : spec.y_columns) {
+      if (!run.values.count(column)) continue;
+      const auto& ys = run.values.at(column);
+      const std::vector<double>* band =
+          column == spec.y_columns.front() && run.values.count(spec.band_column)
+              ? &run.values.at(spec.band_column)
+              : nullptr;
+      for (size_t i = 0; i < run.rows; ++i) {
+        if (!std::isfinite(xs[i]) || !std::isfinite(ys[i])) continue;
+        any = true;
+        x_lo = std::min(x_lo, xs[i]);
+        x_hi = std::max(x_hi, xs[i]);
+        const double b = band != nullptr && std::isfinite((*band)[i]) ? (*band)[i] : 0;
+        y_lo = std::min(y_lo, ys[i] - b);
+        y_hi = std::max(y_hi, ys[i] + b);
+      }
+    }
+  }
+  if (!any) return "";
+  if (x_hi == x_lo) x_hi = x_lo + 1;
+  if (y_hi == y_lo) {
+    y_hi += 0.5 * std::max(1.0, std::abs(y_hi));
+    y_lo -= 0.5 * std::max(1.0, std::abs(y_lo));
+  }
+  const double pad = 0.05 * (y_hi - y_lo);
+  y_lo -= pad;
+  y_hi += pad;
+  const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
+  auto px = [&](double x) { return kLeft + (x - x_lo) / (x_hi - x_lo) * plot_w; };
+  auto py = [&](double y) { return kTop + (1 - (y - y_lo) / (y_hi - y_lo)) * plot_h; };
+
+  std::string svg = absl::StrFormat(
+      "<figure><svg class=\"chart\" data-chart=\"%s\" viewBox=\"0 0 %g %g\" width=\"%g\" "
+      "height=\"%g\" role=\"img\" aria-label=\"%s\">\n<text class=\"title\" x=\"%g\" y=\"20\">%s</text>\n",
+      spec.id, kWidth, kHeight, kWidth, kHeight, Escape(spec.title), kLeft, Escape(spec.title));
+  // Axes, grid and tick labels.
+  for (double t : Ticks(y_lo, y_hi)) {
+    absl::StrAppendFormat(&svg,
+                          "<line class=\"grid\" x1=\"%g\" x2=\"%g\" y1=\"%.2f\" y2=\"%.2f\"/>"
+                          "<text class=\"tick\" x=\"%g\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n",
+                          kLeft, kWidth - kRight, py(t), py(t), kLeft - 6, py(t) + 4, FormatTick(t));
+  }
+  for (double t : Ticks(x_lo, x_hi)) {
+    absl::StrAppendFormat(&svg,
+                          "<line class=\"grid\" x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\"/>"
+                          "<text class=\"tick\" x=\"%.2f\" y=\"%g\" text-anchor=\"middle\">%s</text>\n",
+                          px(t), px(t), kTop, kHeight - kBottom, px(t), kHeight - kBottom + 16,
+                          FormatTick(t));
+  }
+  absl::StrAppendFormat(&svg,
+                        "<rect class=\"frame\" x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\"/>\n"
+                        "<text class=\"label\" x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n",
+                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 8,
+                        Escape(spec.x_label));
+
+  std::string legend;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const RunMetrics& run = runs[r];
+    if (!run.values.count(spec.x_column)) continue;
+    const auto& xs = run.values.at(spec.x_column);
+    const char* color = kPalette[r % (sizeof(kPalette) / sizeof(kPalette[0]))];
+    for (size_t s = 0; s < spec.y_columns.size(); ++s) {
+      const std::string& column = spec.y_columns[s];
+      if (!run.values.count(column)) continue;
+      const auto& ys = run.values.at(column);
+      const char* dash = s == 0 ? "none" : (s == 1 ? "6 3" : "2 3");
+      // The band: the upper edge forward, the lower edge back.
+      if (s == 0 && run.values.count(spec.band_column)) {
+        const auto& band = run.values.at(spec.band_column);
+        std::string upper, lower;
+        for (size_t i = 0; i < run.rows; ++i) {
+          if (!std::isfinite(xs[i]) || !std::isfinite(ys[i])) continue;
+          const double b = std::isfinite(band[i]) ? band[i] : 0;
+          absl::StrAppendFormat(&upper, "%s%.2f %.2f ", upper.empty() ? "M" : "L", px(xs[i]), py(ys[i] + b));
+          lower = absl::StrFormat("L%.2f %.2f ", px(xs[i]), py(ys[i] - b)) + lower;
+        }
+        if (!upper.empty()) {
+          absl::StrAppendFormat(&svg, "<path class=\"band\" fill=\"%s\" d=\"%s%sZ\"/>\n", color, upper, lower);
+        }
+      }
+      std::string d;
+      int points = 0;
+      for (size_t i = 0; i < run.rows; ++i) {
+        if (!std::isfinite(xs[i]) || !std::isfinite(ys[i])) continue;
+        absl::StrAppendFormat(&d, "%s%.2f %.2f ", points == 0 ? "M" : "L", px(xs[i]), py(ys[i]));
+        ++points;
+      }
+      if (points == 1) {  // a single row: a visible dot rather than a zero-length line
+        absl::StrAppendFormat(&d, "l0.01 0 ");
+      }
+      absl::StrAppendFormat(&svg,
+                            "<path class=\"series\" data-run=\"%s\" data-series=\"%s\" "
+                            "data-points=\"%d\" stroke=\"%s\" stroke-dasharray=\"%s\" d=\"%s\"/>\n",
+                            Escape(run.name), column, points, color, dash, d);
+      absl::StrAppendFormat(&legend,
+                            "<span class=\"key\"><svg width=\"28\" height=\"10\"><line x1=\"0\" "
+                            "x2=\"28\" y1=\"5\" y2=\"5\" stroke=\"%s\" stroke-width=\"2\" "
+                            "stroke-dasharray=\"%s\"/></svg>%s%s</span>",
+                            color, dash, runs.size() > 1 ? Escape(run.name) + " " : "", column);
+    }
+  }
+  svg += "</svg>\n<figcaption>" + legend + "</figcaption></figure>\n";
+  return svg;
+}
+
+}  // namespace
+
+const std::vector<ChartSpec>& ReportCharts() {
+  static const auto* charts = new std::vector<ChartSpec>{
+      {"eval", "Evaluation return (mean +- std)", "env_steps", "environment steps", {"eval_return_mean"}, "eval_return_std"},
+      {"episode", "Actors' episode return", "env_steps", "environment steps", {"episode_return"}, ""},
+      {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, ""},
+      {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, ""},
+      {"loss", "MEow loss", "env_steps", "environment steps", {"loss"}, ""},
+      {"qv", "Q and V (means over the batch)", "env_steps", "environment steps", {"q_mean", "v_mean"}, ""},
+      {"staleness", "Weight staleness (versions)", "env_steps", "environment steps", {"staleness"}, ""},
+      {"skipped", "Skipped non-finite updates", "env_steps", "environment steps", {"skipped_updates"}, ""},
+      {"replay", "Replay size", "env_steps", "environment steps", {"replay_size"}, ""},
+  };
+  return *charts;
+}
+
+absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
+  const std::string path = run_dir + "/metrics.csv";
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  RunMetrics run;
+  run.name = std::filesystem::path(run_dir).lexically_normal().filename().string();
+  if (run.name.empty()) run.name = std::filesystem::path(run_dir).parent_path().filename().string();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipWhitespace());
+  if (lines.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  for (absl::string_view c : absl::StrSplit(lines[0], ',')) {
+    run.columns.emplace_back(absl::StripAsciiWhitespace(c));
+  }
+  std::set<std::string> unique(run.columns.begin(), run.columns.end());
+  if (unique.size() != run.columns.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the header repeats a column name"));
+  }
+  for (size_t line = 1; line < lines.size(); ++line) {
+    std::vector<std::string> cells = absl::StrSplit(lines[line], ',');
+    if (cells.size() != run.columns.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " line ", line + 1, ": ", cells.size(),
+                                                     " fields, the header has ", run.columns.size()));
+    }
+    for (size_t c = 0; c < cells.size(); ++c) {
+      double v = std::numeric_limits<double>::quiet_NaN();
+      const std::string cell(absl::StripAsciiWhitespace(cells[c]));
+      if (!cell.empty() && !absl::SimpleAtod(cell, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, " line ", line + 1, " column ",
+                                                       run.columns[c], ": \"", cell, "\" is not a number"));
+      }
+      run.values[run.columns[c]].push_back(v);
+    }
+    ++run.rows;
+  }
+  return run;
+}
+
+std::string RenderReport(const std::vector<RunMetrics>& runs) {
+  std::string title = "meow-rl report";
+  if (runs.size() == 1) title += ": " + runs[0].name;
+  std::string html = absl::StrCat(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", Escape(title),
+      "</title>\n<style>\n"
+      "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\n"
+      "h1{font-size:20px} figure{display:inline-block;margin:0 16px 24px 0;vertical-align:top}\n"
+      "svg.chart{background:#fff;border:1px solid #ddd}\n"
+      ".title{font-weight:600;font-size:14px}.tick,.label{font-size:11px;fill:#555}\n"
+      ".grid{stroke:#eee}.frame{fill:none;stroke:#999}\n"
+      ".series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}\n"
+      ".band{opacity:.18;stroke:none}.key{margin-right:14px;white-space:nowrap}\n"
+      ".key svg{vertical-align:middle;margin-right:4px} table{border-collapse:collapse}\n"
+      "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
+      "#selfcheck{display:none}\n</style></head><body>\n<h1>", Escape(title), "</h1>\n");
+  // A summary table: the last row of every run.
+  html += "<table><tr><th>run</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval return</th><th>best eval return</th></tr>\n";
+  for (const RunMetrics& run : runs) {
+    auto last = [&](const std::string& c) -> std::string {
+      if (!run.values.count(c) || run.rows == 0) return "-";
+      return absl::StrFormat("%g", run.values.at(c).back());
+    };
+    double best = -std::numeric_limits<double>::infinity();
+    if (run.values.count("eval_return_mean")) {
+      for (double v : run.values.at("eval_return_mean")) {
+        if (std::isfinite(v)) best = std::max(best, v);
+      }
+    }
+    absl::StrAppendFormat(&html, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                          Escape(run.name), run.rows, last("env_steps"), last("updates"),
+                          last("eval_return_mean"), std::isfinite(best) ? absl::StrFormat("%g", best) : "-");
+  }
+  html += "</table>\n";
+  for (const ChartSpec& spec : ReportCharts()) {
+    bool present = false;
+    for (const RunMetrics& run : runs) {
+      for (const std::string& c : spec.y_columns) present = present || HasAny(run, c);
+    }
+    if (present) html += RenderChart(spec, runs);
+  }
+  // After load, measure every series as drawn and publish the result for automated checks.
+  html +=
+      "<pre id=\"selfcheck\"></pre>\n<script>\nwindow.addEventListener('load',()=>{const out=[];"
+      "for(const svg of document.querySelectorAll('svg.chart')){for(const p of svg.querySelectorAll("
+      "'path.series')){const b=p.getBBox();out.push({chart:svg.dataset.chart,run:p.dataset.run,"
+      "series:p.dataset.series,points:+p.dataset.points,commands:(p.getAttribute('d').match(/[ML]/g)"
+      "||[]).length,length:p.getTotalLength(),width:b.width,height:b.height});}}"
+      "document.getElementById('selfcheck').textContent=JSON.stringify(out);});\n</script>\n"
+      "</body></html>\n";
+  return html;
+}
+
+absl::Status WriteReport(const std::vector<std::string>& run_dirs, const std::string& out_path) {
+  if (run_dirs.empty()) return absl::InvalidArgumentError("no run directory given");
+  std::vector<RunMetrics> runs;
+  for (const std::string& dir : run_dirs) {
+    auto run = ReadRunMetrics(dir);
+    if (!run.ok()) return run.status();
+    runs.push_back(*std::move(run));
+  }
+  return WriteFileAtomically(out_path, RenderReport(runs));
+}
+
+}  // namespace meow

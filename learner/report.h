@@ -1,0 +1,50 @@
+// `meow report`: one self-contained HTML page (inline SVG, no scripts or fonts fetched from the
+// network) with the learning curves of one run or several runs overlaid, read from each run
+// directory's metrics.csv.
+//
+// Charts (each drawn when its columns are present): evaluation return with its +-std band,
+// actors' episode return, env steps/s, updates/s, loss, Q and V means, weight
+// staleness, skipped non-finite updates, replay size. Every series is one <path class="series">
+// whose data-points attribute says how many rows it drew (rows where the value is finite); an
+// inline script measures every path after load and writes the result into <pre id="selfcheck">,
+// which tests read through headless Chromium.
+// Thread-safe: free functions.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace meow {
+
+// The numeric contents of one metrics.csv: column name -> values, one per row (NaN where empty
+// or "nan").
+struct RunMetrics {
+  std::string name;  // shown in legends: the run directory's last component
+  std::vector<std::string> columns;
+  std::map<std::string, std::vector<double>> values;
+  size_t rows = 0;
+};
+
+// Reads RUN_DIR/metrics.csv. InvalidArgument naming the file and line for a malformed row.
+absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir);
+
+// One chart of the page: a title, the x column, and the y columns drawn as series.
+struct ChartSpec {
+  std::string id;
+  std::string title;
+  std::string x_column;
+  std::string x_label;
+  std::vector<std::string> y_columns;
+  std::string band_column;  // optional: +- band around the first y column
+};
+const std::vector<ChartSpec>& ReportCharts();
+
+std::string RenderReport(const std::vector<RunMetrics>& runs);
+
+// Reads every run directory and writes the page to `out_path` (atomically).
+absl::Status WriteReport(const std::vector<std::string>& run_dirs, const std::string& out_path);
+
+}  // namespace meow

@@ -1,0 +1,161 @@
+// meow report: metrics.csv parsing, the rendered page, and (label integration) the page as headless
+// Chromium draws it: every chart draws one path per series and run, with one point per row.
+#include "learner/report.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+namespace meow {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/report_test_" + std::to_string(getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // A run directory whose metrics.csv has `rows` rows; eval columns are empty before row 3, as
+  // before a run's first evaluation.
+  std::string MakeRun(const std::string& name, int rows, double scale) {
+    const std::string run = dir_ + "/" + name;
+    std::filesystem::create_directories(run);
+    std::ofstream csv(run + "/metrics.csv");
+    csv << "wall_time,env_steps,updates,episode_return,eval_return_mean,eval_return_std,loss,"
+           "steps_per_s,updates_per_s,q_mean,v_mean,skipped_updates\n";
+    for (int i = 0; i < rows; ++i) {
+      const bool evaluated = i >= 3;
+      csv << i * 1.5 << "," << (i + 1) * 1000 << "," << i * 900 << "," << scale * i << ","
+          << (evaluated ? std::to_string(scale * i * 2) : "") << ","
+          << (evaluated ? std::to_string(scale * 0.3 * i) : "nan") << "," << 10.0 / (i + 1) << ","
+          << 800 + i << "," << 700 + i << "," << -scale * i << "," << -scale * i - 1 << ",0\n";
+    }
+    return run;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ReportTest, ReadsMetricsWithEmptyCellsAsNan) {
+  auto run = ReadRunMetrics(MakeRun("a", 6, 1.0));
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->name, "a");
+  EXPECT_EQ(run->rows, 6u);
+  EXPECT_EQ(run->columns.size(), 12u);
+  EXPECT_TRUE(std::isnan(run->values["eval_return_mean"][0]));
+  EXPECT_EQ(run->values["eval_return_mean"][4], 8.0);
+  EXPECT_EQ(run->values["env_steps"][5], 6000.0);
+}
+
+TEST_F(ReportTest, MalformedMetricsNameTheFileLineAndColumn) {
+  const std::string run = dir_ + "/bad";
+  std::filesystem::create_directories(run);
+  ASSERT_TRUE(WriteFileAtomically(run + "/metrics.csv", "env_steps,loss\n1,2\n3,x\n").ok());
+  auto parsed = ReadRunMetrics(run);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("metrics.csv line 3 column loss: \"x\""));
+  ASSERT_TRUE(WriteFileAtomically(run + "/metrics.csv", "env_steps,loss\n1,2,3\n").ok());
+  EXPECT_THAT(std::string(ReadRunMetrics(run).status().message()), HasSubstr("line 2: 3 fields, the header has 2"));
+  EXPECT_EQ(ReadRunMetrics(dir_ + "/absent").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ReportTest, EverySeriesIsOnePathWithOnePointPerDefinedRow) {
+  auto a = ReadRunMetrics(MakeRun("a<b>", 7, 1.0));
+  auto b = ReadRunMetrics(MakeRun("b", 5, 2.0));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string html = RenderReport({*a, *b});
+  EXPECT_THAT(html, HasSubstr("a&lt;b&gt;"));  // names are escaped
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("a<b>")));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("http")));  // self-contained: nothing fetched
+  // eval starts at row 3: 4 points for a, 2 for b; other series one point per row.
+  EXPECT_THAT(html, HasSubstr("data-run=\"a&lt;b&gt;\" data-series=\"eval_return_mean\" data-points=\"4\""));
+  EXPECT_THAT(html, HasSubstr("data-run=\"b\" data-series=\"eval_return_mean\" data-points=\"2\""));
+  EXPECT_THAT(html, HasSubstr("data-run=\"b\" data-series=\"loss\" data-points=\"5\""));
+  // No staleness column: no staleness chart.
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"staleness\"")));
+  EXPECT_THAT(html, HasSubstr("data-chart=\"qv\""));
+}
+
+// Loads the page in headless Chromium and returns the self-check JSON the page writes after load.
+std::string RenderInChromium(const std::string& html_path) {
+  const std::string profile = html_path + ".profile";
+  const std::string command = absl::StrCat(
+      "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync "
+      "--user-data-dir=", profile, " --dump-dom file://", html_path, " 2>/dev/null");
+  std::string dom;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) dom.append(buf, n);
+    pclose(pipe);
+  }
+  std::filesystem::remove_all(profile);
+  std::smatch match;
+  static const std::regex selfcheck("<pre id=\"selfcheck\">([^<]*)</pre>");
+  if (!std::regex_search(dom, match, selfcheck)) return "";
+  std::string json = match[1];
+  // --dump-dom escapes the text content.
+  json = std::regex_replace(json, std::regex("&quot;"), "\"");
+  json = std::regex_replace(json, std::regex("&lt;"), "<");
+  json = std::regex_replace(json, std::regex("&gt;"), ">");
+  return std::regex_replace(json, std::regex("&amp;"), "&");
+}
+
+TEST_F(ReportTest, HeadlessChromiumDrawsEverySeries) {
+  if (access("/usr/bin/chromium", X_OK) != 0) {
+    GTEST_SKIP() << "Debian's chromium is not installed (deploy/setup.sh installs it)";
+  }
+  const std::string a = MakeRun("run-a", 9, 1.0), b = MakeRun("run-b", 6, 3.0);
+  const std::string page = dir_ + "/report.html";
+  ASSERT_TRUE(WriteReport({a, b}, page).ok());
+
+  const std::string json = RenderInChromium(page);
+  ASSERT_FALSE(json.empty()) << "Chromium produced no self-check (did the page's script run?)";
+  google::protobuf::Struct root;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage("{\"paths\":" + json + "}", &root).ok()) << json;
+  const auto& paths = root.fields().at("paths").list_value();
+
+  // Expected: for each chart present, one path per run and series; points = defined rows.
+  std::map<std::string, int> expected_points = {
+      {"run-a/eval_return_mean", 6}, {"run-b/eval_return_mean", 3}, {"run-a/episode_return", 9},
+      {"run-b/episode_return", 6},   {"run-a/steps_per_s", 9},      {"run-b/steps_per_s", 6},
+      {"run-a/updates_per_s", 9},    {"run-b/updates_per_s", 6},    {"run-a/loss", 9},
+      {"run-b/loss", 6},             {"run-a/q_mean", 9},           {"run-b/q_mean", 6},
+      {"run-a/v_mean", 9},           {"run-b/v_mean", 6},           {"run-a/skipped_updates", 9},
+      {"run-b/skipped_updates", 6}};
+  std::map<std::string, int> seen;
+  for (const auto& value : paths.values()) {
+    const auto& f = value.struct_value().fields();
+    const std::string key = f.at("run").string_value() + "/" + f.at("series").string_value();
+    ++seen[key];
+    const int points = static_cast<int>(f.at("points").number_value());
+    EXPECT_EQ(points, expected_points[key]) << key;
+    EXPECT_EQ(static_cast<int>(f.at("commands").number_value()), points) << key;
+    // Drawn: a path with a real extent (a constant series is a horizontal line of full width).
+    EXPECT_GT(f.at("width").number_value(), 100) << key;
+    EXPECT_GT(f.at("length").number_value(), 100) << key;
+  }
+  for (const auto& [key, points] : expected_points) EXPECT_EQ(seen[key], 1) << key;
+}
+
+}  // namespace
+}  // namespace meow
