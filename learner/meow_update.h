@@ -86,6 +86,7 @@ class MeowUpdater {
   FlowPolicy& policy() { return policy_; }
   FlowPolicy& target() { return target_; }
   const MeowUpdateConfig& config() const { return config_; }
+  const FlowPolicyConfig& policy_config() const { return policy_config_; }
   const c10::Device& device() const { return device_; }
   int64_t steps() const { return steps_; }                  // applied updates
   int64_t skipped_steps() const { return skipped_steps_; }  // non-finite, skipped
