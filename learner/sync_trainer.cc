@@ -20,6 +20,7 @@
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
 #include "common/file_util.h"
+#include "common/tensorboard.h"
 #include "replay/transition_store.h"
 
 namespace meow {
@@ -90,6 +91,7 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
   TransitionStore store(obs_dim, action_dim, std::min(config.buffer_size, config.total_env_steps));
 
   std::ofstream metrics;
+  std::unique_ptr<TensorBoardWriter> tensorboard;
   if (!config.run_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(config.run_dir, ec);
@@ -106,6 +108,9 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
     metrics.open(config.run_dir + "/metrics.csv");
     if (!metrics) return absl::PermissionDeniedError(absl::StrCat("cannot write ", config.run_dir, "/metrics.csv"));
+    auto tb = TensorBoardWriter::Create(config.run_dir);
+    if (!tb.ok()) return tb.status();
+    tensorboard = *std::move(tb);
     metrics << "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,"
                "eval_return_std,loss,q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,"
                "updates_per_s\n";
@@ -209,6 +214,17 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
                                    updated ? last_stats.q_mean : nan, updated ? last_stats.v_mean : nan,
                                    updated ? last_stats.grad_norm : nan, updater.skipped_steps(), sps, ups);
         metrics.flush();
+        const auto wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        absl::Status tb = tensorboard->AddScalars(
+            steps_done, wall,
+            {{"eval/return_mean", last_eval.mean}, {"eval/return_std", last_eval.std},
+             {"actor/episode_return", last_episode_return}, {"learner/loss", updated ? last_stats.loss : nan},
+             {"learner/q_mean", updated ? last_stats.q_mean : nan}, {"learner/v_mean", updated ? last_stats.v_mean : nan},
+             {"learner/grad_norm", updated ? last_stats.grad_norm : nan},
+             {"learner/skipped_updates", static_cast<double>(updater.skipped_steps())},
+             {"throughput/steps_per_s", sps}, {"throughput/updates_per_s", ups}});
+        if (tb.ok()) tb = tensorboard->Flush();
+        if (!tb.ok()) return tb;
       }
       if (config.progress) {
         const double eta = (config.total_env_steps - steps_done) / std::max(steps_done / now, 1e-9);
