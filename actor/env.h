@@ -27,6 +27,9 @@ struct StepResult {
   double reward = 0;
   bool terminated = false;  // a terminal state: no bootstrapping from the next observation
   bool truncated = false;   // the step limit: the next observation is still a valid state
+  // Empty unless the simulator raised warnings during this step (e.g. MuJoCo's "simulation is
+  // unstable"); then it names them and the episode step. The step itself still happened.
+  std::string warning;
 };
 
 class Env {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "actor/mujoco/tasks.h"
 #include "actor/multi_goal.h"
 
 namespace meow {
@@ -13,11 +14,23 @@ namespace {
 using Factory = std::function<absl::StatusOr<std::unique_ptr<Env>>()>;
 
 const std::vector<std::pair<std::string, Factory>>& Registry() {
-  static const auto* registry = new std::vector<std::pair<std::string, Factory>>{
-      {"MultiGoal-v0", []() -> absl::StatusOr<std::unique_ptr<Env>> {
-         return std::unique_ptr<Env>(new MultiGoalEnv());
-       }},
-  };
+  static const auto* registry = [] {
+    auto* entries = new std::vector<std::pair<std::string, Factory>>{
+        {"MultiGoal-v0", []() -> absl::StatusOr<std::unique_ptr<Env>> {
+           return std::unique_ptr<Env>(new MultiGoalEnv());
+         }},
+    };
+    // The Gymnasium v4 MuJoCo tasks, on the embedded models.
+    for (std::string& name : MujocoTaskNames()) {
+      Factory make = [name]() -> absl::StatusOr<std::unique_ptr<Env>> {
+        auto env = MakeMujocoEnv(name);
+        if (!env.ok()) return env.status();
+        return std::unique_ptr<Env>(*std::move(env));
+      };
+      entries->emplace_back(std::move(name), std::move(make));
+    }
+    return entries;
+  }();
   return *registry;
 }
 
