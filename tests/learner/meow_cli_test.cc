@@ -1,0 +1,110 @@
+// The `meow` binary as a user runs it: bad flags and bad input give a non-zero exit and a message
+// naming the problem; a short training run writes its run directory. Label: integration.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <torch/cuda.h>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meow {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CliRun Meow(const std::string& args) {
+  CliRun run;
+  const std::string command = absl::StrCat(MEOW_BINARY, " ", args, " 2>&1");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) run.output.append(buf, n);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+TEST(MeowCliTest, NoSubcommandOrAnUnknownOnePrintsUsage) {
+  CliRun none = Meow("");
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.output, HasSubstr("usage: meow <subcommand>"));
+  CliRun unknown = Meow("fly");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.output, HasSubstr("unknown subcommand \"fly\""));
+  CliRun help = Meow("help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.output, HasSubstr("train"));
+}
+
+TEST(MeowCliTest, BadFlagValuesNameTheFlag) {
+  CliRun env = Meow("train --env=Hoper-v4");
+  EXPECT_EQ(env.exit_code, 2);
+  EXPECT_THAT(env.output, HasSubstr("--env=Hoper-v4"));
+  EXPECT_THAT(env.output, HasSubstr("Hopper-v4"));  // the known tasks are listed
+  CliRun alpha = Meow("train --alpha=-1");
+  EXPECT_EQ(alpha.exit_code, 2);
+  EXPECT_THAT(alpha.output, HasSubstr("alpha must be a finite value > 0, got -1"));
+  CliRun threads = Meow("train --threads=0");
+  EXPECT_EQ(threads.exit_code, 2);
+  EXPECT_THAT(threads.output, HasSubstr("--threads=0"));
+  CliRun number = Meow("train --total_env_steps=many");
+  EXPECT_NE(number.exit_code, 0);
+  EXPECT_THAT(number.output, HasSubstr("total_env_steps"));
+  CliRun device = Meow("train --device=tpu");
+  EXPECT_EQ(device.exit_code, 2);
+  EXPECT_THAT(device.output, HasSubstr("--device=tpu: expected cpu, cuda or auto"));
+}
+
+TEST(MeowCliTest, CudaWithoutADeviceIsAClearError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  CliRun run = Meow("train --device=cuda --total_env_steps=10");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.output, HasSubstr("--device=cuda: this LibTorch has no CUDA support or no CUDA device"));
+}
+
+TEST(MeowCliTest, EvalRefusesMissingAndMismatchedPolicies) {
+  CliRun missing = Meow("eval");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.output, HasSubstr("--policy=FILE"));
+  CliRun absent = Meow("eval --policy=/nonexistent/p.safetensors");
+  EXPECT_NE(absent.exit_code, 0);
+  EXPECT_THAT(absent.output, HasSubstr("/nonexistent/p.safetensors"));
+}
+
+TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
+  const std::string dir = ::testing::TempDir() + "/meow_cli_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  CliRun train = Meow(absl::StrCat("train --env=MultiGoal-v0 --total_env_steps=1200 --learning_starts=1000 ",
+                                "--eval_interval=1100 --eval_episodes=2 --log_interval=400 --run_dir=", dir));
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_THAT(train.output, HasSubstr("steps 1200/1200"));
+  for (const char* file : {"config.txt", "metrics.csv", "policy_latest.safetensors", "policy_best.safetensors"}) {
+    EXPECT_TRUE(std::filesystem::exists(absl::StrCat(dir, "/", file))) << file;
+  }
+  CliRun eval = Meow(absl::StrCat("eval --env=MultiGoal-v0 --episodes=2 --policy=", dir, "/policy_latest.safetensors"));
+  EXPECT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_THAT(eval.output, HasSubstr("2 deterministic episodes"));
+  // The policy holds 2 observations and 2 actions: Hopper's 11 and 3 do not fit.
+  CliRun wrong = Meow(absl::StrCat("eval --env=Hopper-v4 --policy=", dir, "/policy_latest.safetensors"));
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_THAT(wrong.output, HasSubstr("Hopper-v4 has 11 and 3"));
+  CliRun report = Meow(absl::StrCat("report --run_dir=", dir));
+  EXPECT_EQ(report.exit_code, 0) << report.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/report.html"));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace meow
