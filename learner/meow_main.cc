@@ -21,6 +21,7 @@
 #include "common/safetensors.h"
 #include "common/runtime.h"
 #include "learner/report.h"
+#include "replay/replay_server.h"
 #include "learner/sync_trainer.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
@@ -47,6 +48,18 @@ ABSL_FLAG(bool, stochastic, false, "meow eval: sample actions instead of the det
 ABSL_FLAG(std::vector<std::string>, run_dirs, {},
           "meow report: run directories to overlay, comma-separated (default: --run_dir).");
 ABSL_FLAG(std::string, out, "", "meow report: output HTML file (default: RUN_DIR/report.html).");
+ABSL_FLAG(std::string, address, "127.0.0.1:7777",
+          "meow replay: host:port to listen on (0.0.0.0:PORT to serve other machines; port 0 picks one).");
+ABSL_FLAG(std::string, replay_dir, "", "meow replay: directory for the snapshot and log (empty: memory only).");
+ABSL_FLAG(bool, fsync_before_ack, false,
+          "meow replay: acknowledge a batch only after its log record is fsynced (survives power loss).");
+ABSL_FLAG(absl::Duration, snapshot_interval, absl::Minutes(10), "meow replay: time between snapshots.");
+ABSL_FLAG(int64_t, min_replay_size, 256, "meow replay: rows stored before sampling starts.");
+ABSL_FLAG(std::optional<double>, samples_per_insert, std::nullopt,
+          "meow replay: sampled per inserted transitions to hold (e.g. 256 for one update of 256 per env "
+          "step); unset: sampling runs free.");
+ABSL_FLAG(double, samples_per_insert_tolerance, 25600,
+          "meow replay: slack of the samples-per-insert ratio, in sampled transitions.");
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
@@ -62,6 +75,7 @@ usage: meow <subcommand> [--flag=value ...]   (flags may also come from --flagfi
 subcommands:
   train   train an agent in this process (default task MultiGoal-v0)
   eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
+  replay  a replay server: meow replay --env=TASK --address=HOST:PORT [--replay_dir=DIR]
   report  learning curves as one HTML page: meow report --run_dir=DIR (or --run_dirs=A,B,...)
   help    this text; `meow <subcommand> --help` lists every flag
 )";
@@ -166,6 +180,39 @@ int RunEval() {
   return 0;
 }
 
+int RunReplayServer() {
+  const std::string env_name = absl::GetFlag(FLAGS_env);
+  auto env = MakeEnv(env_name);
+  if (!env.ok()) return Fail(absl::NotFoundError(absl::StrCat("--env=", env_name, ": ", env.status().message())));
+  auto preset = GetPreset(env_name);
+  ReplayServerConfig config;
+  config.address = absl::GetFlag(FLAGS_address);
+  config.table.obs_dim = (*env)->spec().obs_dim;
+  config.table.action_dim = (*env)->spec().action_dim;
+  config.table.capacity =
+      absl::GetFlag(FLAGS_buffer_size).value_or(preset.ok() ? preset->buffer_size : 1'000'000);
+  config.table.seed = absl::GetFlag(FLAGS_seed);
+  const int64_t min_size = absl::GetFlag(FLAGS_min_replay_size);
+  if (auto ratio = absl::GetFlag(FLAGS_samples_per_insert); ratio.has_value()) {
+    config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(
+        *ratio, min_size, absl::GetFlag(FLAGS_samples_per_insert_tolerance));
+  } else {
+    config.table.rate_limiter = RateLimiterConfig::MinSize(min_size);
+  }
+  config.persistence.directory = absl::GetFlag(FLAGS_replay_dir);
+  config.persistence.fsync_before_ack = absl::GetFlag(FLAGS_fsync_before_ack);
+  config.persistence.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));
+  }
+  absl::PrintF("meow replay: %s (obs %d, action %d, capacity %d) on %s%s\n", env_name,
+               config.table.obs_dim, config.table.action_dim, config.table.capacity, config.address,
+               config.persistence.directory.empty() ? ", memory only"
+                                                    : absl::StrCat(", persisted in ", config.persistence.directory));
+  if (absl::Status s = RunReplay(config); !s.ok()) return Fail(s);
+  return 0;
+}
+
 int RunReport() {
   std::vector<std::string> dirs = absl::GetFlag(FLAGS_run_dirs);
   if (dirs.empty() && !absl::GetFlag(FLAGS_run_dir).empty()) dirs.push_back(absl::GetFlag(FLAGS_run_dir));
@@ -197,6 +244,7 @@ int main(int argc, char** argv) {
   if (command == "train") return meow::RunTrain();
   if (command == "eval") return meow::RunEval();
   if (command == "report") return meow::RunReport();
+  if (command == "replay") return meow::RunReplayServer();
   if (command == "help") {
     std::fputs(meow::kUsage, stdout);
     return 0;

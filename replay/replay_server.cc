@@ -1,0 +1,153 @@
+#include "replay/replay_server.h"
+
+#include <csignal>
+#include <iostream>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace meow {
+namespace {
+
+constexpr char kServiceName[] = "meow.proto.ReplayService";
+
+}  // namespace
+
+absl::Status ReplayServerConfig::Validate() const {
+  if (address.empty() || address.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address: expected host:port, got \"", address, "\""));
+  }
+  if (absl::Status s = table.Validate(); !s.ok()) return s;
+  if (absl::Status s = persistence.Validate(); !s.ok()) return s;
+  if (insert_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("insert_timeout: expected > 0, got ", absl::FormatDuration(insert_timeout)));
+  }
+  if (max_message_bytes > std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes: expected <= ", std::numeric_limits<int>::max(), ", got ",
+                     max_message_bytes));
+  }
+  // A batch of max_batch_rows rows must fit into one message.
+  const int64_t row_bytes = 4 * (2 * int64_t{table.obs_dim} + table.action_dim + 1) + 1;
+  const int64_t needed = table.max_batch_rows * row_bytes + 4096;
+  if (max_message_bytes < needed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes: ", max_message_bytes, " cannot hold a batch of table.max_batch_rows=",
+        table.max_batch_rows, " rows (", needed, " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServerConfig& config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<ReplayServer> server(new ReplayServer());
+  server->config_ = config;
+  absl::StatusOr<std::unique_ptr<Table>> table = Table::Create(config.table);
+  if (!table.ok()) return table.status();
+  server->table_ = *std::move(table);
+  if (!config.persistence.directory.empty()) {
+    absl::StatusOr<std::unique_ptr<Persistence>> persistence =
+        Persistence::Open(config.persistence, server->table_.get());
+    if (!persistence.ok()) return persistence.status();
+    server->persistence_ = *std::move(persistence);
+  }
+  ReplayServiceOptions options;
+  options.insert_timeout = config.insert_timeout;
+  server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(),
+                                                         server->persistence_.get(), options);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  // Clients send keepalive pings every 30 s to notice a dead server; allow them.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("replay cannot listen on ", config.address,
+                                               " (address in use or not local?)"));
+  }
+  const std::string host = config.address.substr(0, config.address.rfind(':'));
+  server->address_ =
+      absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus(true);
+    health->SetServingStatus(kServiceName, true);
+  }
+  return server;
+}
+
+ReplayServer::~ReplayServer() { Shutdown(); }
+
+void ReplayServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_ != nullptr) {
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
+  }
+  // Wake blocked inserts and samples; then let the calls end.
+  if (table_ != nullptr) table_->Close();
+  if (service_ != nullptr) service_->Shutdown();
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+    server_->Wait();
+  }
+  if (persistence_ != nullptr) {
+    if (config_.snapshot_on_shutdown) {
+      absl::StatusOr<proto::CheckpointResponse> snapshot = persistence_->Snapshot();
+      if (!snapshot.ok()) {
+        std::cerr << "[replay] final snapshot failed: " << snapshot.status().message() << std::endl;
+      }
+    }
+    persistence_->Stop();
+  }
+}
+
+namespace {
+
+volatile std::sig_atomic_t stop_signal = 0;
+void OnStopSignal(int signal) { stop_signal = signal; }
+
+}  // namespace
+
+absl::Status RunReplay(const ReplayServerConfig& config) {
+  absl::StatusOr<std::unique_ptr<ReplayServer>> server = StartReplayServer(config);
+  if (!server.ok()) return server.status();
+  std::cerr << "[replay] serving on " << (*server)->address() << " (capacity "
+            << config.table.capacity << ", obs_dim " << config.table.obs_dim << ", action_dim "
+            << config.table.action_dim << ", "
+            << (config.persistence.directory.empty()
+                    ? std::string("memory only")
+                    : absl::StrCat("directory ", config.persistence.directory))
+            << ")" << std::endl;
+  stop_signal = 0;
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old_int = {}, old_term = {};
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+  while (stop_signal == 0) absl::SleepFor(absl::Milliseconds(100));
+  std::cerr << "[replay] signal " << stop_signal << ": shutting down" << std::endl;
+  (*server)->Shutdown();
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  return absl::OkStatus();
+}
+
+}  // namespace meow

@@ -1,0 +1,80 @@
+// Helpers shared by the replay tests: batches whose rows identify themselves, so a test can check
+// that each stored row is present exactly once.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "proto/transition.pb.h"
+#include "replay/table.h"
+#include "replay/tensor_codec.h"
+
+namespace meow::testing {
+
+inline constexpr int kObsDim = 11;  // Hopper
+inline constexpr int kActionDim = 3;
+
+// Row r of the batch has obs[0] = actor, obs[1] = sequence, obs[2] = r, next_obs = obs + 0.5,
+// action[i] = (r % 5) / 5 - 0.5 + i / 10, reward = r, terminated = r % 7 == 0,
+// policy_version = sequence.
+inline proto::TransitionBatch MakeBatch(uint64_t actor, uint64_t sequence, int rows,
+                                        int obs_dim = kObsDim, int action_dim = kActionDim) {
+  std::vector<float> obs(rows * obs_dim), next_obs(rows * obs_dim), action(rows * action_dim),
+      reward(rows);
+  std::vector<uint8_t> terminated(rows);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < obs_dim; ++i) obs[r * obs_dim + i] = 0.25f * i;
+    if (obs_dim > 0) obs[r * obs_dim] = static_cast<float>(actor);
+    if (obs_dim > 1) obs[r * obs_dim + 1] = static_cast<float>(sequence);
+    if (obs_dim > 2) obs[r * obs_dim + 2] = static_cast<float>(r);
+    for (int i = 0; i < obs_dim; ++i) next_obs[r * obs_dim + i] = obs[r * obs_dim + i] + 0.5f;
+    for (int i = 0; i < action_dim; ++i) {
+      action[r * action_dim + i] = (r % 5) / 5.0f - 0.5f + i / 10.0f;
+    }
+    reward[r] = static_cast<float>(r);
+    terminated[r] = r % 7 == 0;
+  }
+  proto::TransitionBatch batch =
+      MakeTransitionBatch(obs_dim, action_dim, obs, action, reward, next_obs, terminated,
+                          static_cast<int64_t>(sequence));
+  batch.set_actor_id(actor);
+  batch.set_sequence_number(sequence);
+  return batch;
+}
+
+// (actor, sequence, row) of a row made by MakeBatch, read from its observation.
+using RowKey = std::tuple<uint64_t, uint64_t, int>;
+inline RowKey KeyOf(const float* obs) {
+  return RowKey{static_cast<uint64_t>(obs[0]), static_cast<uint64_t>(obs[1]),
+                static_cast<int>(obs[2])};
+}
+
+// How often each row key occurs in a store.
+inline std::map<RowKey, int> CountRows(const TransitionStore& store) {
+  std::map<RowKey, int> counts;
+  std::vector<float> obs(store.obs_dim()), action(store.action_dim()), reward(1),
+      next_obs(store.obs_dim());
+  std::vector<uint8_t> terminated(1);
+  std::vector<int64_t> version(1);
+  for (int64_t age = 0; age < store.size(); ++age) {
+    const int64_t slot = store.SlotOfAge(age);
+    store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(),
+                 next_obs.data(), terminated.data(), version.data());
+    ++counts[KeyOf(obs.data())];
+  }
+  return counts;
+}
+
+inline TableConfig HopperTable(int64_t capacity) {
+  TableConfig config;
+  config.obs_dim = kObsDim;
+  config.action_dim = kActionDim;
+  config.capacity = capacity;
+  config.max_batch_rows = std::min<int64_t>(capacity, 4096);
+  return config;
+}
+
+}  // namespace meow::testing
