@@ -248,15 +248,26 @@ int64_t FlowPolicyImpl::NumParameters() const {
   return n;
 }
 
+RawTensor ToRawTensor(const at::Tensor& tensor) {
+  const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
+  RawTensor raw;
+  switch (cpu.scalar_type()) {
+    case at::kFloat: raw.dtype = "F32"; break;
+    case at::kDouble: raw.dtype = "F64"; break;
+    case at::kLong: raw.dtype = "I64"; break;
+    case at::kInt: raw.dtype = "I32"; break;
+    case at::kByte: raw.dtype = "U8"; break;
+    default: TORCH_CHECK(false, "ToRawTensor: unsupported dtype ", cpu.scalar_type());
+  }
+  raw.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
+  raw.data.assign(static_cast<const char*>(cpu.data_ptr()), cpu.nbytes());
+  return raw;
+}
+
 SafetensorsFile FlowPolicyImpl::ExportWeights() {
   SafetensorsFile file;
   auto add = [&](const std::string& name, const torch::Tensor& tensor) {
-    const torch::Tensor cpu = tensor.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    RawTensor raw;
-    raw.dtype = "F32";
-    raw.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
-    raw.data.assign(static_cast<const char*>(cpu.data_ptr()), cpu.numel() * sizeof(float));
-    file.tensors.emplace(name, std::move(raw));
+    file.tensors.emplace(name, ToRawTensor(tensor.to(torch::kFloat32)));
   };
   for (const auto& item : named_parameters()) add(item.key(), item.value());
   for (const auto& item : named_buffers()) add(item.key(), item.value());

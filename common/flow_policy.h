@@ -186,6 +186,10 @@ class FlowPolicyImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FlowPolicy);
 
+// A CPU copy of `tensor` as safetensors bytes (float32, float64, int64, int32 or uint8; other
+// dtypes are a programming error).
+RawTensor ToRawTensor(const at::Tensor& tensor);
+
 // Reads the FlowPolicyConfig stored in a safetensors file's metadata by ExportWeights; for a file
 // from the reference code (no such metadata) obs and action sizes come from the tensor shapes and
 // the remaining fields from `defaults`.

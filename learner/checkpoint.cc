@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/crc32c.h"
+#include "common/flow_policy.h"
 #include "common/safetensors.h"
 
 namespace meow {
@@ -21,15 +22,6 @@ namespace {
 
 constexpr char kPrefix[] = "ckpt-";
 constexpr char kSuffix[] = ".safetensors";
-
-RawTensor ToRaw(const at::Tensor& tensor) {
-  const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
-  RawTensor raw;
-  raw.dtype = cpu.scalar_type() == at::kByte ? "U8" : "F32";
-  raw.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
-  raw.data.assign(static_cast<const char*>(cpu.data_ptr()), cpu.nbytes());
-  return raw;
-}
 
 std::string CrcKey(const std::string& name) { return "meow.crc32c." + name; }
 
@@ -57,14 +49,14 @@ absl::Status CheckpointStore::Save(const MeowUpdater& updater, const LearnerCoun
   std::filesystem::create_directories(dir_, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
   SafetensorsFile file;
-  file.tensors["params"] = ToRaw(updater.flat_params());
-  file.tensors["target"] = ToRaw(updater.flat_target());
-  file.tensors["adam_m"] = ToRaw(updater.adam_m());
-  file.tensors["adam_v"] = ToRaw(updater.adam_v());
+  file.tensors["params"] = ToRawTensor(updater.flat_params());
+  file.tensors["target"] = ToRawTensor(updater.flat_target());
+  file.tensors["adam_m"] = ToRawTensor(updater.adam_m());
+  file.tensors["adam_v"] = ToRawTensor(updater.adam_v());
   {
     auto* gen = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
     std::lock_guard<std::mutex> lock(gen->mutex_);
-    file.tensors["torch_rng"] = ToRaw(at::Tensor(gen->get_state()));
+    file.tensors["torch_rng"] = ToRawTensor(at::Tensor(gen->get_state()));
   }
   for (const auto& [name, raw] : file.tensors) {
     file.metadata[CrcKey(name)] = absl::StrCat(Crc32c(raw.data.data(), raw.data.size()));
