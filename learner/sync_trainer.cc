@@ -227,7 +227,8 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
         if (!tb.ok()) return tb;
       }
       if (config.progress) {
-        const double eta = (config.total_env_steps - steps_done) / std::max(steps_done / now, 1e-9);
+        // The recent rate: warm-up steps (no updates) run far faster than the rest.
+        const double eta = (config.total_env_steps - steps_done) / std::max(sps, 1e-9);
         absl::PrintF("%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  episode return %.1f  "
                     "eval %.1f  loss %.3g  skipped %d  ETA %s%s",
                     tty ? "\r\033[K" : "", config.env, steps_done, config.total_env_steps,
