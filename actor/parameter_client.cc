@@ -1,0 +1,66 @@
+#include "actor/parameter_client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "replay/grpc_status.h"
+#include "replay/replay_client.h"
+#include "replay/tensor_codec.h"
+
+namespace meow {
+
+ParameterClient::ParameterClient(std::string address, int64_t max_message_bytes)
+    : address_(std::move(address)), max_message_bytes_(max_message_bytes) {}
+
+absl::StatusOr<std::optional<PolicyWeights>> ParameterClient::Get(int64_t min_version,
+                                                                  absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  if (stub_ == nullptr) {
+    stub_ = proto::ParameterService::NewStub(CreateReplayChannel(address_, max_message_bytes_));
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  proto::GetParametersRequest request;
+  request.set_min_version(min_version);
+  proto::GetParametersResponse response;
+  const grpc::Status status = stub_->GetParameters(&context, request, &response);
+  if (!status.ok()) {
+    // A fresh channel for the next call: the learner may come back at the same address.
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      stub_.reset();
+    }
+    const absl::Status s = FromGrpcStatus(status);
+    return absl::Status(s.code(), absl::StrCat("parameter server ", address_, ": ", s.message()));
+  }
+  if (response.not_newer()) return std::nullopt;
+  auto weights = DecodePolicyWeights(response);
+  if (!weights.ok()) return weights.status();
+  return std::optional<PolicyWeights>(*std::move(weights));
+}
+
+absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response) {
+  PolicyWeights out;
+  out.version = response.version();
+  if (out.version <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("GetParametersResponse.version must be > 0, got ", out.version));
+  }
+  for (const proto::NamedTensor& named : response.tensors()) {
+    const std::string field = absl::StrCat("GetParametersResponse.tensors[\"", named.name(), "\"]");
+    auto view = DecodeTensor(named.tensor(), field);
+    if (!view.ok()) return view.status();
+    if (view->dtype != proto::DTYPE_FLOAT32) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " has dtype ", DTypeName(view->dtype), ", expected FLOAT32"));
+    }
+    RawTensor raw;
+    raw.dtype = "F32";
+    raw.shape.assign(view->shape.begin(), view->shape.end());
+    raw.data.assign(view->data, view->num_elements * sizeof(float));
+    if (!out.weights.tensors.emplace(named.name(), std::move(raw)).second) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " appears twice"));
+    }
+  }
+  return out;
+}
+
+}  // namespace meow

@@ -1,0 +1,48 @@
+// The actor's side of the ParameterService: fetches versioned policy weights from the learner.
+// Every call has a deadline; after UNAVAILABLE the next call builds a fresh channel (a gRPC 1.51
+// channel otherwise stays failed for seconds after a restarted server is back), so a restarted
+// learner is picked up by the next fetch. Thread-safe (calls are serialised).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/safetensors.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/parameters.grpc.pb.h"
+
+namespace meow {
+
+struct PolicyWeights {
+  int64_t version = 0;
+  SafetensorsFile weights;  // float32 tensors under the reference names
+};
+
+class ParameterClient {
+ public:
+  explicit ParameterClient(std::string address, int64_t max_message_bytes = 256 << 20);
+
+  // The newest weights when their version is >= min_version; nullopt when the server has nothing
+  // newer. UNAVAILABLE / DEADLINE_EXCEEDED when the learner cannot be reached in `timeout`;
+  // InvalidArgument (naming the tensor) for a malformed response.
+  absl::StatusOr<std::optional<PolicyWeights>> Get(int64_t min_version, absl::Duration timeout)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string address_;
+  int64_t max_message_bytes_;
+  absl::Mutex mu_;
+  std::unique_ptr<proto::ParameterService::Stub> stub_ ABSL_GUARDED_BY(mu_);
+};
+
+// Decodes a response's tensors (each validated: float32, byte count matching the shape).
+absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response);
+
+}  // namespace meow

@@ -1,0 +1,158 @@
+#include "learner/parameter_server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "replay/grpc_status.h"
+#include "replay/tensor_codec.h"
+
+namespace meow {
+namespace {
+constexpr char kServiceName[] = "meow.proto.ParameterService";
+}  // namespace
+
+absl::Status ParameterStore::Publish(int64_t version, const SafetensorsFile& weights) {
+  auto response = std::make_shared<proto::GetParametersResponse>();
+  response->set_version(version);
+  for (const auto& [name, raw] : weights.tensors) {
+    if (raw.dtype != "F32") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\" has dtype ", raw.dtype, "; weights are float32"));
+    }
+    proto::NamedTensor* named = response->add_tensors();
+    named->set_name(name);
+    *named->mutable_tensor() = EncodeTensor(proto::DTYPE_FLOAT32, raw.shape, raw.data.data(), raw.data.size());
+  }
+  absl::MutexLock lock(&mu_);
+  const int64_t current = latest_ == nullptr ? 0 : latest_->version();
+  if (version <= current) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("weight version ", version, " is not above the published ", current));
+  }
+  latest_ = std::move(response);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const proto::GetParametersResponse> ParameterStore::Latest() const {
+  absl::MutexLock lock(&mu_);
+  return latest_;
+}
+
+std::shared_ptr<const proto::GetParametersResponse> ParameterStore::WaitFor(int64_t min_version,
+                                                                            absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closed_ || (latest_ != nullptr && latest_->version() >= min_version);
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  if (closed_ || latest_ == nullptr || latest_->version() < min_version) return nullptr;
+  return latest_;
+}
+
+void ParameterStore::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+bool ParameterStore::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+int64_t ParameterStore::version() const {
+  absl::MutexLock lock(&mu_);
+  return latest_ == nullptr ? 0 : latest_->version();
+}
+
+grpc::Status ParameterServiceImpl::GetParameters(grpc::ServerContext* context,
+                                                 const proto::GetParametersRequest* request,
+                                                 proto::GetParametersResponse* response) {
+  if (request->min_version() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
+  }
+  auto latest = store_->Latest();
+  if (latest == nullptr || latest->version() < request->min_version()) {
+    response->set_not_newer(true);
+    return grpc::Status::OK;
+  }
+  *response = *latest;
+  return grpc::Status::OK;
+}
+
+grpc::Status ParameterServiceImpl::WatchParameters(grpc::ServerContext* context,
+                                                   const proto::GetParametersRequest* request,
+                                                   grpc::ServerWriter<proto::GetParametersResponse>* writer) {
+  if (request->min_version() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
+  }
+  int64_t next = request->min_version();
+  while (!context->IsCancelled()) {
+    // Short waits so that a cancelled call is noticed promptly.
+    auto latest = store_->WaitFor(next, absl::Now() + absl::Milliseconds(200));
+    if (latest == nullptr) {
+      if (store_->closed()) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the parameter server is shutting down");
+      }
+      continue;
+    }
+    if (!writer->Write(*latest)) break;  // the client went away
+    next = latest->version() + 1;
+  }
+  return grpc::Status::OK;
+}
+
+absl::Status ParameterServerConfig::Validate() const {
+  if (address.empty() || address.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("address \"", address, "\" is not host:port"));
+  }
+  if (max_message_bytes < (1 << 20) || max_message_bytes > (1ll << 31) - 1) {
+    return absl::InvalidArgumentError("max_message_bytes must be in [1 MiB, 2 GiB)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<ParameterServer> server(new ParameterServer());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(&server->service_);
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("parameter server cannot listen on ", config.address,
+                                               " (address in use or not local?)"));
+  }
+  const std::string host = config.address.substr(0, config.address.rfind(':'));
+  server->address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
+  if (auto* health = server->server_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    health->SetServingStatus(kServiceName, true);
+  }
+  return server;
+}
+
+ParameterServer::~ParameterServer() { Shutdown(); }
+
+void ParameterServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  store_.Close();
+  if (server_ != nullptr) {
+    if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  }
+}
+
+}  // namespace meow

@@ -1,0 +1,94 @@
+// The learner's ParameterService (proto/parameters.proto): versioned policy weights for actors
+// and evaluators. GetParameters(min_version) answers the newest weights when their version is at
+// least min_version, else not_newer; WatchParameters streams each newer version as it appears.
+//
+// ParameterStore holds the newest published version as one immutable, pre-encoded response that
+// every reader shares, so publishing copies the weights once and serving copies nothing.
+// Versions must increase (across learner restarts too: the learner resumes its counter from its
+// checkpoint). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/safetensors.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/parameters.grpc.pb.h"
+
+namespace meow {
+
+class ParameterStore {
+ public:
+  // Publishes `weights` (float32 tensors under the reference names) as `version`.
+  // InvalidArgument for a non-float32 tensor; FailedPrecondition when `version` is not above the
+  // current one.
+  absl::Status Publish(int64_t version, const SafetensorsFile& weights) ABSL_LOCKS_EXCLUDED(mu_);
+  // The newest response, or null before the first Publish.
+  std::shared_ptr<const proto::GetParametersResponse> Latest() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until a version >= min_version is published (returned), the deadline passes or the
+  // store is closed (null).
+  std::shared_ptr<const proto::GetParametersResponse> WaitFor(int64_t min_version, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Wakes every waiter; later waits return at once.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t version() const ABSL_LOCKS_EXCLUDED(mu_);  // 0 before the first Publish
+  bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const proto::GetParametersResponse> latest_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The gRPC service: validates requests and delegates to the store.
+class ParameterServiceImpl final : public proto::ParameterService::Service {
+ public:
+  explicit ParameterServiceImpl(ParameterStore* store) : store_(store) {}
+  grpc::Status GetParameters(grpc::ServerContext* context, const proto::GetParametersRequest* request,
+                             proto::GetParametersResponse* response) override;
+  grpc::Status WatchParameters(grpc::ServerContext* context, const proto::GetParametersRequest* request,
+                               grpc::ServerWriter<proto::GetParametersResponse>* writer) override;
+
+ private:
+  ParameterStore* store_;  // not owned
+};
+
+struct ParameterServerConfig {
+  std::string address = "127.0.0.1:0";  // host:port; port 0 picks a free one
+  int64_t max_message_bytes = 256 << 20;  // Humanoid-size weights are about 2 MB
+  absl::Status Validate() const;
+};
+
+// A running parameter server with its store, health checking and reflection. Thread-safe.
+class ParameterServer {
+ public:
+  ~ParameterServer();  // Shutdown()
+  ParameterStore* store() { return &store_; }
+  int port() const { return port_; }
+  const std::string& address() const { return address_; }  // host:port for clients
+  // Closes the store (watchers end), marks health NOT_SERVING and stops. Idempotent.
+  void Shutdown(absl::Duration grace = absl::Milliseconds(500));
+
+ private:
+  friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(
+      const ParameterServerConfig& config);
+  ParameterServer() : service_(&store_) {}
+
+  ParameterStore store_;
+  ParameterServiceImpl service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string address_;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config);
+
+}  // namespace meow
