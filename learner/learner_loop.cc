@@ -1,0 +1,136 @@
+#include "learner/learner_loop.h"
+
+#include <utility>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "learner/sync_trainer.h"
+
+namespace meow {
+
+absl::Status LearnerConfig::Validate() const {
+  if (replay_addresses.empty()) return absl::InvalidArgumentError("at least one replay address is needed");
+  if (batch_size < 1) return absl::InvalidArgumentError(absl::StrCat("batch_size must be >= 1, got ", batch_size));
+  if (publish_interval < 1) return absl::InvalidArgumentError("publish_interval must be >= 1");
+  if (checkpoint_interval < 1) return absl::InvalidArgumentError("checkpoint_interval must be >= 1");
+  if (max_updates < 0) return absl::InvalidArgumentError("max_updates must be >= 0");
+  if (absl::Status s = policy.Validate(); !s.ok()) return s;
+  return update.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& config,
+                                                         ParameterStore* store) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  auto device = ResolveDevice(config.device);
+  if (!device.ok()) return device.status();
+  auto updater = MeowUpdater::Create(config.policy, config.update, *device);
+  if (!updater.ok()) return updater.status();
+  ReplaySamplerConfig sampler_config;
+  sampler_config.addresses = config.replay_addresses;
+  sampler_config.batch_size = config.batch_size;
+  sampler_config.prefetch_batches = config.prefetch_batches;
+  sampler_config.obs_dim = static_cast<int>(config.policy.obs_dim);
+  sampler_config.action_dim = static_cast<int>(config.policy.action_dim);
+  auto sampler = ReplaySampler::Create(sampler_config);
+  if (!sampler.ok()) return sampler.status();
+  std::unique_ptr<Learner> learner(new Learner(config, store, *std::move(updater), *std::move(sampler)));
+  if (!config.run_dir.empty()) {
+    learner->checkpoints_ = std::make_unique<CheckpointStore>(config.run_dir);
+    auto restored = learner->checkpoints_->RestoreLatest(*learner->updater_);
+    if (!restored.ok()) return restored.status();
+    absl::MutexLock lock(&learner->mu_);
+    learner->stats_.checkpoint_problems = restored->problems;
+    if (restored->counters.has_value()) {
+      learner->stats_.restored_from = restored->path;
+      learner->stats_.updates = restored->counters->updates;
+      learner->stats_.skipped = restored->counters->skipped;
+      learner->stats_.version = restored->counters->version;
+    }
+  }
+  // Restored weights go out at once, under the next version.
+  if (learner->stats().version > 0) {
+    if (absl::Status s = learner->Publish(); !s.ok()) return s;
+  }
+  return learner;
+}
+
+Learner::Learner(const LearnerConfig& config, ParameterStore* store,
+                 std::unique_ptr<MeowUpdater> updater, std::unique_ptr<ReplaySampler> sampler)
+    : config_(config), store_(store), updater_(std::move(updater)), sampler_(std::move(sampler)) {}
+
+LearnerStats Learner::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+absl::Status Learner::Publish() {
+  int64_t version;
+  {
+    absl::MutexLock lock(&mu_);
+    version = std::max(stats_.version, store_->version()) + 1;
+  }
+  if (absl::Status s = store_->Publish(version, updater_->policy()->ExportWeights()); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  stats_.version = version;
+  return absl::OkStatus();
+}
+
+absl::Status Learner::Checkpoint() {
+  if (checkpoints_ == nullptr) return absl::OkStatus();
+  LearnerCounters counters;
+  {
+    absl::MutexLock lock(&mu_);
+    counters.updates = updater_->steps();
+    counters.skipped = updater_->skipped_steps();
+    counters.version = stats_.version;
+  }
+  return checkpoints_->Save(*updater_, counters);
+}
+
+absl::Status Learner::Run(const std::atomic<bool>& stop) {
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  const int64_t s = config_.policy.obs_dim, a = config_.policy.action_dim;
+  int64_t since_publish = 0, since_checkpoint = 0;
+  while (!stop.load() && (config_.max_updates == 0 || updater_->steps() < config_.max_updates)) {
+    auto batch = sampler_->Next(config_.sample_timeout);
+    if (!batch.ok()) {
+      if (absl::IsDeadlineExceeded(batch.status()) || absl::IsUnavailable(batch.status())) {
+        absl::MutexLock lock(&mu_);
+        ++stats_.sample_waits;  // replay not ready, rate-limited, or restarting
+        continue;
+      }
+      return batch.status();
+    }
+    const int64_t rows = batch->rows;
+    // Views of the sampled columns (they outlive the synchronous update); copied only to a GPU.
+    auto column = [&](std::vector<float>& v, std::vector<int64_t> shape) {
+      return at::from_blob(v.data(), shape, options).to(updater_->device());
+    };
+    Batch b{column(batch->obs, {rows, s}), column(batch->action, {rows, a}), column(batch->reward, {rows}),
+            column(batch->next_obs, {rows, s}), column(batch->terminated, {rows})};
+    auto step = updater_->Step(b);
+    if (!step.ok()) return step.status();
+    double staleness = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      for (int64_t v : batch->policy_version) staleness += static_cast<double>(stats_.version - v);
+      stats_.mean_staleness = rows > 0 ? staleness / rows : 0;
+      stats_.updates = updater_->steps();
+      stats_.skipped = updater_->skipped_steps();
+      stats_.last_loss = step->loss;
+    }
+    if (++since_publish >= config_.publish_interval || stats().version == 0) {
+      since_publish = 0;
+      if (absl::Status st = Publish(); !st.ok()) return st;
+    }
+    if (++since_checkpoint >= config_.checkpoint_interval) {
+      since_checkpoint = 0;
+      if (absl::Status st = Checkpoint(); !st.ok()) return st;
+    }
+  }
+  if (absl::Status st = Publish(); !st.ok()) return st;
+  return Checkpoint();
+}
+
+}  // namespace meow

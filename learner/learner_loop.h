@@ -1,0 +1,81 @@
+// The learner process's loop: batches from replay (prefetched), one MEow update each, weights
+// published to the ParameterStore every `publish_interval` updates, checkpoints in the run
+// directory every `checkpoint_interval` updates.
+//
+// Replay's rate limiter decides when learning starts (its minimum size, e.g. learning_starts) and
+// the update-to-data ratio; the learner publishes its first weights after its first update, so
+// actors act at random until then. On start it restores the newest usable checkpoint of its run
+// directory (naming any bad one) and publishes the restored weights under the next version, so
+// versions keep increasing across restarts.
+// Thread-safe: Run on one thread; stats() from any.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "learner/checkpoint.h"
+#include "learner/meow_update.h"
+#include "learner/parameter_server.h"
+#include "replay/replay_client.h"
+
+namespace meow {
+
+struct LearnerConfig {
+  std::vector<std::string> replay_addresses;
+  FlowPolicyConfig policy;  // obs_dim and action_dim must be set
+  MeowUpdateConfig update;
+  int batch_size = 256;
+  int prefetch_batches = 8;
+  std::string device = "cpu";
+  std::string run_dir;                // empty: no checkpoints
+  int64_t publish_interval = 10;      // updates between published weight versions
+  int64_t checkpoint_interval = 5000; // updates between checkpoints
+  int64_t max_updates = 0;            // 0: until stopped
+  absl::Duration sample_timeout = absl::Milliseconds(500);
+
+  absl::Status Validate() const;
+};
+
+struct LearnerStats {
+  int64_t updates = 0;          // applied
+  int64_t skipped = 0;          // non-finite, skipped
+  int64_t version = 0;          // last published weight version
+  int64_t sample_waits = 0;     // Next() calls that timed out (replay not ready or rate-limited)
+  double last_loss = 0;
+  double mean_staleness = 0;    // version - policy_version of the rows in the last batch
+  std::string restored_from;    // checkpoint file, if any
+  std::vector<std::string> checkpoint_problems;
+};
+
+class Learner {
+ public:
+  static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config,
+                                                         ParameterStore* store);
+  absl::Status Run(const std::atomic<bool>& stop);
+  LearnerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  MeowUpdater& updater() { return *updater_; }
+
+ private:
+  Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
+          std::unique_ptr<ReplaySampler> sampler);
+  absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Checkpoint() ABSL_LOCKS_EXCLUDED(mu_);
+
+  LearnerConfig config_;
+  ParameterStore* store_;  // not owned
+  std::unique_ptr<MeowUpdater> updater_;
+  std::unique_ptr<ReplaySampler> sampler_;
+  std::unique_ptr<CheckpointStore> checkpoints_;  // null without a run dir
+  mutable absl::Mutex mu_;
+  LearnerStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meow

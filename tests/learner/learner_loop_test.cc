@@ -1,0 +1,112 @@
+// The learner loop against a real replay server on 127.0.0.1: it waits for replay's minimum size,
+// updates, publishes increasing weight versions, checkpoints, and a restarted learner resumes
+// from its run directory with versions still increasing.
+#include "learner/learner_loop.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include <torch/utils.h>
+
+#include "gtest/gtest.h"
+#include "replay/replay_server.h"
+#include "replay/tensor_codec.h"
+
+namespace meow {
+namespace {
+
+TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
+  ReplayServerConfig replay_config;
+  replay_config.table.obs_dim = 2;
+  replay_config.table.action_dim = 2;
+  replay_config.table.rate_limiter = RateLimiterConfig::MinSize(500);
+  auto replay = StartReplayServer(replay_config);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  const std::string run_dir = ::testing::TempDir() + "/learner_loop_" + std::to_string(getpid());
+  std::filesystem::remove_all(run_dir);
+
+  LearnerConfig config;
+  config.replay_addresses = {(*replay)->address()};
+  config.policy.obs_dim = 2;
+  config.policy.action_dim = 2;
+  config.batch_size = 64;
+  config.publish_interval = 10;
+  config.checkpoint_interval = 20;
+  config.max_updates = 30;
+  config.run_dir = run_dir;
+  config.sample_timeout = absl::Milliseconds(100);
+  ParameterStore store;
+  torch::manual_seed(1);
+  auto learner = Learner::Create(config, &store);
+  ASSERT_TRUE(learner.ok()) << learner.status();
+  std::atomic<bool> stop{false};
+  absl::Status result;
+  std::thread thread([&] { result = (*learner)->Run(stop); });
+
+  // Below replay's minimum size the learner waits and publishes nothing.
+  absl::SleepFor(absl::Milliseconds(400));
+  EXPECT_EQ(store.version(), 0);
+  EXPECT_GT((*learner)->stats().sample_waits, 0);
+
+  ReplayInserterConfig inserter_config;
+  inserter_config.addresses = {(*replay)->address()};
+  auto inserter = ReplayInserter::Create(inserter_config);
+  ASSERT_TRUE(inserter.ok());
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (int b = 0; b < 10; ++b) {
+    std::vector<float> obs(128), act(128), rew(64), next(128);
+    std::vector<uint8_t> term(64, 0);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    for (auto* v : {&obs, &rew, &next}) for (float& x : *v) x = normal(rng);
+    for (float& x : act) x = uniform(rng);  // actions live in [-1, 1]
+    const absl::Status inserted =
+        (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(5));
+    if (!inserted.ok()) {
+      stop = true;
+      thread.join();
+      FAIL() << inserted;
+    }
+  }
+  ASSERT_TRUE((*inserter)->Flush(absl::Seconds(5)).ok());
+  thread.join();
+  ASSERT_TRUE(result.ok()) << result;
+
+  const LearnerStats first = (*learner)->stats();
+  EXPECT_EQ(first.updates, 30);
+  // v1 after the first update, then every 10 updates, then a final one: versions 1..5.
+  EXPECT_EQ(store.version(), first.version);
+  EXPECT_GE(first.version, 4);
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/checkpoints"));
+
+  // A restarted learner resumes: same weights, counters go on, versions keep increasing.
+  ParameterStore store2;
+  ASSERT_TRUE(store2.Publish(first.version, SafetensorsFile()).ok());  // what actors last saw
+  config.max_updates = 40;
+  auto resumed = Learner::Create(config, &store2);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_FALSE((*resumed)->stats().restored_from.empty());
+  EXPECT_EQ((*resumed)->stats().updates, 30);
+  EXPECT_TRUE(at::equal((*resumed)->updater().flat_params(), (*learner)->updater().flat_params()));
+  EXPECT_EQ(store2.version(), first.version + 1);  // restored weights published at once
+  ASSERT_TRUE((*resumed)->Run(stop).ok());
+  EXPECT_EQ((*resumed)->stats().updates, 40);
+  EXPECT_GT(store2.version(), first.version + 1);
+  std::filesystem::remove_all(run_dir);
+}
+
+TEST(LearnerLoopTest, BadConfigsAreRefused) {
+  ParameterStore store;
+  LearnerConfig config;
+  config.policy.obs_dim = 2;
+  config.policy.action_dim = 2;
+  EXPECT_EQ(Learner::Create(config, &store).status().code(), absl::StatusCode::kInvalidArgument);
+  config.replay_addresses = {"127.0.0.1:1"};
+  config.device = "tpu";
+  EXPECT_EQ(Learner::Create(config, &store).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace meow
