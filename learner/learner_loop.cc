@@ -92,6 +92,8 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
   const auto options = at::TensorOptions().dtype(at::kFloat);
   const int64_t s = config_.policy.obs_dim, a = config_.policy.action_dim;
   int64_t since_publish = 0, since_checkpoint = 0;
+  // Actors act at random until the first weights exist: publish right after the first update.
+  bool published = stats().version > 0;
   while (!stop.load() && (config_.max_updates == 0 || updater_->steps() < config_.max_updates)) {
     auto batch = sampler_->Next(config_.sample_timeout);
     if (!batch.ok()) {
@@ -120,8 +122,9 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
       stats_.skipped = updater_->skipped_steps();
       stats_.last_loss = step->loss;
     }
-    if (++since_publish >= config_.publish_interval || stats().version == 0) {
+    if (++since_publish >= config_.publish_interval || !published) {
       since_publish = 0;
+      published = true;
       if (absl::Status st = Publish(); !st.ok()) return st;
     }
     if (++since_checkpoint >= config_.checkpoint_interval) {
