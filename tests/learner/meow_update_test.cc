@@ -83,10 +83,11 @@ TEST(MeowUpdateTest, LossGradientMatchesFiniteDifferencesInDouble) {
 }
 
 // With dropout off, MeowUpdater and the straightforward formulation follow the same trajectory.
-void ExpectSameTrajectory(double grad_clip) {
+void ExpectSameTrajectory(double grad_clip, bool manual_backward = true) {
   torch::manual_seed(2);
   MeowUpdateConfig config;
   config.grad_clip = grad_clip;
+  config.manual_backward = manual_backward;
   config.tau = 0.01;
   auto fast = MeowUpdater::Create(PolicyConfig(11, 3, /*dropout=*/0.0), config, at::kCPU);
   ASSERT_TRUE(fast.ok());
@@ -117,6 +118,12 @@ void ExpectSameTrajectory(double grad_clip) {
 
 TEST(MeowUpdateTest, MatchesTheStraightforwardFormulation) { ExpectSameTrajectory(30.0); }
 TEST(MeowUpdateTest, MatchesTheStraightforwardFormulationWhenClipping) { ExpectSameTrajectory(0.05); }
+// The autograd path (manual_backward = false) through MeowLoss, kept as an option, is held to the
+// same oracle.
+TEST(MeowUpdateTest, TheAutogradPathMatchesTheStraightforwardFormulation) {
+  ExpectSameTrajectory(30.0, /*manual_backward=*/false);
+  ExpectSameTrajectory(0.05, /*manual_backward=*/false);
+}
 
 TEST(MeowUpdateTest, RepeatedUpdatesOnAFixedBatchDriveTheLossDown) {
   torch::manual_seed(4);
