@@ -79,6 +79,20 @@ absl::Status Actor::MaybeRefresh() {
   return absl::OkStatus();
 }
 
+void Actor::ReportEpisodes() {
+  proto::ReportRequest request;
+  request.set_source(absl::StrCat("actor-", config_.actor_id));
+  for (const proto::Episode& e : pending_episodes_) *request.add_episodes() = e;
+  auto response = parameters_.Report(request, config_.rpc_timeout);
+  absl::MutexLock lock(&mu_);
+  if (!response.ok()) {
+    ++stats_.report_errors;  // kept for the next report
+    return;
+  }
+  pending_episodes_.clear();
+  if (response->done()) stats_.learner_done = true;
+}
+
 absl::Status Actor::Run(const std::atomic<bool>& stop) {
   torch::NoGradGuard no_grad;
   const int v = envs_->num_envs(), s = envs_->spec().obs_dim, a = envs_->spec().action_dim;
@@ -96,6 +110,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   next_rows.reserve(rows * s);
   std::vector<float> current(v * s), actions(v * a);
   std::vector<double> episode_return(v, 0.0);
+  std::vector<int64_t> episode_length(v, 0);
   auto load_current = [&] {
     auto o = envs_->observations();
     for (int i = 0; i < v * s; ++i) current[i] = static_cast<float>(o[i]);
@@ -118,6 +133,9 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
       if (st.ok()) break;
       if (!absl::IsDeadlineExceeded(st)) return st;
       if (stop.load()) return absl::OkStatus();
+      // Replay is away or holding inserts back (rate limiter): the learner may have finished.
+      ReportEpisodes();
+      if (stats().learner_done) return absl::OkStatus();
     }
     absl::MutexLock lock(&mu_);
     ++stats_.batches_queued;
@@ -127,6 +145,8 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   for (int64_t t = 0; !stop.load() && (config_.max_vector_steps == 0 || t < config_.max_vector_steps); ++t) {
     if (t % config_.refresh_interval == 0) {
       if (absl::Status st = MaybeRefresh(); !st.ok()) return st;
+      ReportEpisodes();
+      if (stats().learner_done) break;
     }
     int64_t version;
     {
@@ -163,10 +183,18 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
       for (int j = 0; j < s; ++j) next_rows.push_back(static_cast<float>(src[j]));
       term_rows.push_back(terminated[i]);
       episode_return[i] += rewards[i];
+      ++episode_length[i];
       if (done) {
         ++ended;
         last_return = episode_return[i];
+        if (pending_episodes_.size() >= kMaxPendingEpisodes) {
+          pending_episodes_.erase(pending_episodes_.begin());
+        }
+        proto::Episode& e = pending_episodes_.emplace_back();
+        e.set_episode_return(episode_return[i]);
+        e.set_length(episode_length[i]);
         episode_return[i] = 0;
+        episode_length[i] = 0;
       }
     }
     load_current();
@@ -182,8 +210,11 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     }
   }
   if (absl::Status st = flush_rows(); !st.ok()) return st;
-  absl::Status flushed = inserter_->Flush(absl::Seconds(5));
-  return stop.load() && absl::IsDeadlineExceeded(flushed) ? absl::OkStatus() : flushed;
+  // When stopping, replay may be holding inserts back (rate limiter) or gone: do not wait long.
+  const bool ending = stop.load() || stats().learner_done;
+  absl::Status flushed = inserter_->Flush(ending ? absl::Milliseconds(500) : absl::Seconds(5));
+  if (!pending_episodes_.empty() && !stop.load()) ReportEpisodes();
+  return ending && absl::IsDeadlineExceeded(flushed) ? absl::OkStatus() : flushed;
 }
 
 }  // namespace meow

@@ -7,6 +7,10 @@
 // the version of the policy that chose it. On truncation the stored next observation is the
 // episode's final one; `terminated` is set only for true terminal states.
 //
+// At each refresh the actor also reports the episodes it finished to the learner
+// (LearnerService.Report, kept and resent while the learner is away, at most kMaxPendingEpisodes)
+// and stops when the learner answers that training is over.
+//
 // Lost connections never end the loop: the inserter buffers (bounded) and resends, a failed weight
 // fetch is counted and retried at the next interval, and the actor keeps acting on the weights it
 // has. Only bad input (a refused batch, malformed weights) ends it with an error.
@@ -57,6 +61,8 @@ struct ActorStats {
   int64_t fetch_errors = 0;        // weight fetches that failed (learner unreachable, ...)
   int64_t batches_queued = 0;
   int64_t simulator_warnings = 0;
+  int64_t report_errors = 0;       // episode reports that failed (resent later)
+  bool learner_done = false;       // the learner said training is over
 };
 
 class Actor {
@@ -73,12 +79,17 @@ class Actor {
   // Loads newer weights when the learner has them. Errors other than malformed weights are
   // counted and swallowed.
   absl::Status MaybeRefresh();
+  // Sends the pending episodes; sets learner_done when the learner says training is over.
+  void ReportEpisodes();
+
+  static constexpr size_t kMaxPendingEpisodes = 10000;
 
   ActorConfig config_;
   std::unique_ptr<VectorEnv> envs_;
   std::unique_ptr<ReplayInserter> inserter_;
   ParameterClient parameters_;
   FlowPolicy policy_{nullptr};
+  std::vector<proto::Episode> pending_episodes_;  // used by Run's thread only
   mutable absl::Mutex mu_;
   ActorStats stats_ ABSL_GUARDED_BY(mu_);
 };

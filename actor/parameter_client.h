@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/learner.grpc.pb.h"
 #include "proto/parameters.grpc.pb.h"
 
 namespace meow {
@@ -33,16 +34,29 @@ class ParameterClient {
   // InvalidArgument (naming the tensor) for a malformed response.
   absl::StatusOr<std::optional<PolicyWeights>> Get(int64_t min_version, absl::Duration timeout)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // One LearnerService.Report call (finished episodes, an evaluation); the answer carries the
+  // learner's progress and whether training is over. Errors as for Get.
+  absl::StatusOr<proto::ReportResponse> Report(const proto::ReportRequest& request,
+                                               absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& address() const { return address_; }
 
  private:
+  // The channel, rebuilt after UNAVAILABLE or DEADLINE_EXCEEDED.
+  std::shared_ptr<grpc::Channel> ChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailedLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::string address_;
   int64_t max_message_bytes_;
   absl::Mutex mu_;
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<proto::ParameterService::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<proto::LearnerService::Stub> learner_stub_ ABSL_GUARDED_BY(mu_);
 };
 
 // Decodes a response's tensors (each validated: float32, byte count matching the shape).
 absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response);
+// Decodes named float32 tensors; errors name `field`["name"].
+absl::StatusOr<SafetensorsFile> DecodeNamedTensors(
+    const google::protobuf::RepeatedPtrField<proto::NamedTensor>& tensors, const std::string& field);
 
 }  // namespace meow

@@ -46,6 +46,8 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
       learner->stats_.updates = restored->counters->updates;
       learner->stats_.skipped = restored->counters->skipped;
       learner->stats_.version = restored->counters->version;
+      learner->restored_env_steps_ = restored->counters->env_steps;
+      learner->env_steps_.store(restored->counters->env_steps);
     }
   }
   // Restored weights go out at once, under the next version.
@@ -85,6 +87,7 @@ absl::Status Learner::Checkpoint() {
     counters.skipped = updater_->skipped_steps();
     counters.version = stats_.version;
   }
+  counters.env_steps = env_steps_.load();
   return checkpoints_->Save(*updater_, counters);
 }
 
@@ -121,6 +124,7 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
       stats_.updates = updater_->steps();
       stats_.skipped = updater_->skipped_steps();
       stats_.last_loss = step->loss;
+      if (!step->skipped) stats_.last_update = *step;
     }
     if (++since_publish >= config_.publish_interval || !published) {
       since_publish = 0;

@@ -50,6 +50,7 @@ struct LearnerStats {
   int64_t version = 0;          // last published weight version
   int64_t sample_waits = 0;     // Next() calls that timed out (replay not ready or rate-limited)
   double last_loss = 0;
+  UpdateStats last_update;      // of the newest applied update
   double mean_staleness = 0;    // version - policy_version of the rows in the last batch
   std::string restored_from;    // checkpoint file, if any
   std::vector<std::string> checkpoint_problems;
@@ -62,6 +63,10 @@ class Learner {
   absl::Status Run(const std::atomic<bool>& stop);
   LearnerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
   MeowUpdater& updater() { return *updater_; }
+  // Environment steps stored in replay, as the caller sees them; saved in checkpoints.
+  void set_env_steps(int64_t steps) { env_steps_.store(steps); }
+  // Environment steps of the restored checkpoint (0 for a fresh start).
+  int64_t restored_env_steps() const { return restored_env_steps_; }
 
  private:
   Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
@@ -74,6 +79,8 @@ class Learner {
   std::unique_ptr<MeowUpdater> updater_;
   std::unique_ptr<ReplaySampler> sampler_;
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without a run dir
+  std::atomic<int64_t> env_steps_{0};
+  int64_t restored_env_steps_ = 0;
   mutable absl::Mutex mu_;
   LearnerStats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,9 +1,13 @@
 // `meow`: the one binary users run. `meow <subcommand> [--flags]`; `meow help` lists subcommands.
 // Flags are read here only, turned into config structs, validated, and passed to the libraries.
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/marshalling.h"
@@ -14,8 +18,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "actor/actor_loop.h"
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
+#include "actor/evaluator.h"
 #include "common/flow_policy.h"
 #include "common/presets.h"
 #include "common/safetensors.h"
@@ -23,6 +30,8 @@
 #include "learner/report.h"
 #include "replay/replay_server.h"
 #include "learner/sync_trainer.h"
+#include "learner/training.h"
+#include "replay/replay_client.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
 ABSL_FLAG(std::string, run_dir, "", "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed>.");
@@ -48,8 +57,28 @@ ABSL_FLAG(bool, stochastic, false, "meow eval: sample actions instead of the det
 ABSL_FLAG(std::vector<std::string>, run_dirs, {},
           "meow report: run directories to overlay, comma-separated (default: --run_dir).");
 ABSL_FLAG(std::string, out, "", "meow report: output HTML file (default: RUN_DIR/report.html).");
-ABSL_FLAG(std::string, address, "127.0.0.1:7777",
-          "meow replay: host:port to listen on (0.0.0.0:PORT to serve other machines; port 0 picks one).");
+ABSL_FLAG(std::string, address, "",
+          "meow replay / meow learner: host:port to listen on (default 127.0.0.1:7777 for replay, "
+          "127.0.0.1:7778 for the learner; 0.0.0.0:PORT serves other machines; port 0 picks one).");
+ABSL_FLAG(bool, sync, false,
+          "meow train: the single-threaded reference loop (one env, one update per step) instead of "
+          "replay + learner + actors over gRPC.");
+ABSL_FLAG(int32_t, actors, 2, "meow train: actor threads.");
+ABSL_FLAG(int32_t, envs_per_actor, 1, "meow train / meow actor: environments each actor steps together.");
+ABSL_FLAG(bool, run_free, false,
+          "meow train: no update-to-data ratio (the learner samples as fast as it can); default: one "
+          "update of batch_size per environment step, held by replay's rate limiter.");
+ABSL_FLAG(std::vector<std::string>, replay, {},
+          "meow learner / meow actor: replay servers host:port, comma-separated (shards).");
+ABSL_FLAG(std::string, learner, "", "meow actor / meow eval: the learner's host:port.");
+ABSL_FLAG(int64_t, actor_id, 0, "meow actor: this actor's id (unique per run; picks its replay shard).");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
+          "meow learner / actor / eval: how long to wait for replay and the learner at start.");
+ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt,
+          "meow train / meow learner: stop once an evaluation's mean return reaches this.");
+ABSL_FLAG(int64_t, publish_interval, 10, "meow train / meow learner: updates between published weight versions.");
+ABSL_FLAG(int64_t, checkpoint_interval, 5000, "meow train / meow learner: updates between checkpoints.");
+ABSL_FLAG(int64_t, refresh_interval, 10, "meow train / meow actor: vector steps between weight fetches.");
 ABSL_FLAG(std::string, replay_dir, "", "meow replay: directory for the snapshot and log (empty: memory only).");
 ABSL_FLAG(bool, fsync_before_ack, false,
           "meow replay: acknowledge a batch only after its log record is fsynced (survives power loss).");
@@ -73,9 +102,13 @@ constexpr char kUsage[] = R"(meow: distributed MEow training (maximum-entropy RL
 usage: meow <subcommand> [--flag=value ...]   (flags may also come from --flagfile=FILE)
 
 subcommands:
-  train   train an agent in this process (default task MultiGoal-v0)
-  eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
+  train   train an agent: replay, learner, actors and an evaluator in this process, over gRPC
+          on 127.0.0.1 (default task MultiGoal-v0; e.g. meow train --env=Hopper-v4)
   replay  a replay server: meow replay --env=TASK --address=HOST:PORT [--replay_dir=DIR]
+  learner the learner: meow learner --env=TASK --replay=HOST:PORT[,...] --address=HOST:PORT
+  actor   an actor: meow actor --env=TASK --replay=HOST:PORT[,...] --learner=HOST:PORT --actor_id=N
+  eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
+          or evaluate a running learner's weights: meow eval --env=TASK --learner=HOST:PORT
   report  learning curves as one HTML page: meow report --run_dir=DIR (or --run_dirs=A,B,...)
   help    this text; `meow <subcommand> --help` lists every flag
 )";
@@ -122,16 +155,119 @@ absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags() {
   return c;
 }
 
+std::atomic<bool> g_stop{false};
+
+extern "C" void OnStopSignal(int) {
+  g_stop.store(true);
+  // A second signal ends the process at once.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+void InstallStopHandlers() {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+}
+
+absl::Status CheckRange(const char* flag, int64_t value, int64_t lo, int64_t hi) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bad flag: --", flag, "=", value, ": expected ", lo, " to ", hi));
+}
+
+absl::Status CheckAddress(const char* flag, const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() ||
+      address.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("bad flag: --", flag, "=", address, ": expected HOST:PORT"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetThreadsFromFlag() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (absl::Status s = CheckRange("threads", threads, 1, 256); !s.ok()) return s;
+  SetComputeThreads(threads);
+  return absl::OkStatus();
+}
+
+// The distributed configuration: the shared training flags plus the process layout.
+absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
+  auto sync = TrainConfigFromFlags();
+  if (!sync.ok()) return sync.status();
+  TrainConfig c;
+  static_cast<SyncTrainConfig&>(c) = *sync;
+  if (absl::GetFlag(FLAGS_run_free)) {
+    c.samples_per_insert = 0;
+  } else if (auto spi = absl::GetFlag(FLAGS_samples_per_insert); spi.has_value()) {
+    if (!(*spi > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert=", *spi,
+                                                     ": expected > 0 (or --run_free)"));
+    }
+    c.samples_per_insert = *spi;
+  }
+  c.stop_at_eval_return = absl::GetFlag(FLAGS_stop_at_return);
+  c.publish_interval = absl::GetFlag(FLAGS_publish_interval);
+  c.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  c.actor_refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
+  c.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  for (auto [flag, v, hi] : {std::tuple<const char*, int64_t, int64_t>{"publish_interval", c.publish_interval, 1'000'000},
+                            {"checkpoint_interval", c.checkpoint_interval, int64_t{1} << 40},
+                            {"refresh_interval", c.actor_refresh_interval, 1'000'000}}) {
+    if (absl::Status s = CheckRange(flag, v, 1, hi); !s.ok()) return s;
+  }
+  if (local) {
+    c.actors = absl::GetFlag(FLAGS_actors);
+    if (absl::Status s = CheckRange("actors", c.actors, 1, 1024); !s.ok()) return s;
+    c.envs_per_actor = absl::GetFlag(FLAGS_envs_per_actor);
+    if (absl::Status s = CheckRange("envs_per_actor", c.envs_per_actor, 1, 4096); !s.ok()) return s;
+    c.address = "127.0.0.1:0";  // local mode binds loopback only
+  } else {
+    c.replay_addresses = absl::GetFlag(FLAGS_replay);
+    if (c.replay_addresses.empty()) {
+      return absl::InvalidArgumentError("meow learner needs --replay=HOST:PORT[,HOST:PORT...]");
+    }
+    for (const std::string& a : c.replay_addresses) {
+      if (absl::Status s = CheckAddress("replay", a); !s.ok()) return s;
+    }
+    c.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7778" : absl::GetFlag(FLAGS_address);
+    if (absl::Status s = CheckAddress("address", c.address); !s.ok()) return s;
+  }
+  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  return c;
+}
+
+int RunDistributed(bool local) {
+  auto config = DistributedConfigFromFlags(local);
+  if (!config.ok()) return Fail(config.status());
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  InstallStopHandlers();
+  if (local) {
+    absl::PrintF("meow train: %s, %d env steps, %d actors x %d envs, run dir %s\n", config->env,
+                 config->total_env_steps, config->actors, config->envs_per_actor, config->run_dir);
+  } else {
+    absl::PrintF("meow learner: %s, %d env steps, replay %s, serving on %s, run dir %s\n", config->env,
+                 config->total_env_steps, absl::StrJoin(config->replay_addresses, ","), config->address,
+                 config->run_dir);
+  }
+  std::fflush(stdout);
+  auto result = RunTraining(*config, g_stop);
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
+               result->interrupted ? "stopped" : "done", result->env_steps, result->updates,
+               result->skipped_updates, result->version, result->seconds);
+  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
+               config->run_dir, config->run_dir);
+  if (result->interrupted) absl::PrintF("the same command resumes from the newest checkpoint\n");
+  return 0;
+}
+
 int RunTrain() {
+  if (!absl::GetFlag(FLAGS_sync)) return RunDistributed(/*local=*/true);
   auto config = TrainConfigFromFlags();
   if (!config.ok()) return Fail(config.status());
-  const int threads = absl::GetFlag(FLAGS_threads);
-  if (threads < 1 || threads > 256) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("bad flag: --threads=", threads, ": expected 1 to 256")));
-  }
-  SetComputeThreads(threads);
-  absl::PrintF("meow train: %s, %d env steps, run dir %s\n", config->env, config->total_env_steps,
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  absl::PrintF("meow train --sync: %s, %d env steps, run dir %s\n", config->env, config->total_env_steps,
                config->run_dir);
   auto result = TrainSync(*config);
   if (!result.ok()) return Fail(result.status());
@@ -143,9 +279,143 @@ int RunTrain() {
   return 0;
 }
 
+// Waits for the learner to answer, up to --connect_timeout.
+absl::Status WaitForLearner(ParameterClient& client, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    auto response = client.Report(proto::ReportRequest(), absl::Seconds(1));
+    if (response.ok()) return absl::OkStatus();
+    if (absl::IsInvalidArgument(response.status()) || absl::Now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the learner at ", client.address(), " within ",
+                                                 absl::FormatDuration(timeout), ": ",
+                                                 response.status().message()));
+    }
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+}
+
+absl::StatusOr<FlowPolicyConfig> PolicyFromFlags() {
+  auto config = TrainConfigFromFlags();
+  if (!config.ok()) return config.status();
+  return config->policy;
+}
+
+int RunActorProcess() {
+  auto policy = PolicyFromFlags();
+  if (!policy.ok()) return Fail(policy.status());
+  ActorConfig c;
+  c.env = absl::GetFlag(FLAGS_env);
+  c.policy = *policy;
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.replay_addresses = absl::GetFlag(FLAGS_replay);
+  c.learner_address = absl::GetFlag(FLAGS_learner);
+  if (c.replay_addresses.empty()) return Fail(absl::InvalidArgumentError("meow actor needs --replay=HOST:PORT[,...]"));
+  if (c.learner_address.empty()) return Fail(absl::InvalidArgumentError("meow actor needs --learner=HOST:PORT"));
+  for (const std::string& a : c.replay_addresses) {
+    if (absl::Status s = CheckAddress("replay", a); !s.ok()) return Fail(s);
+  }
+  if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
+  const int64_t id = absl::GetFlag(FLAGS_actor_id);
+  if (absl::Status s = CheckRange("actor_id", id, 0, int64_t{1} << 40); !s.ok()) return Fail(s);
+  c.actor_id = static_cast<uint64_t>(id);
+  c.num_envs = absl::GetFlag(FLAGS_envs_per_actor);
+  if (absl::Status s = CheckRange("envs_per_actor", c.num_envs, 1, 4096); !s.ok()) return Fail(s);
+  c.refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
+  if (absl::Status s = CheckRange("refresh_interval", c.refresh_interval, 1, 1'000'000); !s.ok()) return Fail(s);
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  auto env = MakeEnv(c.env);
+  if (!env.ok()) return Fail(env.status());
+  const absl::Duration timeout = absl::GetFlag(FLAGS_connect_timeout);
+  if (absl::Status s = WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim, timeout);
+      !s.ok()) {
+    return Fail(s);
+  }
+  ParameterClient probe(c.learner_address);
+  if (absl::Status s = WaitForLearner(probe, timeout); !s.ok()) return Fail(s);
+  auto actor = Actor::Create(c);
+  if (!actor.ok()) return Fail(actor.status());
+  InstallStopHandlers();
+  absl::PrintF("meow actor %d: %s x %d, replay %s, learner %s\n", c.actor_id, c.env, c.num_envs,
+               absl::StrJoin(c.replay_addresses, ","), c.learner_address);
+  std::fflush(stdout);
+  absl::Status status;
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    status = (*actor)->Run(g_stop);
+    done.store(true);
+  });
+  absl::Time next_line = absl::Now() + absl::Seconds(10);
+  while (!done.load()) {
+    absl::SleepFor(absl::Milliseconds(100));
+    if (absl::Now() >= next_line) {
+      const ActorStats st = (*actor)->stats();
+      absl::PrintF("actor %d: %d env steps, %d episodes (last return %.1f), policy version %d, "
+                   "%d fetch errors\n", c.actor_id, st.env_steps, st.episodes, st.last_episode_return,
+                   st.policy_version, st.fetch_errors);
+      std::fflush(stdout);
+      next_line += absl::Seconds(10);
+    }
+  }
+  runner.join();
+  if (!status.ok()) return Fail(status);
+  const ActorStats st = (*actor)->stats();
+  absl::PrintF("actor %d %s: %d env steps, %d episodes, policy version %d\n", c.actor_id,
+               st.learner_done ? "done (training is over)" : "stopped", st.env_steps, st.episodes,
+               st.policy_version);
+  return 0;
+}
+
+int RunEvaluatorProcess() {
+  auto config = TrainConfigFromFlags();
+  if (!config.ok()) return Fail(config.status());
+  EvaluatorConfig c;
+  c.env = config->env;
+  c.policy = config->policy;
+  c.learner_address = absl::GetFlag(FLAGS_learner);
+  if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
+  c.interval = config->eval_interval;
+  c.episodes = config->eval_episodes;
+  if (absl::Status s = CheckRange("eval_episodes", c.episodes, 1, 1'000'000); !s.ok()) return Fail(s);
+  c.deterministic = !absl::GetFlag(FLAGS_stochastic) && config->deterministic_eval;
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  ParameterClient probe(c.learner_address);
+  if (absl::Status s = WaitForLearner(probe, absl::GetFlag(FLAGS_connect_timeout)); !s.ok()) return Fail(s);
+  auto evaluator = Evaluator::Create(c);
+  if (!evaluator.ok()) return Fail(evaluator.status());
+  InstallStopHandlers();
+  absl::PrintF("meow eval: %s, %d episodes every %d env steps, learner %s\n", c.env, c.episodes, c.interval,
+               c.learner_address);
+  std::fflush(stdout);
+  absl::Status status;
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    status = (*evaluator)->Run(g_stop);
+    done.store(true);
+  });
+  int64_t printed = 0;
+  while (!done.load()) {
+    absl::SleepFor(absl::Milliseconds(100));
+    const EvaluatorStats st = (*evaluator)->stats();
+    if (st.evaluations > printed) {
+      printed = st.evaluations;
+      absl::PrintF("eval at %d env steps (version %d): return %.2f +- %.2f\n", st.last_env_steps,
+                   st.last_version, st.last_mean, st.last_std);
+      std::fflush(stdout);
+    }
+  }
+  runner.join();
+  if (!status.ok()) return Fail(status);
+  absl::PrintF("evaluator %s after %d evaluations\n", (*evaluator)->stats().learner_done ? "done" : "stopped",
+               (*evaluator)->stats().evaluations);
+  return 0;
+}
+
 int RunEval() {
   const std::string path = absl::GetFlag(FLAGS_policy);
-  if (path.empty()) return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE"));
+  if (path.empty() && !absl::GetFlag(FLAGS_learner).empty()) return RunEvaluatorProcess();
+  if (path.empty()) {
+    return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE, or --learner=HOST:PORT to follow a run"));
+  }
   const int64_t episodes = absl::GetFlag(FLAGS_episodes);
   if (episodes < 1) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --episodes=", episodes, ": expected >= 1")));
@@ -186,7 +456,8 @@ int RunReplayServer() {
   if (!env.ok()) return Fail(absl::NotFoundError(absl::StrCat("--env=", env_name, ": ", env.status().message())));
   auto preset = GetPreset(env_name);
   ReplayServerConfig config;
-  config.address = absl::GetFlag(FLAGS_address);
+  config.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7777" : absl::GetFlag(FLAGS_address);
+  if (absl::Status s = CheckAddress("address", config.address); !s.ok()) return Fail(s);
   config.table.obs_dim = (*env)->spec().obs_dim;
   config.table.action_dim = (*env)->spec().action_dim;
   config.table.capacity =
@@ -245,6 +516,8 @@ int main(int argc, char** argv) {
   if (command == "eval") return meow::RunEval();
   if (command == "report") return meow::RunReport();
   if (command == "replay") return meow::RunReplayServer();
+  if (command == "learner") return meow::RunDistributed(/*local=*/false);
+  if (command == "actor") return meow::RunActorProcess();
   if (command == "help") {
     std::fputs(meow::kUsage, stdout);
     return 0;

@@ -123,6 +123,7 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.address, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(&server->service_);
+  builder.RegisterService(&server->learner_service_);
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -136,6 +137,7 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   if (auto* health = server->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(kServiceName, true);
+    health->SetServingStatus("meow.proto.LearnerService", true);
   }
   return server;
 }

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
+#include "learner/learner_service.h"
 #include "proto/parameters.grpc.pb.h"
 
 namespace meow {
@@ -65,11 +66,13 @@ struct ParameterServerConfig {
   absl::Status Validate() const;
 };
 
-// A running parameter server with its store, health checking and reflection. Thread-safe.
+// A running learner server: ParameterService with its store, LearnerService with its board,
+// health checking and reflection. Thread-safe.
 class ParameterServer {
  public:
   ~ParameterServer();  // Shutdown()
   ParameterStore* store() { return &store_; }
+  TrainingBoard* board() { return &board_; }
   int port() const { return port_; }
   const std::string& address() const { return address_; }  // host:port for clients
   // Closes the store (watchers end), marks health NOT_SERVING and stops. Idempotent.
@@ -78,10 +81,12 @@ class ParameterServer {
  private:
   friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(
       const ParameterServerConfig& config);
-  ParameterServer() : service_(&store_) {}
+  ParameterServer() : service_(&store_), learner_service_(&board_) {}
 
   ParameterStore store_;
   ParameterServiceImpl service_;
+  TrainingBoard board_;
+  LearnerServiceImpl learner_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string address_;

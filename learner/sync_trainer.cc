@@ -50,8 +50,6 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device) {
   return absl::InvalidArgumentError(absl::StrCat("--device=", device, ": expected cpu, cuda or auto"));
 }
 
-namespace {
-
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = static_cast<int64_t>(seconds);
@@ -59,8 +57,6 @@ std::string FormatDuration(double seconds) {
   if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%ds", s);
 }
-
-}  // namespace
 
 absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
   if (absl::Status s = input.Validate(); !s.ok()) return s;

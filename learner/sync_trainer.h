@@ -57,6 +57,9 @@ struct SyncTrainResult {
 // without one.
 absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
 
+// "1h02m", "3m05s", "42s"; "?" for a negative or non-finite value. For ETAs.
+std::string FormatDuration(double seconds);
+
 absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& config);
 
 }  // namespace meow

@@ -2,6 +2,7 @@
 // weights moving from learner to actor exactly, watchers, bad requests, an unreachable learner
 // (an error within the deadline, no hang) and a restarted learner picked up by the same client.
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -84,6 +85,69 @@ TEST(ParameterServiceTest, BadRequestsAreInvalidArgument) {
   SafetensorsFile not_float;
   not_float.tensors["x"] = {"I64", {1}, std::string(8, '\0')};
   EXPECT_EQ(server->store()->Publish(1, not_float).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
+  auto server = Start();
+  ParameterClient client(server->address());
+  server->board()->SetProgress({1234, 56, 7, 5000});
+  proto::ReportRequest episodes;
+  episodes.set_source("actor-0");
+  for (double r : {1.5, -2.0}) {
+    proto::Episode* e = episodes.add_episodes();
+    e->set_episode_return(r);
+    e->set_length(10);
+  }
+  auto answer = client.Report(episodes, absl::Seconds(5));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->env_steps(), 1234);
+  EXPECT_EQ(answer->updates(), 56);
+  EXPECT_EQ(answer->version(), 7);
+  EXPECT_EQ(answer->total_env_steps(), 5000);
+  EXPECT_FALSE(answer->done());
+  EXPECT_EQ(server->board()->TakeEpisodes().size(), 2u);
+
+  // A NaN return, a zero length, an evaluation of version 0 or with a short tensor: refused,
+  // naming the field, and nothing of the report is kept.
+  proto::ReportRequest nan = episodes;
+  nan.mutable_episodes(1)->set_episode_return(std::nan(""));
+  auto refused = client.Report(nan, absl::Seconds(5));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("ReportRequest.episodes[1].episode_return is not finite"));
+  proto::ReportRequest zero = episodes;
+  zero.mutable_episodes(0)->set_length(0);
+  EXPECT_THAT(std::string(client.Report(zero, absl::Seconds(5)).status().message()),
+              HasSubstr("episodes[0].length must be >= 1"));
+  proto::ReportRequest eval;
+  eval.mutable_evaluation()->set_env_steps(1000);
+  eval.mutable_evaluation()->set_policy_version(3);
+  proto::Episode* e = eval.mutable_evaluation()->add_episodes();
+  e->set_episode_return(42);
+  e->set_length(1000);
+  proto::NamedTensor* t = eval.mutable_evaluation()->add_tensors();
+  t->set_name("flows.0.t.net.0.bias");
+  *t->mutable_tensor() = EncodeFloat32({4}, std::vector<float>{1, 2, 3, 4});
+  proto::ReportRequest short_tensor = eval;
+  short_tensor.mutable_evaluation()->mutable_tensors(0)->mutable_tensor()->mutable_data()->resize(12);
+  auto bad_tensor = client.Report(short_tensor, absl::Seconds(5));
+  EXPECT_EQ(bad_tensor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad_tensor.status().message()), HasSubstr("flows.0.t.net.0.bias"));
+  proto::ReportRequest version0 = eval;
+  version0.mutable_evaluation()->set_policy_version(0);
+  EXPECT_THAT(std::string(client.Report(version0, absl::Seconds(5)).status().message()),
+              HasSubstr("policy_version must be >= 1, got 0"));
+  EXPECT_TRUE(server->board()->TakeEpisodes().empty());
+  EXPECT_TRUE(server->board()->TakeEvaluations().empty());
+
+  // A good evaluation arrives with its summary and weights; "done" reaches the reporters.
+  ASSERT_TRUE(client.Report(eval, absl::Seconds(5)).ok());
+  auto evaluations = server->board()->TakeEvaluations();
+  ASSERT_EQ(evaluations.size(), 1u);
+  EXPECT_EQ(evaluations[0].mean, 42);
+  EXPECT_EQ(evaluations[0].policy_version, 3);
+  EXPECT_EQ(evaluations[0].weights.tensors.count("flows.0.t.net.0.bias"), 1u);
+  server->board()->SetDone();
+  EXPECT_TRUE(client.Report(proto::ReportRequest(), absl::Seconds(5))->done());
 }
 
 TEST(ParameterServiceTest, MalformedResponsesAreRefusedNamingTheTensor) {

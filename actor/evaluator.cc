@@ -1,0 +1,134 @@
+#include "actor/evaluator.h"
+
+#include <cmath>
+#include <utility>
+
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "actor/env_registry.h"
+#include "actor/evaluate.h"
+#include "replay/tensor_codec.h"
+
+namespace meow {
+
+absl::Status EvaluatorConfig::Validate() const {
+  if (learner_address.empty()) return absl::InvalidArgumentError("the evaluator needs a learner address");
+  if (interval < 1) return absl::InvalidArgumentError(absl::StrCat("eval interval must be >= 1, got ", interval));
+  if (episodes < 1) return absl::InvalidArgumentError(absl::StrCat("eval episodes must be >= 1, got ", episodes));
+  if (poll_interval <= absl::ZeroDuration()) return absl::InvalidArgumentError("poll_interval must be > 0");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Evaluator>> Evaluator::Create(const EvaluatorConfig& input) {
+  if (absl::Status s = input.Validate(); !s.ok()) return s;
+  auto env = MakeEnv(input.env);
+  if (!env.ok()) return env.status();
+  EvaluatorConfig config = input;
+  config.policy.obs_dim = (*env)->spec().obs_dim;
+  config.policy.action_dim = (*env)->spec().action_dim;
+  if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
+  return std::unique_ptr<Evaluator>(new Evaluator(config, *std::move(env)));
+}
+
+Evaluator::Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env)
+    : config_(config), env_(std::move(env)), learner_(config.learner_address), policy_(config.policy) {
+  policy_->eval();
+  stats_.last_mean = stats_.last_std = std::nan("");
+}
+
+EvaluatorStats Evaluator::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+absl::Status Evaluator::EvaluateOnce(int64_t env_steps) {
+  auto got = learner_.Get(1, config_.rpc_timeout);
+  if (!got.ok()) {
+    if (absl::IsInvalidArgument(got.status())) return got.status();
+    absl::MutexLock lock(&mu_);
+    ++stats_.errors;
+    return absl::OkStatus();
+  }
+  if (!got->has_value()) return absl::OkStatus();  // no weights yet: nothing to evaluate
+  const PolicyWeights& weights = **got;
+  if (absl::Status s = policy_->ImportWeights(weights.weights); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("weights version ", weights.version, " from ",
+                                                   config_.learner_address, ": ", s.message()));
+  }
+  auto summary = Evaluate(*policy_, *env_, config_.episodes, config_.deterministic, config_.seed);
+  if (!summary.ok()) return summary.status();
+
+  proto::ReportRequest request;
+  request.set_source("evaluator");
+  proto::Evaluation* eval = request.mutable_evaluation();
+  eval->set_env_steps(env_steps);
+  eval->set_policy_version(weights.version);
+  eval->set_deterministic(config_.deterministic);
+  for (const EpisodeResult& e : summary->episodes) {
+    proto::Episode* episode = eval->add_episodes();
+    episode->set_episode_return(e.episode_return);
+    episode->set_length(e.length);
+  }
+  if (config_.send_weights) {
+    for (const auto& [name, raw] : weights.weights.tensors) {
+      proto::NamedTensor* named = eval->add_tensors();
+      named->set_name(name);
+      *named->mutable_tensor() = EncodeTensor(proto::DTYPE_FLOAT32, raw.shape, raw.data.data(), raw.data.size());
+    }
+  }
+  // The result matters: retry a few times while the learner is away.
+  absl::Status sent;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto response = learner_.Report(request, config_.rpc_timeout);
+    sent = response.status();
+    if (sent.ok()) break;
+    if (absl::IsInvalidArgument(sent)) return sent;
+    absl::SleepFor(config_.poll_interval);
+  }
+  absl::MutexLock lock(&mu_);
+  if (!sent.ok()) ++stats_.errors;
+  ++stats_.evaluations;
+  stats_.last_env_steps = env_steps;
+  stats_.last_version = weights.version;
+  stats_.last_mean = summary->mean;
+  stats_.last_std = summary->std;
+  return absl::OkStatus();
+}
+
+absl::Status Evaluator::Run(const std::atomic<bool>& stop) {
+  torch::NoGradGuard no_grad;
+  int64_t next_eval = config_.interval;
+  while (!stop.load()) {
+    auto progress = learner_.Report(proto::ReportRequest(), config_.rpc_timeout);
+    if (!progress.ok()) {
+      if (absl::IsInvalidArgument(progress.status())) return progress.status();
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.errors;
+      }
+      absl::SleepFor(config_.poll_interval);
+      continue;
+    }
+    const int64_t steps = progress->env_steps();
+    // At the end, the final weights are evaluated once more unless they were just evaluated.
+    const bool final_eval = progress->done() && progress->version() > 0 && stats().last_env_steps < steps;
+    if (steps >= next_eval || final_eval) {
+      const int64_t before = stats().evaluations;
+      if (absl::Status s = EvaluateOnce(steps); !s.ok()) return s;
+      // Evaluated (or no weights yet): the next point is the next multiple past `steps`.
+      if (stats().evaluations > before || progress->version() == 0) {
+        next_eval = (steps / config_.interval + 1) * config_.interval;
+      }
+    }
+    if (progress->done()) {
+      absl::MutexLock lock(&mu_);
+      stats_.learner_done = true;
+      return absl::OkStatus();
+    }
+    absl::SleepFor(config_.poll_interval);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace meow

@@ -1,0 +1,73 @@
+// The evaluator: an actor in eval mode. It follows the learner's progress (LearnerService.Report)
+// and every `interval` environment steps fetches the newest weights, runs `episodes` episodes
+// (deterministic actions by default, resets seeded seed, seed+1, ... as the reference does) and
+// reports the returns, with the weights it evaluated, to the learner, which keeps the best policy.
+// Nothing is evaluated before the learner has published weights. When the learner says training
+// is over, it evaluates the final weights (unless it just did) and stops.
+// A learner that cannot be reached is retried; the evaluator never ends because of it.
+// Thread-safe: Run on one thread; stats() from any.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "actor/env.h"
+#include "actor/parameter_client.h"
+#include "common/flow_policy.h"
+
+namespace meow {
+
+struct EvaluatorConfig {
+  std::string env = "MultiGoal-v0";
+  std::string learner_address;
+  FlowPolicyConfig policy;            // alpha and sigmas; sizes come from the env
+  int64_t interval = 10000;           // environment steps between evaluations
+  int64_t episodes = 10;
+  bool deterministic = true;
+  uint64_t seed = 0;                  // episode i resets with seed + i
+  bool send_weights = true;           // include the evaluated weights in the report
+  absl::Duration poll_interval = absl::Milliseconds(500);
+  absl::Duration rpc_timeout = absl::Seconds(5);
+
+  absl::Status Validate() const;
+};
+
+struct EvaluatorStats {
+  int64_t evaluations = 0;
+  int64_t last_env_steps = 0;
+  int64_t last_version = 0;
+  double last_mean = 0;  // NaN before the first evaluation
+  double last_std = 0;
+  int64_t errors = 0;    // learner calls that failed (retried)
+  bool learner_done = false;
+};
+
+class Evaluator {
+ public:
+  static absl::StatusOr<std::unique_ptr<Evaluator>> Create(const EvaluatorConfig& config);
+  // Evaluates until the learner says training is over or `stop` is set.
+  absl::Status Run(const std::atomic<bool>& stop);
+  EvaluatorStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env);
+  // Fetches the newest weights, evaluates them at `env_steps` and reports. Errors only for bad
+  // weights or a failing environment.
+  absl::Status EvaluateOnce(int64_t env_steps);
+
+  EvaluatorConfig config_;
+  std::unique_ptr<Env> env_;
+  ParameterClient learner_;
+  FlowPolicy policy_{nullptr};
+  mutable absl::Mutex mu_;
+  EvaluatorStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meow

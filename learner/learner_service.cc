@@ -1,0 +1,159 @@
+#include "learner/learner_service.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/parameter_client.h"
+#include "replay/grpc_status.h"
+
+namespace meow {
+
+void TrainingBoard::SetProgress(const TrainingProgress& progress) {
+  absl::MutexLock lock(&mu_);
+  progress_ = progress;
+}
+
+void TrainingBoard::SetDone() {
+  absl::MutexLock lock(&mu_);
+  done_ = true;
+}
+
+bool TrainingBoard::done() const {
+  absl::MutexLock lock(&mu_);
+  return done_;
+}
+
+proto::ReportResponse TrainingBoard::Response() const {
+  absl::MutexLock lock(&mu_);
+  proto::ReportResponse response;
+  response.set_env_steps(progress_.env_steps);
+  response.set_updates(progress_.updates);
+  response.set_version(progress_.version);
+  response.set_total_env_steps(progress_.total_env_steps);
+  response.set_done(done_);
+  return response;
+}
+
+void TrainingBoard::AddEpisodes(const std::vector<proto::Episode>& episodes) {
+  absl::MutexLock lock(&mu_);
+  for (const proto::Episode& e : episodes) {
+    if (episodes_.size() >= kMaxPendingEpisodes) {
+      episodes_.pop_front();
+      ++dropped_;
+    }
+    episodes_.push_back(e);
+  }
+}
+
+std::vector<proto::Episode> TrainingBoard::TakeEpisodes() {
+  absl::MutexLock lock(&mu_);
+  std::vector<proto::Episode> out(episodes_.begin(), episodes_.end());
+  episodes_.clear();
+  return out;
+}
+
+void TrainingBoard::AddEvaluation(EvaluationRecord record) {
+  absl::MutexLock lock(&mu_);
+  if (evaluations_.size() >= kMaxPendingEvaluations) {
+    evaluations_.pop_front();
+    ++dropped_;
+  }
+  evaluations_.push_back(std::move(record));
+  ++evaluations_received_;
+}
+
+std::vector<EvaluationRecord> TrainingBoard::TakeEvaluations() {
+  absl::MutexLock lock(&mu_);
+  std::vector<EvaluationRecord> out(std::make_move_iterator(evaluations_.begin()),
+                                    std::make_move_iterator(evaluations_.end()));
+  evaluations_.clear();
+  return out;
+}
+
+bool TrainingBoard::WaitForEvaluation(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto pending = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !evaluations_.empty(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&pending), deadline);
+}
+
+int64_t TrainingBoard::dropped() const {
+  absl::MutexLock lock(&mu_);
+  return dropped_;
+}
+
+int64_t TrainingBoard::evaluations_received() const {
+  absl::MutexLock lock(&mu_);
+  return evaluations_received_;
+}
+
+namespace {
+
+absl::Status CheckEpisode(const proto::Episode& e, const std::string& field) {
+  if (!std::isfinite(e.episode_return())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return is not finite"));
+  }
+  if (e.length() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".length must be >= 1, got ", e.length()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvaluationRecord> ToRecord(const proto::ReportRequest& request) {
+  const proto::Evaluation& eval = request.evaluation();
+  EvaluationRecord record;
+  record.source = request.source();
+  if (eval.env_steps() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.env_steps must be >= 0, got ", eval.env_steps()));
+  }
+  if (eval.policy_version() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.policy_version must be >= 1, got ",
+                                                   eval.policy_version()));
+  }
+  if (eval.episodes().empty()) {
+    return absl::InvalidArgumentError("ReportRequest.evaluation.episodes is empty");
+  }
+  record.env_steps = eval.env_steps();
+  record.policy_version = eval.policy_version();
+  record.deterministic = eval.deterministic();
+  double sum = 0;
+  for (int i = 0; i < eval.episodes_size(); ++i) {
+    const proto::Episode& e = eval.episodes(i);
+    if (absl::Status s = CheckEpisode(e, absl::StrCat("ReportRequest.evaluation.episodes[", i, "]")); !s.ok()) return s;
+    record.returns.push_back(e.episode_return());
+    record.lengths.push_back(e.length());
+    sum += e.episode_return();
+  }
+  record.mean = sum / record.returns.size();
+  double var = 0;
+  for (double r : record.returns) var += (r - record.mean) * (r - record.mean);
+  record.std = std::sqrt(var / record.returns.size());  // population std, as numpy's default
+  if (!eval.tensors().empty()) {
+    auto weights = DecodeNamedTensors(eval.tensors(), "ReportRequest.evaluation.tensors");
+    if (!weights.ok()) return weights.status();
+    record.weights = *std::move(weights);
+  }
+  return record;
+}
+
+}  // namespace
+
+grpc::Status LearnerServiceImpl::Report(grpc::ServerContext* context, const proto::ReportRequest* request,
+                                        proto::ReportResponse* response) {
+  std::vector<proto::Episode> episodes(request->episodes().begin(), request->episodes().end());
+  for (size_t i = 0; i < episodes.size(); ++i) {
+    if (absl::Status s = CheckEpisode(episodes[i], absl::StrCat("ReportRequest.episodes[", i, "]")); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+  }
+  if (request->has_evaluation()) {
+    auto record = ToRecord(*request);
+    if (!record.ok()) return ToGrpcStatus(record.status());
+    board_->AddEvaluation(*std::move(record));
+  }
+  board_->AddEpisodes(episodes);
+  *response = board_->Response();
+  return grpc::Status::OK;
+}
+
+}  // namespace meow

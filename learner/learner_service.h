@@ -1,0 +1,86 @@
+// The learner's LearnerService (proto/learner.proto) and the board it writes to: actors report
+// finished training episodes, the evaluator reports evaluations (with the weights it evaluated),
+// and each answer carries the learner's progress and whether training is over.
+//
+// TrainingBoard is the meeting point between the gRPC handlers and the learner's metrics loop:
+// handlers add reports, the loop takes them and sets the progress. Bounded: at most
+// kMaxPendingEpisodes episodes and kMaxPendingEvaluations evaluations wait; older ones are dropped
+// and counted. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/safetensors.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/learner.grpc.pb.h"
+
+namespace meow {
+
+struct EvaluationRecord {
+  std::string source;
+  int64_t env_steps = 0;
+  int64_t policy_version = 0;
+  bool deterministic = true;
+  std::vector<double> returns;
+  std::vector<int64_t> lengths;
+  SafetensorsFile weights;  // empty when the evaluator sent none
+  double mean = 0;
+  double std = 0;
+};
+
+struct TrainingProgress {
+  int64_t env_steps = 0;
+  int64_t updates = 0;
+  int64_t version = 0;
+  int64_t total_env_steps = 0;
+};
+
+class TrainingBoard {
+ public:
+  static constexpr size_t kMaxPendingEpisodes = 100000;
+  static constexpr size_t kMaxPendingEvaluations = 64;
+
+  void SetProgress(const TrainingProgress& progress) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetDone() ABSL_LOCKS_EXCLUDED(mu_);
+  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
+  proto::ReportResponse Response() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  void AddEpisodes(const std::vector<proto::Episode>& episodes) ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<proto::Episode> TakeEpisodes() ABSL_LOCKS_EXCLUDED(mu_);
+  void AddEvaluation(EvaluationRecord record) ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<EvaluationRecord> TakeEvaluations() ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until an evaluation is pending or `deadline` passes; true when one is.
+  bool WaitForEvaluation(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
+  int64_t dropped() const ABSL_LOCKS_EXCLUDED(mu_);  // reports dropped because nobody took them
+  int64_t evaluations_received() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  TrainingProgress progress_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<proto::Episode> episodes_ ABSL_GUARDED_BY(mu_);
+  std::deque<EvaluationRecord> evaluations_ ABSL_GUARDED_BY(mu_);
+  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evaluations_received_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Validates each report (finite returns, positive lengths, float32 weights with consistent byte
+// counts) and refuses bad ones with INVALID_ARGUMENT naming the field; nothing of a refused report
+// reaches the board.
+class LearnerServiceImpl final : public proto::LearnerService::Service {
+ public:
+  explicit LearnerServiceImpl(TrainingBoard* board) : board_(board) {}
+  grpc::Status Report(grpc::ServerContext* context, const proto::ReportRequest* request,
+                      proto::ReportResponse* response) override;
+
+ private:
+  TrainingBoard* board_;  // not owned
+};
+
+}  // namespace meow

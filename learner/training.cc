@@ -1,0 +1,589 @@
+#include "learner/training.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <thread>
+#include <utility>
+
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "actor/actor_loop.h"
+#include "actor/env_registry.h"
+#include "actor/evaluator.h"
+#include "actor/parameter_client.h"
+#include "common/file_util.h"
+#include "common/tensorboard.h"
+#include "learner/learner_loop.h"
+#include "learner/parameter_server.h"
+#include "learner/report.h"
+#include "replay/replay_client.h"
+#include "replay/replay_server.h"
+
+namespace meow {
+
+absl::Status TrainConfig::Validate() const {
+  if (absl::Status s = SyncTrainConfig::Validate(); !s.ok()) return s;
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"envs_per_actor", envs_per_actor},
+                         {"actor_refresh_interval", actor_refresh_interval},
+                         {"publish_interval", publish_interval},
+                         {"checkpoint_interval", checkpoint_interval}}) {
+    if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(name, " must be > 0, got ", v));
+  }
+  if (learning_starts > buffer_size) {
+    return absl::InvalidArgumentError(absl::StrCat("learning_starts (", learning_starts,
+                                                   ") must not exceed buffer_size (", buffer_size,
+                                                   "): replay could never hold enough to start"));
+  }
+  if (local() && (actors < 1 || actors > 1024)) {
+    return absl::InvalidArgumentError(absl::StrCat("actors must be in [1, 1024], got ", actors));
+  }
+  if (run_dir.empty()) return absl::InvalidArgumentError("run_dir must be set");
+  if (rate_tolerance < 0) return absl::InvalidArgumentError("rate_tolerance must be >= 0");
+  for (const std::string& a : replay_addresses) {
+    if (a.rfind(':') == std::string::npos || a.rfind(':') == 0 || a.rfind(':') + 1 == a.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("replay address \"", a, "\" is not host:port"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DefaultRunDir(const std::string& env, uint64_t seed) {
+  return absl::StrCat("runs/", env, "-seed", seed);
+}
+
+namespace {
+
+constexpr char kColumns[] =
+    "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,loss,"
+    "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
+    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s";
+
+std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v) : ""; }
+
+// A thread with its result.
+struct Worker {
+  std::thread thread;
+  std::atomic<bool> finished{false};
+  absl::Status status;  // written before `finished` is set
+  std::string name;
+
+  template <typename F>
+  void Start(std::string worker_name, F body) {
+    name = std::move(worker_name);
+    thread = std::thread([this, body = std::move(body)]() mutable {
+      status = body();
+      finished.store(true);
+    });
+  }
+  void Join() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
+struct ReplayView {
+  int64_t inserted = 0;
+  int64_t size = 0;
+  int64_t insert_waits = 0;
+  int64_t sample_waits = 0;
+  double insert_wait_s = 0;
+  double sample_wait_s = 0;
+};
+
+}  // namespace
+
+absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
+                         absl::Duration timeout) {
+  for (const std::string& address : addresses) {
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::StatusOr<proto::InfoResponse> info;
+    while (true) {
+      info = GetReplayInfo(address, absl::Seconds(1));
+      if (info.ok() || absl::Now() >= deadline) break;
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+    if (!info.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot reach replay at ", address, " within ",
+                                                 absl::FormatDuration(timeout), ": ",
+                                                 info.status().message()));
+    }
+    if (info->table().obs_dim() != obs_dim || info->table().action_dim() != action_dim) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "replay at ", address, " holds transitions with ", info->table().obs_dim(),
+          " observations and ", info->table().action_dim(), " actions; this task has ", obs_dim,
+          " and ", action_dim, " (was it started with another --env?)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The run directory's writers: metrics.csv (appended to on resume), TensorBoard events, policies.
+class RunWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<RunWriter>> Open(const std::string& dir) {
+    std::unique_ptr<RunWriter> w(new RunWriter());
+    w->dir_ = dir;
+    const std::string path = dir + "/metrics.csv";
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
+    if (exists) {
+      std::ifstream in(path);
+      std::string header;
+      std::getline(in, header);
+      if (header != kColumns) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path, " has other columns (written by `meow train --sync` or another version); use another --run_dir"));
+      }
+      auto previous = ReadRunMetrics(dir);
+      if (!previous.ok()) return previous.status();
+      if (previous->rows > 0) w->wall_offset_ = previous->values["wall_time"].back();
+      for (double v : previous->values["eval_return_mean"]) {
+        if (std::isfinite(v) && v > w->best_eval_) w->best_eval_ = v;
+      }
+    }
+    w->csv_.open(path, std::ios::app);
+    if (!w->csv_) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+    if (!exists) w->csv_ << kColumns << "\n" << std::flush;
+    auto tb = TensorBoardWriter::Create(dir);
+    if (!tb.ok()) return tb.status();
+    w->tensorboard_ = *std::move(tb);
+    return w;
+  }
+
+  double wall_offset() const { return wall_offset_; }
+  double best_eval() const { return best_eval_; }
+  void set_best_eval(double v) { best_eval_ = v; }
+
+  absl::Status Row(const std::vector<std::pair<std::string, double>>& row, int64_t step) {
+    std::vector<std::string> cells;
+    std::map<std::string, double> scalars;
+    static const std::map<std::string, std::string>* tags = new std::map<std::string, std::string>{
+        {"eval_return_mean", "eval/return_mean"}, {"eval_return_std", "eval/return_std"},
+        {"episode_return", "actor/episode_return"}, {"episodes", "actor/episodes"},
+        {"loss", "learner/loss"}, {"q_mean", "learner/q_mean"}, {"v_mean", "learner/v_mean"},
+        {"grad_norm", "learner/grad_norm"}, {"skipped_updates", "learner/skipped_updates"},
+        {"staleness", "learner/staleness"}, {"version", "learner/version"},
+        {"updates", "learner/updates"}, {"steps_per_s", "throughput/steps_per_s"},
+        {"updates_per_s", "throughput/updates_per_s"}, {"replay_size", "replay/size"},
+        {"insert_waits", "replay/insert_waits"}, {"sample_waits", "replay/sample_waits"},
+        {"insert_wait_s", "replay/insert_wait_s"}, {"sample_wait_s", "replay/sample_wait_s"}};
+    for (const auto& [name, value] : row) {
+      cells.push_back(Num(value));
+      if (auto it = tags->find(name); it != tags->end()) scalars[it->second] = value;
+    }
+    csv_ << absl::StrJoin(cells, ",") << "\n" << std::flush;
+    if (!csv_) return absl::DataLossError(absl::StrCat("cannot append to ", dir_, "/metrics.csv"));
+    const double unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (absl::Status s = tensorboard_->AddScalars(step, unix_time, scalars); !s.ok()) return s;
+    return tensorboard_->Flush();
+  }
+
+ private:
+  RunWriter() = default;
+  std::string dir_;
+  std::ofstream csv_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  double wall_offset_ = 0;
+  double best_eval_ = -std::numeric_limits<double>::infinity();
+};
+
+}  // namespace
+
+absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::atomic<bool>& stop) {
+  if (absl::Status s = input.Validate(); !s.ok()) return s;
+  TrainConfig config = input;
+  {
+    auto env = MakeEnv(config.env);
+    if (!env.ok()) return env.status();
+    config.policy.obs_dim = (*env)->spec().obs_dim;
+    config.policy.action_dim = (*env)->spec().action_dim;
+  }
+  if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
+  auto device = ResolveDevice(config.device);
+  if (!device.ok()) return device.status();
+  std::error_code ec;
+  std::filesystem::create_directories(config.run_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run dir ", config.run_dir, ": ", ec.message()));
+
+  const double spi = config.samples_per_insert.value_or(static_cast<double>(config.batch_size));
+  const double tolerance = config.rate_tolerance > 0 ? config.rate_tolerance : 100.0 * config.batch_size;
+  TrainResult result;
+
+  // Replay: embedded (local mode) or the given shards.
+  std::unique_ptr<ReplayServer> replay;
+  std::vector<std::string> replay_addresses = config.replay_addresses;
+  if (config.local()) {
+    ReplayServerConfig rc;
+    rc.address = "127.0.0.1:0";
+    rc.table.obs_dim = static_cast<int>(config.policy.obs_dim);
+    rc.table.action_dim = static_cast<int>(config.policy.action_dim);
+    rc.table.capacity = config.buffer_size;
+    rc.table.seed = config.seed;
+    const int64_t min_size = std::max<int64_t>(config.learning_starts, config.batch_size);
+    rc.table.rate_limiter = spi > 0 ? RateLimiterConfig::SampleToInsertRatio(spi, min_size, tolerance)
+                                    : RateLimiterConfig::MinSize(min_size);
+    rc.persistence.directory = config.run_dir + "/replay";
+    rc.insert_timeout = absl::Seconds(10);
+    auto started = StartReplayServer(rc);
+    if (!started.ok()) {
+      return absl::Status(started.status().code(),
+                          absl::StrCat("embedded replay (", rc.persistence.directory, "): ",
+                                       started.status().message()));
+    }
+    replay = *std::move(started);
+    replay_addresses = {replay->address()};
+  } else {
+    if (absl::Status s = WaitForReplay(replay_addresses, static_cast<int>(config.policy.obs_dim),
+                                     static_cast<int>(config.policy.action_dim), config.connect_timeout);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  ParameterServerConfig pc;
+  pc.address = config.address;
+  auto server_or = StartParameterServer(pc);
+  if (!server_or.ok()) return server_or.status();
+  std::unique_ptr<ParameterServer> server = *std::move(server_or);
+  result.learner_address = server->address();
+  TrainingBoard* board = server->board();
+
+  {
+    std::string resolved = absl::StrFormat(
+        "env=%s\nmode=%s\nseed=%d\ndevice=%s\ntotal_env_steps=%d\nlearning_starts=%d\nbatch_size=%d\n"
+        "buffer_size=%d\neval_interval=%d\neval_episodes=%d\ndeterministic_eval=%d\nalpha=%g\n"
+        "sigma_max=%g\nsigma_min=%g\ngamma=%g\ntau=%g\nlr=%g\ngrad_clip=%g\nsamples_per_insert=%g\n"
+        "rate_tolerance=%g\nreplay=%s\nlearner=%s\nactors=%d\nenvs_per_actor=%d\n"
+        "publish_interval=%d\ncheckpoint_interval=%d\n",
+        config.env, config.local() ? "local" : "learner", config.seed, device->str(),
+        config.total_env_steps, config.learning_starts, config.batch_size, config.buffer_size,
+        config.eval_interval, config.eval_episodes, config.deterministic_eval, config.policy.alpha,
+        config.policy.sigma_max, config.policy.sigma_min, config.update.gamma, config.update.tau,
+        config.update.lr, config.update.grad_clip, spi, tolerance, absl::StrJoin(replay_addresses, ","),
+        server->address(), config.local() ? config.actors : 0, config.envs_per_actor,
+        config.publish_interval, config.checkpoint_interval);
+    if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
+  }
+  auto writer_or = RunWriter::Open(config.run_dir);
+  if (!writer_or.ok()) return writer_or.status();
+  std::unique_ptr<RunWriter> writer = *std::move(writer_or);
+
+  // The learner: network initialisation from the seed, or the newest checkpoint.
+  torch::manual_seed(config.seed);
+  LearnerConfig lc;
+  lc.replay_addresses = replay_addresses;
+  lc.policy = config.policy;
+  lc.update = config.update;
+  lc.batch_size = static_cast<int>(config.batch_size);
+  lc.device = device->str();
+  lc.run_dir = config.run_dir;
+  lc.publish_interval = config.publish_interval;
+  lc.checkpoint_interval = config.checkpoint_interval;
+  auto learner_or = Learner::Create(lc, server->store());
+  if (!learner_or.ok()) return learner_or.status();
+  std::unique_ptr<Learner> learner = *std::move(learner_or);
+  {
+    const LearnerStats restored = learner->stats();
+    result.restored_from = restored.restored_from;
+    for (const std::string& problem : restored.checkpoint_problems) {
+      absl::FPrintF(stderr, "meow: checkpoint skipped: %s\n", problem);
+    }
+    if (config.progress && !restored.restored_from.empty()) {
+      absl::PrintF("resumed from %s (update %d, weight version %d)\n", restored.restored_from,
+                   restored.updates, restored.version);
+    }
+  }
+
+  std::atomic<bool> learner_stop{false}, actor_stop{false}, eval_stop{false};
+  Worker learner_worker;
+  learner_worker.Start("learner", [&] { return learner->Run(learner_stop); });
+
+  std::vector<std::unique_ptr<Actor>> actors;
+  std::vector<std::unique_ptr<Worker>> actor_workers;
+  std::unique_ptr<Evaluator> evaluator;
+  Worker eval_worker;
+  auto stop_all = [&] {
+    learner_stop.store(true);
+    actor_stop.store(true);
+    eval_stop.store(true);
+    learner_worker.Join();
+    for (auto& w : actor_workers) w->Join();
+    eval_worker.Join();
+  };
+  if (config.local()) {
+    for (int i = 0; i < config.actors; ++i) {
+      ActorConfig ac;
+      ac.env = config.env;
+      ac.num_envs = config.envs_per_actor;
+      ac.actor_id = static_cast<uint64_t>(i);
+      ac.seed = config.seed;
+      ac.replay_addresses = replay_addresses;
+      ac.learner_address = server->address();
+      ac.policy = config.policy;
+      ac.refresh_interval = config.actor_refresh_interval;
+      auto actor = Actor::Create(ac);
+      if (!actor.ok()) {
+        stop_all();
+        return actor.status();
+      }
+      actors.push_back(*std::move(actor));
+    }
+    for (size_t i = 0; i < actors.size(); ++i) {
+      auto w = std::make_unique<Worker>();
+      Actor* actor = actors[i].get();
+      w->Start(absl::StrCat("actor ", i), [actor, &actor_stop] { return actor->Run(actor_stop); });
+      actor_workers.push_back(std::move(w));
+    }
+    if (config.evaluator && config.eval_episodes > 0) {
+      EvaluatorConfig ec;
+      ec.env = config.env;
+      ec.learner_address = server->address();
+      ec.policy = config.policy;
+      ec.interval = config.eval_interval;
+      ec.episodes = config.eval_episodes;
+      ec.deterministic = config.deterministic_eval;
+      auto made = Evaluator::Create(ec);
+      if (!made.ok()) {
+        stop_all();
+        return made.status();
+      }
+      evaluator = *std::move(made);
+      eval_worker.Start("evaluator", [&] { return evaluator->Run(eval_stop); });
+    }
+  }
+
+  // The metrics loop.
+  FlowPolicy export_policy(config.policy);
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  const bool tty = isatty(STDOUT_FILENO);
+  ReplayView view;
+  int64_t replay_errors = 0;
+  absl::Time next_info = absl::InfinitePast(), next_progress = absl::InfinitePast();
+  int64_t next_row = 0;
+  bool first = true;
+  int64_t episodes = 0, window_episodes = 0;
+  double window_return = 0, last_episode_mean = std::nan("");
+  double last_eval_mean = std::nan(""), last_eval_std = std::nan("");
+  int64_t last_eval_steps = -1;
+  double window_time = 0;
+  int64_t window_steps = 0, window_updates = 0;
+  double sps = std::nan(""), ups = std::nan("");
+  bool target_reached = false;
+  absl::Status failure;
+
+  auto poll_replay = [&] {
+    ReplayView sum;
+    for (const std::string& address : replay_addresses) {
+      auto info = GetReplayInfo(address, absl::Seconds(1));
+      if (!info.ok()) {
+        ++replay_errors;
+        return;  // keep the last view while a shard is away
+      }
+      sum.inserted += info->table().inserted_transitions();
+      sum.size += info->table().size();
+      sum.insert_waits += info->rate_limiter().insert_waits();
+      sum.sample_waits += info->rate_limiter().sample_waits();
+      sum.insert_wait_s += info->rate_limiter().insert_wait_seconds();
+      sum.sample_wait_s += info->rate_limiter().sample_wait_seconds();
+    }
+    view = sum;
+  };
+  auto write_row = [&](int64_t env_steps, double eval_mean, double eval_std) -> absl::Status {
+    const LearnerStats ls = learner->stats();
+    const bool updated = ls.updates > 0;
+    const double nan = std::nan("");
+    return writer->Row(
+        {{"wall_time", writer->wall_offset() + elapsed()},
+         {"env_steps", static_cast<double>(env_steps)},
+         {"updates", static_cast<double>(ls.updates)},
+         {"episodes", static_cast<double>(episodes)},
+         {"episode_return", last_episode_mean},
+         {"eval_return_mean", eval_mean},
+         {"eval_return_std", eval_std},
+         {"loss", updated ? ls.last_update.loss : nan},
+         {"q_mean", updated ? ls.last_update.q_mean : nan},
+         {"v_mean", updated ? ls.last_update.v_mean : nan},
+         {"grad_norm", updated ? ls.last_update.grad_norm : nan},
+         {"skipped_updates", static_cast<double>(ls.skipped)},
+         {"steps_per_s", sps},
+         {"updates_per_s", ups},
+         {"staleness", updated ? ls.mean_staleness : nan},
+         {"version", static_cast<double>(ls.version)},
+         {"replay_size", static_cast<double>(view.size)},
+         {"insert_waits", static_cast<double>(view.insert_waits)},
+         {"sample_waits", static_cast<double>(view.sample_waits)},
+         {"insert_wait_s", view.insert_wait_s},
+         {"sample_wait_s", view.sample_wait_s}},
+        env_steps);
+  };
+  auto save_latest = [&]() -> absl::Status {
+    auto latest = server->store()->Latest();
+    if (latest == nullptr) return absl::OkStatus();
+    auto weights = DecodePolicyWeights(*latest);
+    if (!weights.ok()) return weights.status();
+    if (absl::Status s = export_policy->ImportWeights(weights->weights); !s.ok()) return s;
+    return export_policy->SaveSafetensors(config.run_dir + "/policy_latest.safetensors");
+  };
+  auto take_reports = [&]() -> absl::Status {
+    for (const proto::Episode& e : board->TakeEpisodes()) {
+      ++episodes;
+      ++window_episodes;
+      window_return += e.episode_return();
+    }
+    for (EvaluationRecord& record : board->TakeEvaluations()) {
+      result.evals.push_back({record.env_steps, record.mean, record.std});
+      last_eval_mean = record.mean;
+      last_eval_std = record.std;
+      last_eval_steps = std::max(last_eval_steps, record.env_steps);
+      if (absl::Status s = write_row(record.env_steps, record.mean, record.std); !s.ok()) return s;
+      if (absl::Status s = save_latest(); !s.ok()) return s;
+      if (record.mean > writer->best_eval() && !record.weights.tensors.empty()) {
+        if (absl::Status s = export_policy->ImportWeights(record.weights); !s.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat("evaluated weights from ", record.source, ": ", s.message()));
+        }
+        if (absl::Status s = export_policy->SaveSafetensors(config.run_dir + "/policy_best.safetensors"); !s.ok()) return s;
+        writer->set_best_eval(record.mean);
+      }
+      if (config.stop_at_eval_return.has_value() && record.mean >= *config.stop_at_eval_return) {
+        target_reached = true;
+      }
+    }
+    return absl::OkStatus();
+  };
+  auto print_progress = [&](bool final_line) {
+    if (!config.progress) return;
+    const LearnerStats ls = learner->stats();
+    const double rate = std::isfinite(sps) && sps > 0 ? sps : 0;
+    const double eta = rate > 0 ? (config.total_env_steps - view.inserted) / rate : NAN;
+    absl::PrintF("%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  "
+                 "episode %.1f  eval %.1f  replay %d  ETA %s%s",
+                 tty ? "\r\033[K" : "", config.env, view.inserted, config.total_env_steps, ls.updates,
+                 std::isfinite(sps) ? sps : 0.0, std::isfinite(ups) ? ups : 0.0, ls.version,
+                 last_episode_mean, last_eval_mean, view.size,
+                 final_line ? std::string("-") : FormatDuration(eta), tty && !final_line ? "" : "\n");
+    std::fflush(stdout);
+  };
+
+  while (true) {
+    const absl::Time now = absl::Now();
+    if (now >= next_info) {
+      poll_replay();
+      next_info = now + absl::Milliseconds(250);
+    }
+    const LearnerStats ls = learner->stats();
+    learner->set_env_steps(view.inserted);
+    board->SetProgress({view.inserted, ls.updates, ls.version, config.total_env_steps});
+    if (absl::Status s = take_reports(); !s.ok()) {
+      failure = s;
+      break;
+    }
+    if (first) {
+      first = false;
+      next_row = (view.inserted / config.log_interval + 1) * config.log_interval;
+      window_time = elapsed();
+      window_steps = view.inserted;
+      window_updates = ls.updates;
+    }
+    if (view.inserted >= next_row) {
+      const double t = elapsed();
+      if (t > window_time) {
+        sps = (view.inserted - window_steps) / (t - window_time);
+        ups = (ls.updates - window_updates) / (t - window_time);
+      }
+      window_time = t;
+      window_steps = view.inserted;
+      window_updates = ls.updates;
+      if (window_episodes > 0) last_episode_mean = window_return / window_episodes;
+      window_episodes = 0;
+      window_return = 0;
+      if (absl::Status s = write_row(view.inserted, std::nan(""), std::nan("")); !s.ok()) {
+        failure = s;
+        break;
+      }
+      next_row = (view.inserted / config.log_interval + 1) * config.log_interval;
+      if (!tty) print_progress(false);
+    }
+    if (tty && now >= next_progress) {
+      print_progress(false);
+      next_progress = now + absl::Seconds(1);
+    }
+    if (learner_worker.finished.load()) {
+      failure = learner_worker.status.ok() ? absl::InternalError("the learner loop ended early")
+                                           : learner_worker.status;
+      break;
+    }
+    for (auto& w : actor_workers) {
+      if (w->finished.load() && !w->status.ok()) failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
+    }
+    if (eval_worker.finished.load() && !eval_worker.status.ok()) failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
+    if (!failure.ok()) break;
+    if (stop.load()) {
+      result.interrupted = true;
+      break;
+    }
+    if (view.inserted >= config.total_env_steps || target_reached) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (tty && config.progress) absl::PrintF("\n");
+
+  // Shut down in order: the learner's final weights and checkpoint, then "done" for actors and
+  // the evaluator, the final evaluation, the last rows.
+  learner_stop.store(true);
+  learner_worker.Join();
+  if (failure.ok() && !learner_worker.status.ok()) failure = learner_worker.status;
+  poll_replay();
+  const LearnerStats final_stats = learner->stats();
+  board->SetProgress({view.inserted, final_stats.updates, final_stats.version, config.total_env_steps});
+  board->SetDone();
+  if (!failure.ok() || result.interrupted) eval_stop.store(true);
+  actor_stop.store(true);
+  for (auto& w : actor_workers) {
+    w->Join();
+    if (failure.ok() && !w->status.ok()) failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
+  }
+  eval_worker.Join();
+  if (failure.ok() && !eval_worker.status.ok()) failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
+  if (!config.local() && failure.ok() && !result.interrupted && board->evaluations_received() > 0 &&
+      last_eval_steps < view.inserted) {
+    // The evaluator process evaluates the final weights once it hears "done": wait for it.
+    board->WaitForEvaluation(absl::Now() + config.final_eval_wait);
+  }
+  if (failure.ok()) {
+    if (absl::Status s = take_reports(); !s.ok()) failure = s;
+  }
+  if (failure.ok()) {
+    if (window_episodes > 0) last_episode_mean = window_return / window_episodes;
+    if (absl::Status s = write_row(view.inserted, std::nan(""), std::nan("")); !s.ok()) failure = s;
+  }
+  if (failure.ok()) {
+    if (absl::Status s = save_latest(); !s.ok()) failure = s;
+  }
+  if (!config.local() && !result.interrupted) absl::SleepFor(config.linger);  // actors hear "done"
+  for (auto& actor : actors) result.actor_versions.push_back(actor->stats().policy_version);
+  if (config.progress) print_progress(true);
+  server->Shutdown();
+  if (replay != nullptr) replay->Shutdown();
+  if (!failure.ok()) return failure;
+  result.env_steps = view.inserted;
+  result.updates = final_stats.updates;
+  result.skipped_updates = final_stats.skipped;
+  result.version = final_stats.version;
+  result.seconds = elapsed();
+  return result;
+}
+
+}  // namespace meow
