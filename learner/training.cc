@@ -402,32 +402,36 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     }
     view = sum;
   };
+  // A periodic row (eval columns empty) or an evaluation's row (only the eval columns and the
+  // counters), so every series stays in order of environment steps.
   auto write_row = [&](int64_t env_steps, double eval_mean, double eval_std) -> absl::Status {
     const LearnerStats ls = learner->stats();
-    const bool updated = ls.updates > 0;
+    const bool eval_row = std::isfinite(eval_mean);
+    const bool updated = ls.updates > 0 && !eval_row;
     const double nan = std::nan("");
+    auto periodic = [&](double v) { return eval_row ? nan : v; };
     return writer->Row(
         {{"wall_time", writer->wall_offset() + elapsed()},
          {"env_steps", static_cast<double>(env_steps)},
          {"updates", static_cast<double>(ls.updates)},
          {"episodes", static_cast<double>(episodes)},
-         {"episode_return", last_episode_mean},
+         {"episode_return", periodic(last_episode_mean)},
          {"eval_return_mean", eval_mean},
          {"eval_return_std", eval_std},
          {"loss", updated ? ls.last_update.loss : nan},
          {"q_mean", updated ? ls.last_update.q_mean : nan},
          {"v_mean", updated ? ls.last_update.v_mean : nan},
          {"grad_norm", updated ? ls.last_update.grad_norm : nan},
-         {"skipped_updates", static_cast<double>(ls.skipped)},
-         {"steps_per_s", sps},
-         {"updates_per_s", ups},
+         {"skipped_updates", periodic(static_cast<double>(ls.skipped))},
+         {"steps_per_s", periodic(sps)},
+         {"updates_per_s", periodic(ups)},
          {"staleness", updated ? ls.mean_staleness : nan},
          {"version", static_cast<double>(ls.version)},
-         {"replay_size", static_cast<double>(view.size)},
-         {"insert_waits", static_cast<double>(view.insert_waits)},
-         {"sample_waits", static_cast<double>(view.sample_waits)},
-         {"insert_wait_s", view.insert_wait_s},
-         {"sample_wait_s", view.sample_wait_s}},
+         {"replay_size", periodic(static_cast<double>(view.size))},
+         {"insert_waits", periodic(static_cast<double>(view.insert_waits))},
+         {"sample_waits", periodic(static_cast<double>(view.sample_waits))},
+         {"insert_wait_s", periodic(view.insert_wait_s)},
+         {"sample_wait_s", periodic(view.sample_wait_s)}},
         env_steps);
   };
   auto save_latest = [&]() -> absl::Status {

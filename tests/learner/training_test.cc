@@ -102,6 +102,13 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   EXPECT_GT(metrics->values["replay_size"].back(), 2000);
   EXPECT_GT(metrics->values["insert_waits"].back(), 0);  // the actors ran ahead and were held
   EXPECT_TRUE(std::isfinite(metrics->values["episode_return"].back()));
+  // Each sampled row carries the version that chose its action: the learner's newest version
+  // minus that, averaged over a uniformly sampled batch, is positive and below the newest version
+  // (rows of version 0 are the random ones before learning started).
+  const double staleness = metrics->values["staleness"].back();
+  EXPECT_TRUE(std::isfinite(staleness));
+  EXPECT_GT(staleness, 0);
+  EXPECT_LT(staleness, first->version);
   auto scalars = ReadTensorBoardScalars(FindEventFile(dir));
   ASSERT_TRUE(scalars.ok()) << scalars.status();
   bool eval_tag = false;
