@@ -249,12 +249,16 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
       ".key svg{vertical-align:middle;margin-right:4px} table{border-collapse:collapse}\n"
       "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
       "#selfcheck{display:none}\n</style></head><body>\n<h1>", Escape(title), "</h1>\n");
-  // A summary table: the last row of every run.
+  // A summary table: the last value of every run's columns (rows may leave a column empty).
   html += "<table><tr><th>run</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval return</th><th>best eval return</th></tr>\n";
   for (const RunMetrics& run : runs) {
     auto last = [&](const std::string& c) -> std::string {
-      if (!run.values.count(c) || run.rows == 0) return "-";
-      return absl::StrFormat("%g", run.values.at(c).back());
+      if (!run.values.count(c)) return "-";
+      const std::vector<double>& values = run.values.at(c);
+      for (auto it = values.rbegin(); it != values.rend(); ++it) {
+        if (std::isfinite(*it)) return absl::StrFormat("%g", *it);
+      }
+      return "-";
     };
     double best = -std::numeric_limits<double>::infinity();
     if (run.values.count("eval_return_mean")) {

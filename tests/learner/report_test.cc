@@ -65,6 +65,19 @@ TEST_F(ReportTest, ReadsMetricsWithEmptyCellsAsNan) {
   EXPECT_EQ(run->values["env_steps"][5], 6000.0);
 }
 
+TEST_F(ReportTest, TheSummaryShowsTheLastEvaluationEvenWhenLaterRowsHaveNone) {
+  // As the distributed trainer writes: evaluation rows between periodic rows without one.
+  const std::string run = dir_ + "/d";
+  std::filesystem::create_directories(run);
+  std::ofstream(run + "/metrics.csv") << "wall_time,env_steps,updates,eval_return_mean,eval_return_std\n"
+                                      << "1,1000,500,,\n2,1100,600,42.5,1\n3,2000,1500,,\n4,2100,1600,17.25,2\n"
+                                      << "5,3000,2500,,\n";
+  auto metrics = ReadRunMetrics(run);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const std::string html = RenderReport({*metrics});
+  EXPECT_THAT(html, HasSubstr("<td>3000</td><td>2500</td><td>17.25</td><td>42.5</td>"));
+}
+
 TEST_F(ReportTest, MalformedMetricsNameTheFileLineAndColumn) {
   const std::string run = dir_ + "/bad";
   std::filesystem::create_directories(run);
