@@ -50,6 +50,26 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device) {
   return absl::InvalidArgumentError(absl::StrCat("--device=", device, ": expected cpu, cuda or auto"));
 }
 
+SyncTrainConfig ConfigFromPreset(const TaskPreset& preset) {
+  SyncTrainConfig c;
+  c.env = preset.env;
+  c.policy.alpha = preset.alpha;
+  c.policy.sigma_max = preset.sigma_max;
+  c.policy.sigma_min = preset.sigma_min;
+  c.update.gamma = preset.gamma;
+  c.update.tau = preset.tau;
+  c.update.lr = preset.lr;
+  c.update.grad_clip = preset.grad_clip;
+  c.total_env_steps = preset.total_env_steps;
+  c.learning_starts = preset.learning_starts;
+  c.batch_size = preset.batch_size;
+  c.buffer_size = preset.buffer_size;
+  c.eval_interval = preset.eval_interval;
+  c.eval_episodes = preset.eval_episodes;
+  c.deterministic_eval = preset.deterministic_eval;
+  return c;
+}
+
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = static_cast<int64_t>(seconds);

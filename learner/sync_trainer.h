@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/flow_policy.h"
+#include "common/presets.h"
 #include "learner/meow_update.h"
 
 namespace meow {
@@ -56,6 +57,9 @@ struct SyncTrainResult {
 // Resolves "auto" to CUDA when LibTorch has it and a device is present; a clear error for "cuda"
 // without one.
 absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
+
+// A task's preset as a configuration: its hyperparameters, budget and evaluation schedule.
+SyncTrainConfig ConfigFromPreset(const TaskPreset& preset);
 
 // "1h02m", "3m05s", "42s"; "?" for a negative or non-finite value. For ETAs.
 std::string FormatDuration(double seconds);

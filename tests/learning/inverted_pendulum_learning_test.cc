@@ -21,19 +21,8 @@ namespace {
 TEST(InvertedPendulumLearningTest, ReachesAnEvaluationReturnOf900Within50kSteps) {
   TuneAllocator();
   SetComputeThreads(1);
-  const TaskPreset preset = *GetPreset("InvertedPendulum-v4");
   TrainConfig c;
-  c.env = preset.env;
-  c.policy.alpha = preset.alpha;
-  c.policy.sigma_max = preset.sigma_max;
-  c.policy.sigma_min = preset.sigma_min;
-  c.update.gamma = preset.gamma;
-  c.update.tau = preset.tau;
-  c.update.lr = preset.lr;
-  c.update.grad_clip = preset.grad_clip;
-  c.learning_starts = preset.learning_starts;
-  c.batch_size = preset.batch_size;
-  c.eval_episodes = preset.eval_episodes;
+  static_cast<SyncTrainConfig&>(c) = ConfigFromPreset(*GetPreset("InvertedPendulum-v4"));
   c.total_env_steps = 50'000;
   c.eval_interval = 5'000;
   c.log_interval = 5'000;
