@@ -15,9 +15,20 @@ PACKAGES=(
   # MuJoCo's CMake config calls find_dependency(OpenGL) (and names libqhull_r's headers) without
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
-  # the report test loads `meow report` pages in headless Chromium
-  chromium
+  # the report test loads `meow report` pages in headless Chromium; the TLS tests make
+  # certificates with openssl
+  chromium openssl
 )
+# `MEOW_SETUP=build` (the container image's build stage): only what building `meow` needs.
+if [[ "${MEOW_SETUP:-all}" == build ]]; then
+  PACKAGES=("${PACKAGES[@]/chromium}")
+  PACKAGES=("${PACKAGES[@]/openssl}")
+  PACKAGES=("${PACKAGES[@]/libgtest-dev}")
+  PACKAGES=("${PACKAGES[@]/libgmock-dev}")
+  PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")
+  PACKAGES=("${PACKAGES[@]/ccache}")
+  PACKAGES=(${PACKAGES[@]})  # drop the emptied entries
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

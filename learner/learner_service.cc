@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/parameter_client.h"
+#include "replay/grpc_security.h"
 #include "replay/grpc_status.h"
 
 namespace meow {
@@ -140,6 +141,7 @@ absl::StatusOr<EvaluationRecord> ToRecord(const proto::ReportRequest& request) {
 
 grpc::Status LearnerServiceImpl::Report(grpc::ServerContext* context, const proto::ReportRequest* request,
                                         proto::ReportResponse* response) {
+  if (grpc::Status s = CheckToken(*context, token_); !s.ok()) return s;
   std::vector<proto::Episode> episodes(request->episodes().begin(), request->episodes().end());
   for (size_t i = 0; i < episodes.size(); ++i) {
     if (absl::Status s = CheckEpisode(episodes[i], absl::StrCat("ReportRequest.episodes[", i, "]")); !s.ok()) {

@@ -75,12 +75,13 @@ class TrainingBoard {
 // reaches the board.
 class LearnerServiceImpl final : public proto::LearnerService::Service {
  public:
-  explicit LearnerServiceImpl(TrainingBoard* board) : board_(board) {}
+  LearnerServiceImpl(TrainingBoard* board, std::string token) : board_(board), token_(std::move(token)) {}
   grpc::Status Report(grpc::ServerContext* context, const proto::ReportRequest* request,
                       proto::ReportResponse* response) override;
 
  private:
   TrainingBoard* board_;  // not owned
+  const std::string token_;
 };
 
 }  // namespace meow

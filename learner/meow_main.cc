@@ -31,6 +31,7 @@
 #include "replay/replay_server.h"
 #include "learner/sync_trainer.h"
 #include "learner/training.h"
+#include "replay/grpc_security.h"
 #include "replay/replay_client.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
@@ -78,6 +79,14 @@ ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt,
           "meow train / meow learner: stop once an evaluation's mean return reaches this.");
 ABSL_FLAG(int64_t, publish_interval, 10, "meow train / meow learner: updates between published weight versions.");
 ABSL_FLAG(int64_t, checkpoint_interval, 5000, "meow train / meow learner: updates between checkpoints.");
+ABSL_FLAG(std::string, tls_cert, "", "Servers: PEM certificate chain; with --tls_key, every server speaks TLS only.");
+ABSL_FLAG(std::string, tls_key, "", "Servers: PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "", "Clients: PEM roots that verify the servers; set, every client uses TLS.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Clients: the name the servers' certificate carries, when it is not the host dialled.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "A file holding the shared bearer token: sent on every call, and required by every server "
+          "(UNAUTHENTICATED otherwise; health checks stay open).");
 ABSL_FLAG(int64_t, refresh_interval, 10, "meow train / meow actor: vector steps between weight fetches.");
 ABSL_FLAG(std::string, replay_dir, "", "meow replay: directory for the snapshot and log (empty: memory only).");
 ABSL_FLAG(bool, fsync_before_ack, false,
@@ -263,6 +272,10 @@ int RunDistributed(bool local) {
 }
 
 int RunTrain() {
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--tls_cert without --tls_ca: in one process the clients must verify its own servers"));
+  }
   if (!absl::GetFlag(FLAGS_sync)) return RunDistributed(/*local=*/true);
   auto config = TrainConfigFromFlags();
   if (!config.ok()) return Fail(config.status());
@@ -511,6 +524,14 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "meow %s: unexpected argument \"%s\" (flags are --name=value)\n", command,
                   positional[2]);
     return 2;
+  }
+  if (command == "train" || command == "replay" || command == "learner" || command == "actor" ||
+      command == "eval") {
+    auto security = meow::LoadGrpcSecurity(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                                           absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_auth_token_file),
+                                           absl::GetFlag(FLAGS_tls_server_name));
+    if (!security.ok()) return meow::Fail(security.status());
+    meow::SetProcessGrpcSecurity(*security);
   }
   if (command == "train") return meow::RunTrain();
   if (command == "eval") return meow::RunEval();

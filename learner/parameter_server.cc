@@ -69,6 +69,7 @@ int64_t ParameterStore::version() const {
 grpc::Status ParameterServiceImpl::GetParameters(grpc::ServerContext* context,
                                                  const proto::GetParametersRequest* request,
                                                  proto::GetParametersResponse* response) {
+  if (grpc::Status s = CheckToken(*context, token_); !s.ok()) return s;
   if (request->min_version() < 0) {
     return ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
@@ -85,6 +86,7 @@ grpc::Status ParameterServiceImpl::GetParameters(grpc::ServerContext* context,
 grpc::Status ParameterServiceImpl::WatchParameters(grpc::ServerContext* context,
                                                    const proto::GetParametersRequest* request,
                                                    grpc::ServerWriter<proto::GetParametersResponse>* writer) {
+  if (grpc::Status s = CheckToken(*context, token_); !s.ok()) return s;
   if (request->min_version() < 0) {
     return ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
@@ -117,11 +119,11 @@ absl::Status ParameterServerConfig::Validate() const {
 
 absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
-  std::unique_ptr<ParameterServer> server(new ParameterServer());
+  std::unique_ptr<ParameterServer> server(new ParameterServer(config.security.token));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
   builder.RegisterService(&server->service_);
   builder.RegisterService(&server->learner_service_);
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));

@@ -20,6 +20,7 @@
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
 #include "learner/learner_service.h"
+#include "replay/grpc_security.h"
 #include "proto/parameters.grpc.pb.h"
 
 namespace meow {
@@ -50,7 +51,7 @@ class ParameterStore {
 // The gRPC service: validates requests and delegates to the store.
 class ParameterServiceImpl final : public proto::ParameterService::Service {
  public:
-  explicit ParameterServiceImpl(ParameterStore* store) : store_(store) {}
+  ParameterServiceImpl(ParameterStore* store, std::string token) : store_(store), token_(std::move(token)) {}
   grpc::Status GetParameters(grpc::ServerContext* context, const proto::GetParametersRequest* request,
                              proto::GetParametersResponse* response) override;
   grpc::Status WatchParameters(grpc::ServerContext* context, const proto::GetParametersRequest* request,
@@ -58,11 +59,13 @@ class ParameterServiceImpl final : public proto::ParameterService::Service {
 
  private:
   ParameterStore* store_;  // not owned
+  const std::string token_;
 };
 
 struct ParameterServerConfig {
   std::string address = "127.0.0.1:0";  // host:port; port 0 picks a free one
   int64_t max_message_bytes = 256 << 20;  // Humanoid-size weights are about 2 MB
+  GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
   absl::Status Validate() const;
 };
 
@@ -81,7 +84,8 @@ class ParameterServer {
  private:
   friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(
       const ParameterServerConfig& config);
-  ParameterServer() : service_(&store_), learner_service_(&board_) {}
+  explicit ParameterServer(const std::string& token)
+      : service_(&store_, token), learner_service_(&board_, token) {}
 
   ParameterStore store_;
   ParameterServiceImpl service_;

@@ -1,5 +1,7 @@
 #include "replay/replay_client.h"
 
+#include "replay/grpc_security.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -62,7 +64,7 @@ std::shared_ptr<grpc::Channel> CreateReplayChannel(const std::string& address,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return MakeChannel(address, ProcessGrpcSecurity(), args);
 }
 
 // ---------------------------------------------------------------------------------------------

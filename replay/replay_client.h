@@ -23,8 +23,8 @@
 
 namespace meow {
 
-// A channel to one replay server with its own connection, message limits as given and keepalive
-// pings (so a dead server is noticed).
+// A channel to one replay (or learner) server with its own connection, message limits as given,
+// keepalive pings (so a dead server is noticed), and the process's TLS and token settings.
 std::shared_ptr<grpc::Channel> CreateReplayChannel(const std::string& address,
                                                    int64_t max_message_bytes);
 

@@ -58,13 +58,14 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   }
   ReplayServiceOptions options;
   options.insert_timeout = config.insert_timeout;
+  options.token = config.security.token;
   server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(),
                                                          server->persistence_.get(), options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/replay.pb.h"
+#include "replay/grpc_security.h"
 #include "replay/persistence.h"
 #include "replay/replay_service.h"
 #include "replay/table.h"
@@ -28,6 +29,7 @@ struct ReplayServerConfig {
   // Largest gRPC message either way; larger inserts fail with RESOURCE_EXHAUSTED.
   int64_t max_message_bytes = 64 << 20;
   bool snapshot_on_shutdown = true;  // when persistence is on
+  GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
 
   absl::Status Validate() const;
 };

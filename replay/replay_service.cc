@@ -1,5 +1,7 @@
 #include "replay/replay_service.h"
 
+#include "replay/grpc_security.h"
+
 #include <algorithm>
 #include <string>
 
@@ -59,6 +61,7 @@ ReplayServiceImpl::ReplayServiceImpl(Table* table, Persistence* persistence,
 grpc::Status ReplayServiceImpl::Insert(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<proto::InsertResponse, proto::InsertRequest>* stream) {
+  if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   Cancellation cancellation;
   std::unique_ptr<CancellationWatcher::Watch> watch = watcher_.Add(context, &cancellation);
   proto::InsertRequest request;
@@ -180,6 +183,7 @@ grpc::Status ReplayServiceImpl::Insert(
 grpc::Status ReplayServiceImpl::Sample(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<proto::SampleResponse, proto::SampleRequest>* stream) {
+  if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   Cancellation cancellation;
   std::unique_ptr<CancellationWatcher::Watch> watch = watcher_.Add(context, &cancellation);
   proto::SampleRequest request;
@@ -288,6 +292,7 @@ grpc::Status ReplayServiceImpl::Sample(
 grpc::Status ReplayServiceImpl::Info(grpc::ServerContext* context,
                                      const proto::InfoRequest* request,
                                      proto::InfoResponse* response) {
+  if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   *response->mutable_table() = table_->Info();
   *response->mutable_rate_limiter() = table_->RateLimiterState();
   if (persistence_ != nullptr) *response->mutable_persistence() = persistence_->Info();
@@ -297,6 +302,7 @@ grpc::Status ReplayServiceImpl::Info(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context,
                                            const proto::CheckpointRequest* request,
                                            proto::CheckpointResponse* response) {
+  if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   if (persistence_ == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "this replay server keeps no snapshots: it was started without a "

@@ -71,6 +71,7 @@ struct ReplayServiceOptions {
   // How long an insert may wait for the rate limiter (and for its log write) before the stream
   // ends with DEADLINE_EXCEEDED and the client resends.
   absl::Duration insert_timeout = absl::Seconds(60);
+  std::string token;  // required bearer token; empty: none
 };
 
 class ReplayServiceImpl final : public proto::ReplayService::Service {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <filesystem>
 #include <string>
 
@@ -97,6 +99,28 @@ TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
   CliRun eval = Meow("eval --learner=127.0.0.1:2 --connect_timeout=1s");
   EXPECT_EQ(eval.exit_code, 1);
   EXPECT_THAT(eval.output, HasSubstr("cannot reach the learner at 127.0.0.1:2"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(MeowCliTest, LocalTrainingRunsWithTlsAndAToken) {
+  const std::string dir = ::testing::TempDir() + "/meow_cli_tls_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ASSERT_EQ(std::system(absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=meow ",
+                                     "-addext subjectAltName=IP:127.0.0.1 -keyout ", dir, "/key.pem -out ",
+                                     dir, "/cert.pem 2>/dev/null").c_str()),
+            0);
+  std::ofstream(dir + "/token") << "t0ken\n";
+  const std::string tls = absl::StrCat(" --tls_cert=", dir, "/cert.pem --tls_key=", dir, "/key.pem");
+  CliRun no_ca = Meow("train" + tls);
+  EXPECT_EQ(no_ca.exit_code, 2);
+  EXPECT_THAT(no_ca.output, HasSubstr("--tls_cert without --tls_ca"));
+  CliRun train = Meow(absl::StrCat("train --total_env_steps=1200 --learning_starts=1000 --eval_interval=1100 ",
+                                   "--eval_episodes=2 --run_dir=", dir, "/run", tls, " --tls_ca=", dir,
+                                   "/cert.pem --auth_token_file=", dir, "/token"));
+  EXPECT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_THAT(train.output, HasSubstr("done: "));
+  EXPECT_THAT(train.output, HasSubstr("last eval return"));
   std::filesystem::remove_all(dir);
 }
 
