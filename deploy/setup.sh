@@ -11,7 +11,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libmujoco-dev libqhull-dev
+  libmujoco-dev libqhull-dev libcpp-httplib-dev
   # MuJoCo's CMake config calls find_dependency(OpenGL) (and names libqhull_r's headers) without
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev

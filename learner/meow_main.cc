@@ -1,6 +1,9 @@
 // `meow`: the one binary users run. `meow <subcommand> [--flags]`; `meow help` lists subcommands.
 // Flags are read here only, turned into config structs, validated, and passed to the libraries.
+#include <unistd.h>
+
 #include <algorithm>
+#include <functional>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -33,6 +36,8 @@
 #include "learner/training.h"
 #include "replay/grpc_security.h"
 #include "replay/replay_client.h"
+#include "replay/rpc_metrics.h"
+#include "common/metrics_http.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
 ABSL_FLAG(std::string, run_dir, "", "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed>.");
@@ -72,7 +77,11 @@ ABSL_FLAG(bool, run_free, false,
 ABSL_FLAG(std::vector<std::string>, replay, {},
           "meow learner / meow actor: replay servers host:port, comma-separated (shards).");
 ABSL_FLAG(std::string, learner, "", "meow actor / meow eval: the learner's host:port.");
-ABSL_FLAG(int64_t, actor_id, 0, "meow actor: this actor's id (unique per run; picks its replay shard).");
+ABSL_FLAG(int64_t, actor_id, 0,
+          "meow actor: this actor's id, unique per run (picks its replay shard); -1 derives it from the "
+          "host name (a Kubernetes pod's name), so a restarted container keeps its id.");
+ABSL_FLAG(std::string, metrics_address, "",
+          "host:port for Prometheus metrics (GET /metrics) and a liveness check (GET /healthz); empty: none.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
           "meow learner / actor / eval: how long to wait for replay and the learner at start.");
 ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt,
@@ -219,6 +228,10 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
   c.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
   c.actor_refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
   c.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  c.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!c.metrics_address.empty()) {
+    if (absl::Status s = CheckAddress("metrics_address", c.metrics_address); !s.ok()) return s;
+  }
   for (auto [flag, v, hi] : {std::tuple<const char*, int64_t, int64_t>{"publish_interval", c.publish_interval, 1'000'000},
                             {"checkpoint_interval", c.checkpoint_interval, int64_t{1} << 40},
                             {"refresh_interval", c.actor_refresh_interval, 1'000'000}}) {
@@ -292,6 +305,31 @@ int RunTrain() {
   return 0;
 }
 
+// 40 bits of FNV-1a of the host name: a stable actor id per Kubernetes pod.
+uint64_t ActorIdFromHostName() {
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  uint64_t h = 1469598103934665603ull;
+  for (const char* p = name; *p != 0; ++p) {
+    h ^= static_cast<unsigned char>(*p);
+    h *= 1099511628211ull;
+  }
+  return h & ((uint64_t{1} << 40) - 1);
+}
+
+// The --metrics_address page of an actor or evaluator process: its stats and RPC counts.
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartProcessMetrics(std::function<void(PrometheusText&)> fill) {
+  const std::string address = absl::GetFlag(FLAGS_metrics_address);
+  if (address.empty()) return std::unique_ptr<MetricsHttpServer>();
+  if (absl::Status s = CheckAddress("metrics_address", address); !s.ok()) return s;
+  return MetricsHttpServer::Start(address, [fill = std::move(fill)] {
+    PrometheusText text;
+    fill(text);
+    RpcMetrics::Global().AppendTo(text);
+    return text.text();
+  });
+}
+
 // Waits for the learner to answer, up to --connect_timeout.
 absl::Status WaitForLearner(ParameterClient& client, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
@@ -328,8 +366,11 @@ int RunActorProcess() {
     if (absl::Status s = CheckAddress("replay", a); !s.ok()) return Fail(s);
   }
   if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
-  const int64_t id = absl::GetFlag(FLAGS_actor_id);
-  if (absl::Status s = CheckRange("actor_id", id, 0, int64_t{1} << 40); !s.ok()) return Fail(s);
+  int64_t id = absl::GetFlag(FLAGS_actor_id);
+  if (id == -1) id = static_cast<int64_t>(ActorIdFromHostName());
+  if (absl::Status s = CheckRange("actor_id", id, 0, int64_t{1} << 40); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(s.message(), " (or -1: from the host name)")));
+  }
   c.actor_id = static_cast<uint64_t>(id);
   c.num_envs = absl::GetFlag(FLAGS_envs_per_actor);
   if (absl::Status s = CheckRange("envs_per_actor", c.num_envs, 1, 4096); !s.ok()) return Fail(s);
@@ -347,6 +388,20 @@ int RunActorProcess() {
   if (absl::Status s = WaitForLearner(probe, timeout); !s.ok()) return Fail(s);
   auto actor = Actor::Create(c);
   if (!actor.ok()) return Fail(actor.status());
+  Actor* raw_actor = actor->get();
+  auto metrics = StartProcessMetrics([raw_actor](PrometheusText& text) {
+    const ActorStats st = raw_actor->stats();
+    text.Counter("actor_env_steps_total", "Transitions produced.", st.env_steps);
+    text.Counter("actor_episodes_total", "Episodes finished.", st.episodes);
+    text.Gauge("actor_last_episode_return", "Return of the newest finished episode.", st.last_episode_return);
+    text.Gauge("actor_policy_version", "Weight version acting (0: random actions).", st.policy_version);
+    text.Counter("actor_weight_updates_total", "Newer weights loaded.", st.weight_updates);
+    text.Counter("actor_fetch_errors_total", "Weight fetches that failed.", st.fetch_errors);
+    text.Counter("actor_report_errors_total", "Episode reports that failed.", st.report_errors);
+    text.Counter("actor_batches_total", "Transition batches queued for replay.", st.batches_queued);
+    text.Counter("actor_simulator_warnings_total", "MuJoCo warnings.", st.simulator_warnings);
+  });
+  if (!metrics.ok()) return Fail(metrics.status());
   InstallStopHandlers();
   absl::PrintF("meow actor %d: %s x %d, replay %s, learner %s\n", c.actor_id, c.env, c.num_envs,
                absl::StrJoin(c.replay_addresses, ","), c.learner_address);
@@ -395,6 +450,17 @@ int RunEvaluatorProcess() {
   if (absl::Status s = WaitForLearner(probe, absl::GetFlag(FLAGS_connect_timeout)); !s.ok()) return Fail(s);
   auto evaluator = Evaluator::Create(c);
   if (!evaluator.ok()) return Fail(evaluator.status());
+  Evaluator* raw_evaluator = evaluator->get();
+  auto metrics = StartProcessMetrics([raw_evaluator](PrometheusText& text) {
+    const EvaluatorStats st = raw_evaluator->stats();
+    text.Counter("eval_evaluations_total", "Evaluations reported.", st.evaluations);
+    text.Gauge("eval_return_mean", "Mean return of the newest evaluation.", st.last_mean);
+    text.Gauge("eval_return_std", "Return spread of the newest evaluation.", st.last_std);
+    text.Gauge("eval_env_steps", "Environment steps at the newest evaluation.", st.last_env_steps);
+    text.Gauge("eval_policy_version", "Weight version of the newest evaluation.", st.last_version);
+    text.Counter("eval_errors_total", "Learner calls that failed.", st.errors);
+  });
+  if (!metrics.ok()) return Fail(metrics.status());
   InstallStopHandlers();
   absl::PrintF("meow eval: %s, %d episodes every %d env steps, learner %s\n", c.env, c.episodes, c.interval,
                c.learner_address);
@@ -486,6 +552,7 @@ int RunReplayServer() {
   config.persistence.directory = absl::GetFlag(FLAGS_replay_dir);
   config.persistence.fsync_before_ack = absl::GetFlag(FLAGS_fsync_before_ack);
   config.persistence.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
+  config.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (absl::Status s = config.Validate(); !s.ok()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));
   }

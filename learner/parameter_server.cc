@@ -6,6 +6,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "replay/grpc_status.h"
+#include "replay/rpc_metrics.h"
 #include "replay/tensor_codec.h"
 
 namespace meow {
@@ -124,6 +125,7 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
+  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
   builder.RegisterService(&server->service_);
   builder.RegisterService(&server->learner_service_);
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));

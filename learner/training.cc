@@ -30,6 +30,8 @@
 #include "learner/report.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
+#include "replay/rpc_metrics.h"
+#include "common/metrics_http.h"
 
 namespace meow {
 
@@ -365,7 +367,35 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     }
   }
 
-  // The metrics loop.
+  // The metrics loop; its newest row is also served in the Prometheus format.
+  absl::Mutex latest_mu;
+  std::map<std::string, double> latest_row;
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (!config.metrics_address.empty()) {
+    ReplayServer* embedded = replay.get();
+    auto started = MetricsHttpServer::Start(config.metrics_address, [&latest_mu, &latest_row, embedded] {
+      PrometheusText text;
+      {
+        absl::MutexLock lock(&latest_mu);
+        for (const auto& [name, value] : latest_row) {
+          text.Gauge(absl::StrCat("train_", name), absl::StrCat("metrics.csv column ", name, " (newest value)"), value);
+        }
+      }
+      if (embedded != nullptr) {
+        proto::InfoResponse info;
+        *info.mutable_table() = embedded->table()->Info();
+        *info.mutable_rate_limiter() = embedded->table()->RateLimiterState();
+        AppendProtoNumbers(text, "replay", info);
+      }
+      RpcMetrics::Global().AppendTo(text);
+      return text.text();
+    });
+    if (!started.ok()) {
+      stop_all();
+      return started.status();
+    }
+    metrics_server = *std::move(started);
+  }
   FlowPolicy export_policy(config.policy);
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -410,8 +440,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     const bool updated = ls.updates > 0 && !eval_row;
     const double nan = std::nan("");
     auto periodic = [&](double v) { return eval_row ? nan : v; };
-    return writer->Row(
-        {{"wall_time", writer->wall_offset() + elapsed()},
+    std::vector<std::pair<std::string, double>> row = {
+         {"wall_time", writer->wall_offset() + elapsed()},
          {"env_steps", static_cast<double>(env_steps)},
          {"updates", static_cast<double>(ls.updates)},
          {"episodes", static_cast<double>(episodes)},
@@ -431,8 +461,14 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
          {"insert_waits", periodic(static_cast<double>(view.insert_waits))},
          {"sample_waits", periodic(static_cast<double>(view.sample_waits))},
          {"insert_wait_s", periodic(view.insert_wait_s)},
-         {"sample_wait_s", periodic(view.sample_wait_s)}},
-        env_steps);
+         {"sample_wait_s", periodic(view.sample_wait_s)}};
+    {
+      absl::MutexLock lock(&latest_mu);
+      for (const auto& [name, value] : row) {
+        if (std::isfinite(value)) latest_row[name] = value;
+      }
+    }
+    return writer->Row(row, env_steps);
   };
   auto save_latest = [&]() -> absl::Status {
     auto latest = server->store()->Latest();

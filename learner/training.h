@@ -62,6 +62,8 @@ struct TrainConfig : SyncTrainConfig {
   absl::Duration connect_timeout = absl::Seconds(60);
   absl::Duration final_eval_wait = absl::Minutes(5);
   absl::Duration linger = absl::Seconds(3);
+  // host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
+  std::string metrics_address;
 
   bool local() const { return replay_addresses.empty(); }
   absl::Status Validate() const;

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <limits>
 
+#include "replay/rpc_metrics.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -66,6 +67,7 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
+  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
@@ -136,6 +138,22 @@ absl::Status RunReplay(const ReplayServerConfig& config) {
                     ? std::string("memory only")
                     : absl::StrCat("directory ", config.persistence.directory))
             << ")" << std::endl;
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (!config.metrics_address.empty()) {
+    ReplayServer* raw = server->get();
+    auto started = MetricsHttpServer::Start(config.metrics_address, [raw] {
+      proto::InfoResponse info;
+      *info.mutable_table() = raw->table()->Info();
+      *info.mutable_rate_limiter() = raw->table()->RateLimiterState();
+      if (raw->persistence() != nullptr) *info.mutable_persistence() = raw->persistence()->Info();
+      PrometheusText text;
+      AppendProtoNumbers(text, "replay", info);
+      RpcMetrics::Global().AppendTo(text);
+      return text.text();
+    });
+    if (!started.ok()) return started.status();
+    metrics = *std::move(started);
+  }
   stop_signal = 0;
   struct sigaction action = {};
   action.sa_handler = OnStopSignal;

@@ -30,6 +30,8 @@ struct ReplayServerConfig {
   int64_t max_message_bytes = 64 << 20;
   bool snapshot_on_shutdown = true;  // when persistence is on
   GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
+  // RunReplay: host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
+  std::string metrics_address;
 
   absl::Status Validate() const;
 };

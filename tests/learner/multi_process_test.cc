@@ -2,7 +2,8 @@
 // `meow replay`, `meow learner`, two `meow actor`s and `meow eval --learner`. An actor is SIGKILLed
 // and started again, the learner is SIGKILLed and restarted from its run directory; training goes
 // on to the end, weight versions keep increasing, and every process exits on its own when the
-// learner says training is over. Label: integration.
+// learner says training is over. Replay and an actor serve Prometheus metrics, scraped over HTTP.
+// Label: integration.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "httplib.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/checkpoint.h"
@@ -109,6 +111,14 @@ int64_t Inserted(const std::string& replay) {
   return info.ok() ? info->table().inserted_transitions() : -1;
 }
 
+// GET http://127.0.0.1:port/path; the body, or "" when it fails.
+std::string HttpGet(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(2);
+  auto response = client.Get(path.c_str());
+  return response && response->status == 200 ? response->body : "";
+}
+
 // Waits until `predicate` holds; false after `timeout`.
 template <typename P>
 bool WaitUntil(P predicate, absl::Duration timeout) {
@@ -126,6 +136,7 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
   fs::create_directories(dir);
   const std::string replay = absl::StrCat("127.0.0.1:", FreePort());
   const std::string learner = absl::StrCat("127.0.0.1:", FreePort());
+  const int replay_metrics = FreePort(), actor_metrics = FreePort();
   const std::string run_dir = dir + "/run";
   const std::vector<std::string> common = {"--env=MultiGoal-v0", "--connect_timeout=60s"};
   auto with = [&](std::vector<std::string> args) {
@@ -133,7 +144,8 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
     return args;
   };
   Child replay_process("replay", with({"replay", "--address=" + replay, "--replay_dir=" + dir + "/replay",
-                                       "--samples_per_insert=64", "--min_replay_size=500"}),
+                                       "--samples_per_insert=64", "--min_replay_size=500",
+                                       absl::StrCat("--metrics_address=127.0.0.1:", replay_metrics)}),
                        dir + "/replay.log");
   const std::vector<std::string> learner_args =
       with({"learner", "--replay=" + replay, "--address=" + learner, "--run_dir=" + run_dir,
@@ -145,7 +157,9 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
   };
   std::vector<std::unique_ptr<Child>> actors;
   for (int id = 0; id < 2; ++id) {
-    actors.push_back(std::make_unique<Child>(absl::StrCat("actor ", id), actor_args(id),
+    std::vector<std::string> args = actor_args(id);
+    if (id == 0) args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", actor_metrics));
+    actors.push_back(std::make_unique<Child>(absl::StrCat("actor ", id), args,
                                              absl::StrCat(dir, "/actor", id, ".log")));
   }
   Child evaluator("evaluator", with({"eval", "--learner=" + learner, "--eval_interval=1000", "--eval_episodes=2"}),
@@ -159,6 +173,11 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
 
   // Training is under way: an actor is killed and started again with the same id.
   ASSERT_TRUE(WaitUntil([&] { return Inserted(replay) >= 1200; }, absl::Seconds(120))) << logs();
+  // An actor's metrics page and liveness check.
+  EXPECT_EQ(HttpGet(actor_metrics, "/healthz"), "ok\n");
+  const std::string actor_page = HttpGet(actor_metrics, "/metrics");
+  EXPECT_THAT(actor_page, HasSubstr("# TYPE meow_actor_env_steps_total counter"));
+  EXPECT_THAT(actor_page, HasSubstr("meow_actor_policy_version "));
   actors[1]->Signal(SIGKILL);
   EXPECT_EQ(actors[1]->Wait(absl::Seconds(10)), -1);
   actors[1] = std::make_unique<Child>("actor 1 (restarted)", actor_args(1), dir + "/actor1b.log");
@@ -210,6 +229,15 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
   EXPECT_GE(metrics->values["env_steps"].back(), 4000);
   EXPECT_TRUE(fs::exists(run_dir + "/policy_best.safetensors"));
 
+  // Replay's metrics: the table's counters and the RPCs it answered.
+  const std::string page = HttpGet(replay_metrics, "/metrics");
+  EXPECT_THAT(page, HasSubstr(absl::StrCat("meow_replay_table_inserted_transitions ",
+                                           info->table().inserted_transitions(), "\n")));
+  EXPECT_THAT(page, HasSubstr("meow_replay_rate_limiter_insert_waits "));
+  EXPECT_THAT(page, HasSubstr("meow_rpc_total{code=\"OK\",method=\"/meow.proto.ReplayService/Info\"}"));
+  // Streams are counted when they end: those of the killed actor and learner ended CANCELLED.
+  EXPECT_THAT(page, HasSubstr(",method=\"/meow.proto.ReplayService/Insert\"}"));
+  EXPECT_THAT(page, HasSubstr("meow_rpc_errors_total{method=\"/meow.proto.ReplayService/Sample\"}"));
   replay_process.Signal(SIGTERM);
   EXPECT_EQ(replay_process.Wait(absl::Seconds(30)), 0) << logs();
   fs::remove_all(dir);

@@ -1,0 +1,103 @@
+#include "replay/rpc_metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/support/status.h"
+
+namespace meow {
+namespace {
+
+const char* CodeName(int code) {
+  static const char* const kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                                       "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+}
+
+class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit RpcMetricsInterceptor(grpc::experimental::ServerRpcInfo* info)
+      : method_(info->method() == nullptr ? "" : info->method()) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      RpcMetrics::Global().Record(method_, methods->GetSendStatus().error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+};
+
+class RpcMetricsFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    return new RpcMetricsInterceptor(info);
+  }
+};
+
+}  // namespace
+
+RpcMetrics& RpcMetrics::Global() {
+  static RpcMetrics* metrics = new RpcMetrics();
+  return *metrics;
+}
+
+void RpcMetrics::Record(const std::string& method, int code) {
+  absl::MutexLock lock(&mu_);
+  ++counts_[{method, code}];
+}
+
+std::map<std::pair<std::string, std::string>, int64_t> RpcMetrics::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::pair<std::string, std::string>, int64_t> out;
+  for (const auto& [key, n] : counts_) out[{key.first, CodeName(key.second)}] += n;
+  return out;
+}
+
+void RpcMetrics::AppendTo(PrometheusText& text) const {
+  std::map<std::string, int64_t> errors;
+  for (const auto& [key, n] : Snapshot()) {
+    text.Counter("rpc_total", "RPCs this process's gRPC servers finished (streams when they end), by method and status code.",
+                 static_cast<double>(n), {{"method", key.first}, {"code", key.second}});
+    errors[key.first] += key.second == "OK" ? 0 : n;
+  }
+  for (const auto& [method, n] : errors) {
+    text.Counter("rpc_errors_total", "RPCs answered with a status other than OK, by method.",
+                 static_cast<double>(n), {{"method", method}});
+  }
+}
+
+std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> RpcMetricsInterceptors() {
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> out;
+  out.push_back(std::make_unique<RpcMetricsFactory>());
+  return out;
+}
+
+void AppendProtoNumbers(PrometheusText& text, const std::string& prefix, const google::protobuf::Message& message) {
+  const google::protobuf::Descriptor* d = message.GetDescriptor();
+  const google::protobuf::Reflection* r = message.GetReflection();
+  using FD = google::protobuf::FieldDescriptor;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    if (f->is_repeated()) continue;
+    const std::string name = absl::StrCat(prefix, "_", f->name());
+    const std::string help = absl::StrCat(d->name(), ".", f->name());
+    double v;
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_INT32: v = r->GetInt32(message, f); break;
+      case FD::CPPTYPE_INT64: v = static_cast<double>(r->GetInt64(message, f)); break;
+      case FD::CPPTYPE_UINT32: v = r->GetUInt32(message, f); break;
+      case FD::CPPTYPE_UINT64: v = static_cast<double>(r->GetUInt64(message, f)); break;
+      case FD::CPPTYPE_DOUBLE: v = r->GetDouble(message, f); break;
+      case FD::CPPTYPE_FLOAT: v = r->GetFloat(message, f); break;
+      case FD::CPPTYPE_BOOL: v = r->GetBool(message, f) ? 1 : 0; break;
+      case FD::CPPTYPE_MESSAGE: AppendProtoNumbers(text, name, r->GetMessage(message, f)); continue;
+      default: continue;
+    }
+    text.Gauge(name, help, v);
+  }
+}
+
+}  // namespace meow
