@@ -19,6 +19,8 @@ case "$mode" in
     exec "$build/learner/meow" train "$@"
     ;;
   test)
+    # The manifest check's schema packages (pinned by package-lock.json).
+    npm ci --prefix deploy/k8s/validate --no-audit --no-fund --loglevel=error
     # Tests run one at a time so that timing-sensitive ones never share the 2 cores. Without
     # arguments everything but the long learning runs (label `long`: ctest -L long) runs.
     if [ "$#" -eq 0 ]; then set -- -LE long; fi

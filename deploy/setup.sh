@@ -30,6 +30,12 @@ if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=(${PACKAGES[@]})  # drop the emptied entries
 fi
 
+# The manifest check runs on Node.js with packages from the npm registry: Debian's node and npm
+# unless the machine already has them (another nodejs build may ship its own npm).
+if [[ "${MEOW_SETUP:-all}" != build ]] && ! command -v npm >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
