@@ -20,11 +20,6 @@ void TrainingBoard::SetDone() {
   done_ = true;
 }
 
-bool TrainingBoard::done() const {
-  absl::MutexLock lock(&mu_);
-  return done_;
-}
-
 proto::ReportResponse TrainingBoard::Response() const {
   absl::MutexLock lock(&mu_);
   proto::ReportResponse response;
@@ -41,7 +36,6 @@ void TrainingBoard::AddEpisodes(const std::vector<proto::Episode>& episodes) {
   for (const proto::Episode& e : episodes) {
     if (episodes_.size() >= kMaxPendingEpisodes) {
       episodes_.pop_front();
-      ++dropped_;
     }
     episodes_.push_back(e);
   }
@@ -58,7 +52,6 @@ void TrainingBoard::AddEvaluation(EvaluationRecord record) {
   absl::MutexLock lock(&mu_);
   if (evaluations_.size() >= kMaxPendingEvaluations) {
     evaluations_.pop_front();
-    ++dropped_;
   }
   evaluations_.push_back(std::move(record));
   ++evaluations_received_;
@@ -76,11 +69,6 @@ bool TrainingBoard::WaitForEvaluation(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto pending = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !evaluations_.empty(); };
   return mu_.AwaitWithDeadline(absl::Condition(&pending), deadline);
-}
-
-int64_t TrainingBoard::dropped() const {
-  absl::MutexLock lock(&mu_);
-  return dropped_;
 }
 
 int64_t TrainingBoard::evaluations_received() const {

@@ -4,8 +4,8 @@
 //
 // TrainingBoard is the meeting point between the gRPC handlers and the learner's metrics loop:
 // handlers add reports, the loop takes them and sets the progress. Bounded: at most
-// kMaxPendingEpisodes episodes and kMaxPendingEvaluations evaluations wait; older ones are dropped
-// and counted. Thread-safe.
+// kMaxPendingEpisodes episodes and kMaxPendingEvaluations evaluations wait; older ones are dropped.
+// Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +47,6 @@ class TrainingBoard {
 
   void SetProgress(const TrainingProgress& progress) ABSL_LOCKS_EXCLUDED(mu_);
   void SetDone() ABSL_LOCKS_EXCLUDED(mu_);
-  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
   proto::ReportResponse Response() const ABSL_LOCKS_EXCLUDED(mu_);
 
   void AddEpisodes(const std::vector<proto::Episode>& episodes) ABSL_LOCKS_EXCLUDED(mu_);
@@ -57,7 +56,6 @@ class TrainingBoard {
   // Blocks until an evaluation is pending or `deadline` passes; true when one is.
   bool WaitForEvaluation(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
-  int64_t dropped() const ABSL_LOCKS_EXCLUDED(mu_);  // reports dropped because nobody took them
   int64_t evaluations_received() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -66,7 +64,6 @@ class TrainingBoard {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<proto::Episode> episodes_ ABSL_GUARDED_BY(mu_);
   std::deque<EvaluationRecord> evaluations_ ABSL_GUARDED_BY(mu_);
-  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evaluations_received_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -401,7 +401,6 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   const bool tty = isatty(STDOUT_FILENO);
   ReplayView view;
-  int64_t replay_errors = 0;
   absl::Time next_info = absl::InfinitePast(), next_progress = absl::InfinitePast();
   int64_t next_row = 0;
   bool first = true;
@@ -415,20 +414,25 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   bool target_reached = false;
   absl::Status failure;
 
+  // One channel per shard for the whole run (a new one per poll would reconnect, and handshake
+  // TLS, four times a second); gRPC reconnects it when a shard comes back.
+  std::vector<std::unique_ptr<proto::ReplayService::Stub>> info_stubs;
+  for (const std::string& address : replay_addresses) {
+    info_stubs.push_back(proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20)));
+  }
   auto poll_replay = [&] {
     ReplayView sum;
-    for (const std::string& address : replay_addresses) {
-      auto info = GetReplayInfo(address, absl::Seconds(1));
-      if (!info.ok()) {
-        ++replay_errors;
-        return;  // keep the last view while a shard is away
-      }
-      sum.inserted += info->table().inserted_transitions();
-      sum.size += info->table().size();
-      sum.insert_waits += info->rate_limiter().insert_waits();
-      sum.sample_waits += info->rate_limiter().sample_waits();
-      sum.insert_wait_s += info->rate_limiter().insert_wait_seconds();
-      sum.sample_wait_s += info->rate_limiter().sample_wait_seconds();
+    for (auto& stub : info_stubs) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+      proto::InfoResponse info;
+      if (!stub->Info(&context, proto::InfoRequest(), &info).ok()) return;  // keep the last view while a shard is away
+      sum.inserted += info.table().inserted_transitions();
+      sum.size += info.table().size();
+      sum.insert_waits += info.rate_limiter().insert_waits();
+      sum.sample_waits += info.rate_limiter().sample_waits();
+      sum.insert_wait_s += info.rate_limiter().insert_wait_seconds();
+      sum.sample_wait_s += info.rate_limiter().sample_wait_seconds();
     }
     view = sum;
   };
