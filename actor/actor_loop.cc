@@ -51,8 +51,13 @@ Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs,
 }
 
 ActorStats Actor::stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
+  ActorStats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  stats.replay = inserter_->stats();
+  return stats;
 }
 
 absl::Status Actor::MaybeRefresh() {

@@ -63,6 +63,7 @@ struct ActorStats {
   int64_t simulator_warnings = 0;
   int64_t report_errors = 0;       // episode reports that failed (resent later)
   bool learner_done = false;       // the learner said training is over
+  ReplayInserter::Stats replay;    // the inserter's: acknowledged batches, reconnects, errors
 };
 
 class Actor {

@@ -16,4 +16,20 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // so after a crash `path` holds either the old or the new contents, never a torn mix.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes);
 
+// An exclusive lock on DIR/LOCK (flock), held until destroyed: one process per directory.
+// FailedPrecondition naming the directory when another process holds it.
+class DirectoryLock {
+ public:
+  static absl::StatusOr<DirectoryLock> Acquire(const std::string& dir, const std::string& what);
+  DirectoryLock(DirectoryLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  DirectoryLock& operator=(DirectoryLock&& other) noexcept;
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+  ~DirectoryLock();
+
+ private:
+  explicit DirectoryLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 }  // namespace meow

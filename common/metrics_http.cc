@@ -2,7 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <utility>
+
+#include <unistd.h>
 
 #include <sys/socket.h>
 
@@ -63,6 +69,41 @@ void PrometheusText::Add(const std::string& type, const std::string& name, const
   absl::StrAppend(&text_, " ", FormatValue(value), "\n");
 }
 
+namespace {
+
+// This process's resident memory and CPU time from /proc (Linux), on every page.
+std::string ProcessMetrics() {
+  PrometheusText text;
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (std::ifstream statm("/proc/self/statm"); statm) {
+    double size_pages = 0, resident_pages = 0;
+    if (statm >> size_pages >> resident_pages) {
+      text.Gauge("process_resident_memory_bytes", "Resident memory of this process.", resident_pages * page);
+      text.Gauge("process_virtual_memory_bytes", "Virtual memory of this process.", size_pages * page);
+    }
+  }
+  if (std::ifstream stat("/proc/self/stat"); stat) {
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const size_t close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size()) {
+      std::istringstream rest(line.substr(close + 2));
+      std::string field;
+      double utime = 0, stime = 0;
+      for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::strtod(field.c_str(), nullptr);
+        if (i == 15) stime = std::strtod(field.c_str(), nullptr);
+      }
+      text.Counter("process_cpu_seconds_total", "User and system CPU time of this process.",
+                   (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK)));
+    }
+  }
+  return text.text();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& address,
                                                                             std::function<std::string()> render) {
   const size_t colon = address.rfind(':');
@@ -79,7 +120,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   server->server_->Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(absl::StrCat(render(), ProcessMetrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
   server->server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");

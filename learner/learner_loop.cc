@@ -1,13 +1,43 @@
 #include "learner/learner_loop.h"
 
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include <ATen/ATen.h>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
 #include "learner/sync_trainer.h"
 
 namespace meow {
+namespace {
+
+// Versions reserved per write of RUN_DIR/version_reserved (one small write per this many publishes).
+constexpr int64_t kVersionBlock = 1000;
+
+std::string ReservationPath(const std::string& run_dir) { return run_dir + "/version_reserved"; }
+
+// The reserved version of `run_dir`, 0 when none was written.
+absl::StatusOr<int64_t> ReadReservation(const std::string& run_dir) {
+  const std::string path = ReservationPath(run_dir);
+  auto text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) return 0;
+  if (!text.ok()) return text.status();
+  int64_t version;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &version) || version < 0) {
+    return absl::DataLossError(absl::StrCat(path, ": expected a weight version (a number >= 0), found \"",
+                                            absl::CHexEscape(text->substr(0, 40)), "\"; it guards weight ",
+                                            "versions against going backwards, so the learner will not start ",
+                                            "without it (write the newest version any actor saw, or a larger one)"));
+  }
+  return version;
+}
+
+}  // namespace
 
 absl::Status LearnerConfig::Validate() const {
   if (replay_addresses.empty()) return absl::InvalidArgumentError("at least one replay address is needed");
@@ -49,6 +79,11 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
       learner->restored_env_steps_ = restored->counters->env_steps;
       learner->env_steps_.store(restored->counters->env_steps);
     }
+    auto reserved = ReadReservation(config.run_dir);
+    if (!reserved.ok()) return reserved.status();
+    // Versions up to the reservation may be out there: the next one goes above them.
+    learner->reserved_version_ = *reserved;
+    learner->stats_.version = std::max(learner->stats_.version, *reserved);
   }
   // Restored weights go out at once, under the next version.
   if (learner->stats().version > 0) {
@@ -72,9 +107,31 @@ absl::Status Learner::Publish() {
     absl::MutexLock lock(&mu_);
     version = std::max(stats_.version, store_->version()) + 1;
   }
+  if (absl::Status s = ReserveVersion(version); !s.ok()) return s;
   if (absl::Status s = store_->Publish(version, updater_->policy()->ExportWeights()); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   stats_.version = version;
+  return absl::OkStatus();
+}
+
+absl::Status Learner::ReserveVersion(int64_t version) {
+  if (config_.run_dir.empty()) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    if (version <= reserved_version_) return absl::OkStatus();
+  }
+  const int64_t reserved = version + kVersionBlock - 1;
+  std::error_code ec;
+  std::filesystem::create_directories(config_.run_dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot create the run directory ", config_.run_dir, ": ", ec.message()));
+  }
+  if (absl::Status s = WriteFileAtomically(ReservationPath(config_.run_dir), absl::StrCat(reserved, "\n"));
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("reserving weight versions: ", s.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  reserved_version_ = reserved;
   return absl::OkStatus();
 }
 

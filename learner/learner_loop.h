@@ -73,12 +73,18 @@ class Learner {
           std::unique_ptr<ReplaySampler> sampler);
   absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Checkpoint() ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes a reservation above `version` when `version` is past the current one.
+  absl::Status ReserveVersion(int64_t version) ABSL_LOCKS_EXCLUDED(mu_);
 
   LearnerConfig config_;
   ParameterStore* store_;  // not owned
   std::unique_ptr<MeowUpdater> updater_;
   std::unique_ptr<ReplaySampler> sampler_;
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without a run dir
+  // Versions up to this one may have been published by this run dir's learners (the file
+  // RUN_DIR/version_reserved, written before a version above it goes out). A restarted learner
+  // starts above it, so weight versions never go backwards, even past the newest checkpoint.
+  int64_t reserved_version_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> env_steps_{0};
   int64_t restored_env_steps_ = 0;
   mutable absl::Mutex mu_;

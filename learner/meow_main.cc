@@ -35,6 +35,7 @@
 #include "learner/sync_trainer.h"
 #include "learner/training.h"
 #include "replay/grpc_security.h"
+#include "replay/load_generator.h"
 #include "replay/replay_client.h"
 #include "replay/rpc_metrics.h"
 #include "common/metrics_http.h"
@@ -110,6 +111,11 @@ ABSL_FLAG(double, samples_per_insert_tolerance, 25600,
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
+ABSL_FLAG(int32_t, streams, 64, "meow load: concurrent insert streams (one per simulated actor).");
+ABSL_FLAG(int32_t, rows_per_batch, 32, "meow load: transitions per inserted batch.");
+ABSL_FLAG(int32_t, samplers, 1, "meow load: samplers drawing batches of --batch_size (default 256) meanwhile.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(60), "meow load: how long to insert.");
+ABSL_FLAG(uint64_t, first_actor_id, 1'000'000, "meow load: actor id of the first stream (the others follow).");
 ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
 
 namespace meow {
@@ -128,6 +134,9 @@ subcommands:
   eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
           or evaluate a running learner's weights: meow eval --env=TASK --learner=HOST:PORT
   report  learning curves as one HTML page: meow report --run_dir=DIR (or --run_dirs=A,B,...)
+  load    load a running replay: meow load --replay=HOST:PORT [--streams=64 --duration=60s]
+          (insert streams and a sampler; reports throughput, limiter waits and any error, and
+          checks that replay stored every acknowledged batch exactly once)
   help    this text; `meow <subcommand> --help` lists every flag
 )";
 
@@ -400,6 +409,13 @@ int RunActorProcess() {
     text.Counter("actor_report_errors_total", "Episode reports that failed.", st.report_errors);
     text.Counter("actor_batches_total", "Transition batches queued for replay.", st.batches_queued);
     text.Counter("actor_simulator_warnings_total", "MuJoCo warnings.", st.simulator_warnings);
+    text.Gauge("actor_acked_sequence_number",
+               "Highest batch sequence number replay acknowledged (it holds every batch up to it).",
+               static_cast<double>(st.replay.acked_sequence_number));
+    text.Counter("actor_acked_batches_total", "Batches replay acknowledged (resends of stored ones included).",
+                 st.replay.acked);
+    text.Gauge("actor_unacked_batches", "Batches queued or in flight to replay.", st.replay.unacked);
+    text.Counter("actor_replay_connects_total", "Insert streams opened to replay.", st.replay.connects);
   });
   if (!metrics.ok()) return Fail(metrics.status());
   InstallStopHandlers();
@@ -564,6 +580,50 @@ int RunReplayServer() {
   return 0;
 }
 
+int RunLoad() {
+  const std::vector<std::string> replay = absl::GetFlag(FLAGS_replay);
+  if (replay.size() != 1) {
+    return Fail(absl::InvalidArgumentError("meow load needs exactly one --replay=HOST:PORT"));
+  }
+  if (absl::Status s = CheckAddress("replay", replay[0]); !s.ok()) return Fail(s);
+  ReplayLoadConfig config;
+  config.address = replay[0];
+  config.streams = absl::GetFlag(FLAGS_streams);
+  config.rows_per_batch = absl::GetFlag(FLAGS_rows_per_batch);
+  config.samplers = absl::GetFlag(FLAGS_samplers);
+  config.sample_batch_size = static_cast<int>(absl::GetFlag(FLAGS_batch_size).value_or(256));
+  config.duration = absl::GetFlag(FLAGS_duration);
+  config.first_actor_id = absl::GetFlag(FLAGS_first_actor_id);
+  config.seed = absl::GetFlag(FLAGS_seed);
+  config.report_interval = absl::Seconds(5);
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));
+  }
+  absl::PrintF("meow load: %d insert streams of %d-row batches and %d sampler(s) against %s for %s\n",
+               config.streams, config.rows_per_batch, config.samplers, config.address,
+               absl::FormatDuration(config.duration));
+  std::fflush(stdout);
+  auto result = RunReplayLoad(config, [](const std::string& line) {
+    absl::PrintF("%s\n", line);
+    std::fflush(stdout);
+  });
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("result: %s\n", result->Summary());
+  if (!result->ok()) {
+    absl::FPrintF(stderr, "meow load: errors during the run; the first: %s\n", result->first_error);
+    return 1;
+  }
+  if (result->stored_batches_of_load != result->batches_acked) {
+    absl::FPrintF(stderr,
+                  "meow load: replay stored %d batches of the load's actors but acknowledged %d: not exactly once\n",
+                  result->stored_batches_of_load, result->batches_acked);
+    return 1;
+  }
+  absl::PrintF("exactly once: replay stored %d batches for the %d streams, as many as it acknowledged\n",
+               result->stored_batches_of_load, config.streams);
+  return 0;
+}
+
 int RunReport() {
   std::vector<std::string> dirs = absl::GetFlag(FLAGS_run_dirs);
   if (dirs.empty() && !absl::GetFlag(FLAGS_run_dir).empty()) dirs.push_back(absl::GetFlag(FLAGS_run_dir));
@@ -593,7 +653,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (command == "train" || command == "replay" || command == "learner" || command == "actor" ||
-      command == "eval") {
+      command == "eval" || command == "load") {
     auto security = meow::LoadGrpcSecurity(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                                            absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_auth_token_file),
                                            absl::GetFlag(FLAGS_tls_server_name));
@@ -603,6 +663,7 @@ int main(int argc, char** argv) {
   if (command == "train") return meow::RunTrain();
   if (command == "eval") return meow::RunEval();
   if (command == "report") return meow::RunReport();
+  if (command == "load") return meow::RunLoad();
   if (command == "replay") return meow::RunReplayServer();
   if (command == "learner") return meow::RunDistributed(/*local=*/false);
   if (command == "actor") return meow::RunActorProcess();

@@ -125,6 +125,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
+  // A port already taken is an error, not shared with another process (gRPC's default SO_REUSEPORT).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
   builder.RegisterService(&server->service_);
   builder.RegisterService(&server->learner_service_);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <limits>
 #include <random>
 
@@ -108,10 +109,14 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
 
   std::ofstream metrics;
   std::unique_ptr<TensorBoardWriter> tensorboard;
+  std::optional<DirectoryLock> run_dir_lock;  // one process per run dir
   if (!config.run_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(config.run_dir, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --run_dir=", config.run_dir, ": ", ec.message()));
+    auto lock = DirectoryLock::Acquire(config.run_dir, "run dir");
+    if (!lock.ok()) return lock.status();
+    run_dir_lock.emplace(*std::move(lock));
     std::string resolved = absl::StrFormat(
         "env=%s\nseed=%d\ndevice=%s\ntotal_env_steps=%d\nlearning_starts=%d\nbatch_size=%d\n"
         "buffer_size=%d\neval_interval=%d\neval_episodes=%d\ndeterministic_eval=%d\nalpha=%g\n"

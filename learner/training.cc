@@ -219,6 +219,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   std::error_code ec;
   std::filesystem::create_directories(config.run_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run dir ", config.run_dir, ": ", ec.message()));
+  // One learner per run dir: a second would interleave checkpoints, metrics and weight versions.
+  auto run_dir_lock = DirectoryLock::Acquire(config.run_dir, "run dir");
+  if (!run_dir_lock.ok()) return run_dir_lock.status();
 
   const double spi = config.samples_per_insert.value_or(static_cast<double>(config.batch_size));
   const double tolerance = config.rate_tolerance > 0 ? config.rate_tolerance : 100.0 * config.batch_size;
@@ -373,8 +376,14 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (!config.metrics_address.empty()) {
     ReplayServer* embedded = replay.get();
-    auto started = MetricsHttpServer::Start(config.metrics_address, [&latest_mu, &latest_row, embedded] {
+    Learner* live = learner.get();
+    auto started = MetricsHttpServer::Start(config.metrics_address, [&latest_mu, &latest_row, embedded, live] {
       PrometheusText text;
+      // Live figures (metrics.csv rows come every log_interval steps).
+      const LearnerStats st = live->stats();
+      text.Gauge("learner_version", "Weight version last published (never goes backwards, also across restarts).",
+                 static_cast<double>(st.version));
+      text.Counter("learner_updates_total", "Updates applied, restored ones included.", static_cast<double>(st.updates));
       {
         absl::MutexLock lock(&latest_mu);
         for (const auto& [name, value] : latest_row) {

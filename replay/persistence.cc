@@ -1,7 +1,6 @@
 #include "replay/persistence.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/file_util.h"
 #include "replay/record_io.h"
 #include "replay/snapshot.h"
 
@@ -241,18 +241,8 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
         absl::StrCat("cannot create replay directory ", config.directory, ": ", ec.message()));
   }
   // One server per directory: a second one would interleave logs.
-  const std::string lock_path = config.directory + "/LOCK";
-  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
-  }
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd);
-    return absl::FailedPreconditionError(absl::StrCat("replay directory ", config.directory,
-                                                      " is in use by another process (", lock_path,
-                                                      " is locked)"));
-  }
+  absl::StatusOr<DirectoryLock> dir_lock = DirectoryLock::Acquire(config.directory, "replay directory");
+  if (!dir_lock.ok()) return dir_lock.status();
   // Leftovers of snapshots that were being written at a crash.
   if (auto files = ListFiles(config.directory); files.ok()) {
     for (const std::string& name : *files) {
@@ -261,10 +251,7 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
   }
 
   absl::StatusOr<RecoveryReport> recovery = RecoverTable(config.directory, table);
-  if (!recovery.ok()) {
-    ::close(lock_fd);
-    return recovery.status();
-  }
+  if (!recovery.ok()) return recovery.status();
   for (const std::string& error : recovery->errors) Report(absl::StrCat("recovery: ", error));
   if (recovery->snapshot_generation >= 0 || recovery->log_batches > 0) {
     Report(absl::StrCat("recovered ", table->size(), " transitions from ", config.directory,
@@ -274,7 +261,7 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
   }
 
   std::unique_ptr<Persistence> persistence(
-      new Persistence(config, table, lock_fd, *std::move(recovery)));
+      new Persistence(config, table, *std::move(dir_lock), *std::move(recovery)));
   const int64_t generation = persistence->recovery_.max_generation + 1;
   absl::StatusOr<std::unique_ptr<ReplayLog>> log =
       ReplayLog::Create(LogPath(config.directory, generation), MakeLogHeader(*table, generation),
@@ -299,9 +286,9 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
   return persistence;
 }
 
-Persistence::Persistence(const PersistenceConfig& config, Table* table, int lock_fd,
+Persistence::Persistence(const PersistenceConfig& config, Table* table, DirectoryLock dir_lock,
                          RecoveryReport recovery)
-    : config_(config), table_(table), lock_fd_(lock_fd), recovery_(std::move(recovery)) {
+    : config_(config), table_(table), dir_lock_(std::move(dir_lock)), recovery_(std::move(recovery)) {
   absl::MutexLock lock(&mu_);
   last_snapshot_time_ = absl::Now();
 }
@@ -309,7 +296,6 @@ Persistence::Persistence(const PersistenceConfig& config, Table* table, int lock
 Persistence::~Persistence() {
   Stop();
   log_.reset();
-  ::close(lock_fd_);  // releases the flock
 }
 
 void Persistence::Stop() {

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/file_util.h"
 #include "proto/replay.pb.h"
 #include "replay/replay_log.h"
 #include "replay/table.h"
@@ -93,7 +94,7 @@ class Persistence {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  Persistence(const PersistenceConfig& config, Table* table, int lock_fd, RecoveryReport recovery);
+  Persistence(const PersistenceConfig& config, Table* table, DirectoryLock dir_lock, RecoveryReport recovery);
 
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Deletes files no longer needed once snapshot `newest` exists (see the class comment).
@@ -101,7 +102,7 @@ class Persistence {
 
   const PersistenceConfig config_;
   Table* const table_;  // not owned
-  const int lock_fd_;   // owned; holds the directory's flock
+  DirectoryLock dir_lock_;  // held for the object's life: one server per directory
   const RecoveryReport recovery_;
   std::unique_ptr<ReplayLog> log_;  // set in Open, then constant
 

@@ -261,6 +261,7 @@ grpc::Status ReplayInserter::RunStream() {
     // acknowledgement got lost: they count as acknowledged.
     while (!entries_.empty() && entries_.front().sequence_number != 0 &&
            entries_.front().sequence_number <= opened.last_sequence_number()) {
+      stats_.acked_sequence_number = std::max(stats_.acked_sequence_number, entries_.front().sequence_number);
       entries_.pop_front();
       ++stats_.acked;
     }
@@ -288,6 +289,7 @@ grpc::Status ReplayInserter::RunStream() {
         entries_.pop_front();
         --sent_;
         ++stats_.acked;
+        stats_.acked_sequence_number = std::max(stats_.acked_sequence_number, ack.sequence_number());
         if (ack.duplicate()) ++stats_.duplicates;
         if (ack.code() != 0) {
           ++stats_.rejected;

@@ -65,6 +65,7 @@ class ReplayInserter {
     int64_t rejected = 0;               // refused as bad input (not retried)
     int64_t connects = 0;               // streams opened
     uint64_t next_sequence_number = 0;  // 0 until the first connection
+    uint64_t acked_sequence_number = 0; // highest acknowledged: replay holds every batch up to it
     std::string last_error;             // the last stream error, if any
   };
 

@@ -1,7 +1,12 @@
 #include "replay/rpc_metrics.h"
 
+#include <map>
+#include <optional>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/reflection.h"
 #include "grpcpp/support/status.h"
 
 namespace meow {
@@ -75,12 +80,64 @@ std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterfac
   return out;
 }
 
+namespace {
+
+// A map field named NAME_by_LABEL with numeric keys and values: one sample of NAME per entry,
+// labelled LABEL="key". Other maps are left out.
+void AppendMapNumbers(PrometheusText& text, const std::string& prefix, const google::protobuf::Message& message,
+                      const google::protobuf::FieldDescriptor* f) {
+  using FD = google::protobuf::FieldDescriptor;
+  const size_t by = f->name().rfind("_by_");
+  if (by == std::string::npos) return;
+  const FD* key = f->message_type()->map_key();
+  const FD* value = f->message_type()->map_value();
+  auto number = [](const google::protobuf::Message& entry, const FD* field) -> std::optional<double> {
+    const google::protobuf::Reflection* r = entry.GetReflection();
+    switch (field->cpp_type()) {
+      case FD::CPPTYPE_INT32: return r->GetInt32(entry, field);
+      case FD::CPPTYPE_INT64: return static_cast<double>(r->GetInt64(entry, field));
+      case FD::CPPTYPE_UINT32: return r->GetUInt32(entry, field);
+      case FD::CPPTYPE_UINT64: return static_cast<double>(r->GetUInt64(entry, field));
+      case FD::CPPTYPE_DOUBLE: return r->GetDouble(entry, field);
+      default: return std::nullopt;
+    }
+  };
+  const std::string name = absl::StrCat(prefix, "_", f->name().substr(0, by));
+  const std::string label = f->name().substr(by + 4);
+  const std::string help = absl::StrCat(message.GetDescriptor()->name(), ".", f->name());
+  // Integer keys as written (ids can exceed a double's precision), sorted so pages are stable.
+  auto key_text = [key](const google::protobuf::Message& entry) -> std::optional<std::string> {
+    const google::protobuf::Reflection* r = entry.GetReflection();
+    switch (key->cpp_type()) {
+      case FD::CPPTYPE_INT32: return absl::StrCat(r->GetInt32(entry, key));
+      case FD::CPPTYPE_INT64: return absl::StrCat(r->GetInt64(entry, key));
+      case FD::CPPTYPE_UINT32: return absl::StrCat(r->GetUInt32(entry, key));
+      case FD::CPPTYPE_UINT64: return absl::StrCat(r->GetUInt64(entry, key));
+      case FD::CPPTYPE_STRING: return r->GetString(entry, key);
+      default: return std::nullopt;
+    }
+  };
+  std::map<std::string, double> samples;
+  for (const auto& entry : message.GetReflection()->GetRepeatedFieldRef<google::protobuf::Message>(message, f)) {
+    auto k = key_text(entry);
+    auto v = number(entry, value);
+    if (k.has_value() && v.has_value()) samples[*k] = *v;
+  }
+  for (const auto& [k, v] : samples) text.Gauge(name, help, v, {{label, k}});
+}
+
+}  // namespace
+
 void AppendProtoNumbers(PrometheusText& text, const std::string& prefix, const google::protobuf::Message& message) {
   const google::protobuf::Descriptor* d = message.GetDescriptor();
   const google::protobuf::Reflection* r = message.GetReflection();
   using FD = google::protobuf::FieldDescriptor;
   for (int i = 0; i < d->field_count(); ++i) {
     const FD* f = d->field(i);
+    if (f->is_map()) {
+      AppendMapNumbers(text, prefix, message, f);
+      continue;
+    }
     if (f->is_repeated()) continue;
     const std::string name = absl::StrCat(prefix, "_", f->name());
     const std::string help = absl::StrCat(d->name(), ".", f->name());

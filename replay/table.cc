@@ -308,7 +308,11 @@ proto::TableInfo Table::Info() const {
   info.set_duplicate_batches(duplicate_batches_);
   info.set_bytes(store_.bytes());
   int64_t actors = 0;
-  for (const auto& [actor_id, actor] : actors_) actors += actor.last_sequence_number > 0;
+  for (const auto& [actor_id, actor] : actors_) {
+    if (actor.last_sequence_number == 0) continue;
+    ++actors;
+    (*info.mutable_last_sequence_number_by_actor())[actor_id] = actor.last_sequence_number;
+  }
   info.set_actors(actors);
   info.set_selector(selector_->name());
   return info;

@@ -3,8 +3,11 @@
 #include "common/metrics_http.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -43,6 +46,14 @@ TEST(MetricsHttpServerTest, ServesMetricsAndHealth) {
   EXPECT_THAT(metrics->body, HasSubstr("meow_scrapes_total 1\n"));
   EXPECT_THAT(metrics->get_header_value("Content-Type"), HasSubstr("text/plain; version=0.0.4"));
   EXPECT_THAT(client.Get("/metrics")->body, HasSubstr("meow_scrapes_total 2\n"));
+  // Every page also carries this process's memory and CPU time, read from /proc.
+  for (const char* family : {"meow_process_resident_memory_bytes", "meow_process_virtual_memory_bytes",
+                             "meow_process_cpu_seconds_total"}) {
+    const size_t at = metrics->body.find(absl::StrCat("\n", family, " "));
+    ASSERT_NE(at, std::string::npos) << family << " missing from\n" << metrics->body;
+    const double value = std::strtod(metrics->body.c_str() + at + std::strlen(family) + 2, nullptr);
+    if (std::string(family) != "meow_process_cpu_seconds_total") EXPECT_GT(value, 1 << 20) << family;
+  }
   auto health = client.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->body, "ok\n");

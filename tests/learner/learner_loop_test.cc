@@ -1,11 +1,13 @@
 // The learner loop against a real replay server on 127.0.0.1: it waits for replay's minimum size,
 // updates, publishes increasing weight versions, checkpoints, and a restarted learner resumes
-// from its run directory with versions still increasing.
+// from its run directory with versions still increasing, even past its newest checkpoint.
 #include "learner/learner_loop.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <torch/utils.h>
@@ -83,17 +85,44 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
 
   // A restarted learner resumes: same weights, counters go on, versions keep increasing.
   ParameterStore store2;
-  ASSERT_TRUE(store2.Publish(first.version, SafetensorsFile()).ok());  // what actors last saw
   config.max_updates = 40;
   auto resumed = Learner::Create(config, &store2);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_FALSE((*resumed)->stats().restored_from.empty());
   EXPECT_EQ((*resumed)->stats().updates, 30);
   EXPECT_TRUE(at::equal((*resumed)->updater().flat_params(), (*learner)->updater().flat_params()));
-  EXPECT_EQ(store2.version(), first.version + 1);  // restored weights published at once
+  // Restored weights go out at once, above every version the first learner may have published.
+  EXPECT_GT(store2.version(), first.version);
+  const int64_t resumed_first = store2.version();
   ASSERT_TRUE((*resumed)->Run(stop).ok());
   EXPECT_EQ((*resumed)->stats().updates, 40);
-  EXPECT_GT(store2.version(), first.version + 1);
+  EXPECT_GT(store2.version(), resumed_first);
+  const int64_t newest = store2.version();
+
+  // Killed after publishing but before checkpointing: only an older checkpoint is left. The next
+  // learner still starts above every version published before (RUN_DIR/version_reserved).
+  std::vector<std::filesystem::path> checkpoints;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir + "/checkpoints")) {
+    checkpoints.push_back(entry.path());
+  }
+  std::sort(checkpoints.begin(), checkpoints.end());
+  ASSERT_GE(checkpoints.size(), 2u);
+  for (size_t i = 1; i < checkpoints.size(); ++i) std::filesystem::remove(checkpoints[i]);
+  ParameterStore store3;
+  auto older = Learner::Create(config, &store3);
+  ASSERT_TRUE(older.ok()) << older.status();
+  EXPECT_LT((*older)->stats().updates, 40);  // really the older checkpoint
+  EXPECT_GT(store3.version(), newest);
+
+  // A damaged reservation is refused by name rather than risking versions going backwards.
+  {
+    std::ofstream(run_dir + "/version_reserved", std::ios::trunc) << "garbage";
+  }
+  ParameterStore store4;
+  auto refused = Learner::Create(config, &store4);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(refused.status().message().find("version_reserved"), std::string::npos) << refused.status();
+  EXPECT_EQ(store4.version(), 0);
   std::filesystem::remove_all(run_dir);
 }
 

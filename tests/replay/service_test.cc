@@ -12,12 +12,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/metrics_http.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
+#include "replay/rpc_metrics.h"
 #include "tests/replay/health.grpc.pb.h"
 #include "tests/replay/test_util.h"
 
@@ -157,6 +159,16 @@ TEST(ReplayServiceTest, InsertThenSampleThroughTheClients) {
   EXPECT_GE(info->table().sampled_batches(), 20);
 }
 
+TEST(ReplayServiceTest, ATakenPortIsAnErrorNotShared) {
+  std::unique_ptr<ReplayServer> server = Start(ServerConfig());
+  ASSERT_NE(server, nullptr);
+  ReplayServerConfig second = ServerConfig();
+  second.address = server->address();
+  absl::StatusOr<std::unique_ptr<ReplayServer>> refused = StartReplayServer(second);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(), HasSubstr(server->address()));
+}
+
 TEST(ReplayServiceTest, HealthCheckAndReflection) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
@@ -241,6 +253,16 @@ TEST(ReplayServiceTest, ResentBatchIsAcknowledgedAndStoredOnce) {
   std::optional<proto::InsertAck> ack = again.Send(MakeBatch(3, 3, 16));
   ASSERT_TRUE(ack.has_value());
   EXPECT_TRUE(ack->duplicate());
+
+  // Info shows where each actor stands: stored batches = the sum of the last sequence numbers.
+  const proto::TableInfo info = server->table()->Info();
+  ASSERT_EQ(info.last_sequence_number_by_actor().size(), 1u);
+  EXPECT_EQ(info.last_sequence_number_by_actor().at(3), 3u);
+  EXPECT_EQ(info.inserted_batches(), 3);
+  PrometheusText text;
+  AppendProtoNumbers(text, "replay", info);
+  EXPECT_THAT(text.text(), HasSubstr("meow_replay_last_sequence_number{actor=\"3\"} 3\n"));
+  EXPECT_THAT(text.text(), HasSubstr("meow_replay_inserted_batches 3\n"));
 }
 
 TEST(ReplayServiceTest, BadBatchesAreRefusedAloneWithTheField) {
