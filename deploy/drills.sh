@@ -143,8 +143,9 @@ sum_family() {
 # --- The processes -----------------------------------------------------------------------------
 learning_starts=1000
 common=(--env="$env_name")
+checkpoint_interval=300
 train_flags=(--total_env_steps="$total_steps" --learning_starts="$learning_starts" --eval_interval=3000
-             --eval_episodes=2 --checkpoint_interval=300 --publish_interval=10 --log_interval=500
+             --eval_episodes=2 --checkpoint_interval="$checkpoint_interval" --publish_interval=10 --log_interval=500
              --connect_timeout=120s)
 declare -A pid
 # spawn NAME HOST LOG COMMAND...: COMMAND on HOST in the background; pid[NAME] is its own pid
@@ -307,10 +308,13 @@ sleep 1
 start_learner
 wait_until "the learner answers" 120 '[[ -n "$(value "$(scrape learner)" meow_learner_version)" ]]'
 first_version=$(value "$(scrape learner)" meow_learner_version)
+resumed_updates=$(updates)
+((resumed_updates >= before_updates - checkpoint_interval))
+check "resumed from its newest checkpoint" $? "$resumed_updates updates right after the restart, $before_updates before the kill, a checkpoint every $checkpoint_interval"
 ((first_version > max_before))
 check "versions go on above the old ones" $? "highest before the kill $max_before, first after the restart $first_version ($((SECONDS - t_kill)) s to serve again)"
 wait_until "training goes on" 180 '(( $(updates) > before_updates + 100 ))'
-check "training goes on" $? "updates $before_updates before the kill -> $(updates) (resumed from $(grep -o 'resumed from [^ ]*' "$out/logs/learner.log" | tail -1 | sed 's|.*/||'))"
+check "training goes on" $? "updates $resumed_updates after the restart -> $(updates)"
 wait_until "the actors act with the new learner's weights" 120 \
   '(( $(actor_version actor0) > max_before && $(actor_version actor1) > max_before ))'
 check "actors follow" $? "both actors act with versions above $max_before"
