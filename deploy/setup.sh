@@ -16,13 +16,14 @@ PACKAGES=(
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
   # the report test loads `meow report` pages in headless Chromium; the TLS tests make
-  # certificates with openssl
-  chromium openssl
+  # certificates with openssl; the fault drills make their hosts with `ip netns`
+  chromium openssl iproute2
 )
 # `MEOW_SETUP=build` (the container image's build stage): only what building `meow` needs.
 if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=("${PACKAGES[@]/chromium}")
   PACKAGES=("${PACKAGES[@]/openssl}")
+  PACKAGES=("${PACKAGES[@]/iproute2}")
   PACKAGES=("${PACKAGES[@]/libgtest-dev}")
   PACKAGES=("${PACKAGES[@]/libgmock-dev}")
   PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")
