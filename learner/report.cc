@@ -94,6 +94,28 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     }
   }
   if (!any) return "";
+  double clipped_above = std::numeric_limits<double>::infinity();
+  if (spec.clip_outliers) {
+    std::vector<double> all;
+    for (const RunMetrics& run : runs) {
+      for (const std::string& column : spec.y_columns) {
+        if (!run.values.count(column)) continue;
+        for (double v : run.values.at(column)) {
+          if (std::isfinite(v)) all.push_back(v);
+        }
+      }
+    }
+    if (all.size() >= 20) {
+      const size_t k = static_cast<size_t>(0.9 * static_cast<double>(all.size() - 1));
+      std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end());
+      const double bulk = all[k];
+      const double limit = bulk + 0.5 * std::max(std::abs(bulk), bulk - y_lo);
+      if (y_hi > limit && limit > y_lo) {
+        y_hi = limit;
+        clipped_above = limit;
+      }
+    }
+  }
   if (x_hi == x_lo) x_hi = x_lo + 1;
   if (y_hi == y_lo) {
     y_hi += 0.5 * std::max(1.0, std::abs(y_hi));
@@ -104,7 +126,10 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
   y_hi += pad;
   const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
   auto px = [&](double x) { return kLeft + (x - x_lo) / (x_hi - x_lo) * plot_w; };
-  auto py = [&](double y) { return kTop + (1 - (y - y_lo) / (y_hi - y_lo)) * plot_h; };
+  auto py = [&](double y) {
+    y = std::clamp(y, y_lo, y_hi);  // only clipped outliers are outside
+    return kTop + (1 - (y - y_lo) / (y_hi - y_lo)) * plot_h;
+  };
 
   std::string svg = absl::StrFormat(
       "<figure><svg class=\"chart\" data-chart=\"%s\" viewBox=\"0 0 %g %g\" width=\"%g\" "
@@ -176,6 +201,10 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
                             color, dash, runs.size() > 1 ? Escape(run.name) + " " : "", column);
     }
   }
+  if (std::isfinite(clipped_above)) {
+    legend += absl::StrFormat("<span class=\"note\" data-clipped-above=\"%g\">values above %s drawn on the top edge</span>",
+                              clipped_above, FormatTick(clipped_above));
+  }
   svg += "</svg>\n<figcaption>" + legend + "</figcaption></figure>\n";
   return svg;
 }
@@ -186,9 +215,9 @@ const std::vector<ChartSpec>& ReportCharts() {
   static const auto* charts = new std::vector<ChartSpec>{
       {"eval", "Evaluation return (mean +- std)", "env_steps", "environment steps", {"eval_return_mean"}, "eval_return_std"},
       {"episode", "Actors' episode return", "env_steps", "environment steps", {"episode_return"}, ""},
-      {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, ""},
-      {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, ""},
-      {"loss", "MEow loss", "env_steps", "environment steps", {"loss"}, ""},
+      {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, "", true},
+      {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, "", true},
+      {"loss", "MEow loss", "env_steps", "environment steps", {"loss"}, "", true},
       {"qv", "Q and V (means over the batch)", "env_steps", "environment steps", {"q_mean", "v_mean"}, ""},
       {"staleness", "Weight staleness (versions)", "env_steps", "environment steps", {"staleness"}, ""},
       {"skipped", "Skipped non-finite updates", "env_steps", "environment steps", {"skipped_updates"}, ""},
@@ -245,7 +274,7 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
       ".title{font-weight:600;font-size:14px}.tick,.label{font-size:11px;fill:#555}\n"
       ".grid{stroke:#eee}.frame{fill:none;stroke:#999}\n"
       ".series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}\n"
-      ".band{opacity:.18;stroke:none}.key{margin-right:14px;white-space:nowrap}\n"
+      ".band{opacity:.18;stroke:none}.key{margin-right:14px;white-space:nowrap}.note{color:#777}\n"
       ".key svg{vertical-align:middle;margin-right:4px} table{border-collapse:collapse}\n"
       "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
       "#selfcheck{display:none}\n</style></head><body>\n<h1>", Escape(title), "</h1>\n");

@@ -39,6 +39,10 @@ struct ChartSpec {
   std::string x_label;
   std::vector<std::string> y_columns;
   std::string band_column;  // optional: +- band around the first y column
+  // Scale the y axis to the bulk of the values (1.5 x the 90th percentile) so that a
+  // short burst, such as the actors' free run before learning starts, does not flatten the rest;
+  // values above are drawn on the top edge and the caption says so.
+  bool clip_outliers = false;
 };
 const std::vector<ChartSpec>& ReportCharts();
 

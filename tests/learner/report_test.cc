@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -105,6 +106,44 @@ TEST_F(ReportTest, EverySeriesIsOnePathWithOnePointPerDefinedRow) {
   // No staleness column: no staleness chart.
   EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"staleness\"")));
   EXPECT_THAT(html, HasSubstr("data-chart=\"qv\""));
+}
+
+TEST_F(ReportTest, ThroughputChartsClipAShortBurstAndSaySo) {
+  // 30 rows: the actors' free run before learning starts (14,000 steps/s) for 3 rows, then ~120.
+  const std::string run = dir_ + "/burst";
+  std::filesystem::create_directories(run);
+  {
+    std::ofstream csv(run + "/metrics.csv");
+    csv << "wall_time,env_steps,updates,eval_return_mean,steps_per_s,updates_per_s\n";
+    for (int i = 0; i < 30; ++i) {
+      csv << i << "," << (i + 1) * 1000 << "," << i * 1000 << "," << (i % 10 == 9 ? "5000" : "") << ","
+          << (i < 3 ? 14000 : 120 + i % 5) << "," << 120 + i % 5 << "\n";
+    }
+  }
+  auto metrics = ReadRunMetrics(run);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const std::string html = RenderReport({*metrics});
+  auto chart = [&](const std::string& id) {
+    const size_t begin = html.find("data-chart=\"" + id + "\"");
+    EXPECT_NE(begin, std::string::npos) << id;
+    return html.substr(begin, html.find("</figure>", begin) - begin);
+  };
+  const std::string steps = chart("steps_per_s");
+  EXPECT_THAT(steps, HasSubstr("data-points=\"30\""));  // every row still drawn
+  EXPECT_THAT(steps, HasSubstr("drawn on the top edge"));
+  // The y axis (ticks anchored at their end) follows the bulk, not the burst.
+  EXPECT_THAT(steps, ::testing::Not(HasSubstr("text-anchor=\"end\">10k<")));
+  EXPECT_THAT(steps, ::testing::Not(HasSubstr("text-anchor=\"end\">5000<")));
+  double top_tick = 0;
+  static const std::regex y_tick("text-anchor=\"end\">([0-9.]+)<");
+  for (auto it = std::sregex_iterator(steps.begin(), steps.end(), y_tick); it != std::sregex_iterator(); ++it) {
+    top_tick = std::max(top_tick, std::stod((*it)[1]));
+  }
+  EXPECT_GT(top_tick, 120);
+  EXPECT_LT(top_tick, 400);
+  // Without outliers nothing is clipped, and charts without the option never clip.
+  EXPECT_THAT(chart("updates_per_s"), ::testing::Not(HasSubstr("top edge")));
+  EXPECT_THAT(chart("eval"), ::testing::Not(HasSubstr("top edge")));
 }
 
 // Loads the page in headless Chromium and returns the self-check JSON the page writes after load.
