@@ -56,7 +56,8 @@ absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_d
           "batch field ", f.name, " has shape [", absl::StrJoin(t.sizes(), ","), "], expected [",
           rows, f.cols < 0 ? "" : absl::StrCat(",", f.cols), "]"));
     }
-    if (t.device() != device) {
+    // "cuda" (no index) accepts any CUDA device; "cuda:1" only that one.
+    if (t.device().type() != device.type() || (device.has_index() && t.device().index() != device.index())) {
       return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " is on ", t.device().str(),
                                                      ", expected ", device.str()));
     }

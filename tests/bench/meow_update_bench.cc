@@ -1,15 +1,20 @@
-// One MEow update at batch 256 for Hopper (S=11, A=3) and Humanoid (S=376, A=17) sizes, on 1 and
-// 2 threads: MeowUpdater beside the straightforward formulation (StraightforwardUpdater) in the
-// same run. Each MeowUpdate benchmark also runs both formulations side by side for 5 updates with
-// dropout off and reports the largest relative difference of their losses as `loss_rel_diff`.
+// One MEow update for Hopper (S=11, A=3) and Humanoid (S=376, A=17) sizes: MeowUpdater beside the
+// straightforward formulation (StraightforwardUpdater) in the same run. On the CPU at batch 256
+// with 1 and 2 threads; when LibTorch has CUDA and a device is present, also on the GPU at batch
+// 256 and 1024 (the device's name is in the context). Each CPU MeowUpdate benchmark also runs both
+// formulations side by side for 5 updates with dropout off and reports the largest relative
+// difference of their losses as `loss_rel_diff`.
 //
 //   build/tests/bench/bench_meow_update --benchmark_min_time=2
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include "benchmark/benchmark.h"
@@ -26,10 +31,10 @@ struct Task {
 };
 constexpr Task kTasks[] = {{11, 3}, {376, 17}};  // Hopper, Humanoid
 
-Batch RandomBatch(const Task& task, int64_t rows) {
-  return Batch{at::randn({rows, task.obs_dim}), at::rand({rows, task.action_dim}) * 2 - 1,
-               at::randn({rows}), at::randn({rows, task.obs_dim}),
-               (at::rand({rows}) < 0.05).to(at::kFloat)};
+Batch RandomBatch(const Task& task, int64_t rows, const c10::Device& device = at::kCPU) {
+  return Batch{at::randn({rows, task.obs_dim}).to(device), (at::rand({rows, task.action_dim}) * 2 - 1).to(device),
+               at::randn({rows}).to(device), at::randn({rows, task.obs_dim}).to(device),
+               (at::rand({rows}) < 0.05).to(at::kFloat).to(device)};
 }
 
 FlowPolicyConfig PolicyConfig(const Task& task, double dropout) {
@@ -91,6 +96,60 @@ void Args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_MeowUpdate)->Apply(Args);
 BENCHMARK(BM_Straightforward)->Apply(Args);
 
+// On the GPU: {task, batch}. Each Step reads its loss back, as the learner does, so every
+// iteration includes the device synchronisation.
+void BM_MeowUpdateCuda(benchmark::State& state) {
+  const Task& task = kTasks[state.range(0)];
+  torch::manual_seed(1);
+  auto updater = MeowUpdater::Create(PolicyConfig(task, 0.1), MeowUpdateConfig(), at::kCUDA);
+  if (!updater.ok()) {
+    state.SkipWithError(updater.status().ToString().c_str());
+    return;
+  }
+  const Batch batch = RandomBatch(task, state.range(1), at::kCUDA);
+  for (int i = 0; i < 20; ++i) {  // warm-up: kernels, allocator
+    auto step = (*updater)->Step(batch);
+    if (!step.ok()) {
+      state.SkipWithError(step.status().ToString().c_str());
+      return;
+    }
+  }
+  for (auto _ : state) benchmark::DoNotOptimize((*updater)->Step(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void BM_StraightforwardCuda(benchmark::State& state) {
+  const Task& task = kTasks[state.range(0)];
+  torch::manual_seed(1);
+  FlowPolicy init(PolicyConfig(task, 0.1));
+  init->to(at::kCUDA);
+  StraightforwardUpdater updater(*init, MeowUpdateConfig());
+  const Batch batch = RandomBatch(task, state.range(1), at::kCUDA);
+  for (int i = 0; i < 20; ++i) (void)updater.Step(batch);
+  for (auto _ : state) benchmark::DoNotOptimize(updater.Step(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+// The GPU's name and driver as nvidia-smi reports them (empty when it is absent).
+std::string CudaDeviceName() {
+  std::string name;
+  if (FILE* pipe = popen("nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null", "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof(buf), pipe) != nullptr) name += buf;
+    pclose(pipe);
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name.empty() ? "unknown CUDA device" : name;
+}
+
+void CudaArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "batch"});
+  for (int task : {0, 1}) {
+    for (int batch : {256, 1024}) b->Args({task, batch});
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 }  // namespace
 }  // namespace meow
 
@@ -98,6 +157,11 @@ int main(int argc, char** argv) {
   meow::TuneAllocator();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (torch::cuda::is_available()) {
+    benchmark::AddCustomContext("cuda_device", meow::CudaDeviceName());
+    benchmark::RegisterBenchmark("BM_MeowUpdateCuda", meow::BM_MeowUpdateCuda)->Apply(meow::CudaArgs);
+    benchmark::RegisterBenchmark("BM_StraightforwardCuda", meow::BM_StraightforwardCuda)->Apply(meow::CudaArgs);
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
