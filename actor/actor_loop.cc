@@ -60,6 +60,11 @@ ActorStats Actor::stats() const {
   return stats;
 }
 
+bool Actor::learner_done() const {
+  absl::MutexLock lock(&mu_);
+  return stats_.learner_done;
+}
+
 absl::Status Actor::MaybeRefresh() {
   int64_t version;
   {
@@ -140,7 +145,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
       if (stop.load()) return absl::OkStatus();
       // Replay is away or holding inserts back (rate limiter): the learner may have finished.
       ReportEpisodes();
-      if (stats().learner_done) return absl::OkStatus();
+      if (learner_done()) return absl::OkStatus();
     }
     absl::MutexLock lock(&mu_);
     ++stats_.batches_queued;
@@ -151,7 +156,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     if (t % config_.refresh_interval == 0) {
       if (absl::Status st = MaybeRefresh(); !st.ok()) return st;
       ReportEpisodes();
-      if (stats().learner_done) break;
+      if (learner_done()) break;
     }
     int64_t version;
     {
@@ -216,7 +221,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   }
   if (absl::Status st = flush_rows(); !st.ok()) return st;
   // When stopping, replay may be holding inserts back (rate limiter) or gone: do not wait long.
-  const bool ending = stop.load() || stats().learner_done;
+  const bool ending = stop.load() || learner_done();
   absl::Status flushed = inserter_->Flush(ending ? absl::Milliseconds(500) : absl::Seconds(5));
   if (!pending_episodes_.empty() && !stop.load()) ReportEpisodes();
   return ending && absl::IsDeadlineExceeded(flushed) ? absl::OkStatus() : flushed;

@@ -80,6 +80,8 @@ class Actor {
   // Loads newer weights when the learner has them. Errors other than malformed weights are
   // counted and swallowed.
   absl::Status MaybeRefresh();
+  // Whether the learner said training is over (without the inserter's statistics).
+  bool learner_done() const ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the pending episodes; sets learner_done when the learner says training is over.
   void ReportEpisodes();
 
