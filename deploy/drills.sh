@@ -242,6 +242,14 @@ check_versions() {
   check "versions never went back" $? "learner up to $learner_max, actors up to ${actor_max[actor0]} and ${actor_max[actor1]}; readings in versions.csv"
 }
 
+# sigkill NAME: SIGKILLs the process, reaps it, notes the time in t_kill and waits a second.
+sigkill() {
+  kill -KILL "${pid[$1]}"
+  wait "${pid[$1]}" 2>/dev/null || true
+  t_kill=$SECONDS
+  sleep 1
+}
+
 # --- The run -----------------------------------------------------------------------------------
 say "run: $env_name for $total_steps env steps; replay $replay_addr, learner $learner_addr; output in $out"
 start_replay
@@ -261,10 +269,7 @@ done
 say "drill 1: SIGKILL actor1, start it again"
 before_seq=$(last_seq 1)
 before_updates=$(updates)
-kill -KILL "${pid[actor1]}"
-wait "${pid[actor1]}" 2>/dev/null || true
-t_kill=$SECONDS
-sleep 1
+sigkill actor1
 actor_max[actor1]=0  # a new process starts at version 0
 start_actor 1
 wait_until "actor1 stores batches again" 120 '(( $(last_seq 1) > before_seq ))'
@@ -278,10 +283,7 @@ say "drill 2: SIGKILL replay, restart it from its snapshot and log"
 acked0=$(acked_seq actor0)
 acked1=$(acked_seq actor1)
 rows_before=$(stored_rows)
-kill -KILL "${pid[replay]}"
-wait "${pid[replay]}" 2>/dev/null || true
-t_kill=$SECONDS
-sleep 1
+sigkill replay
 start_replay
 wait_until "replay answers" 120 '[[ -n "$(value "$(scrape replay)" meow_replay_table_size)" ]]'
 say "  replay: $(grep -o 'recovered .*' "$out/logs/replay.log" | tail -1)"
@@ -301,10 +303,7 @@ say "drill 3: SIGKILL the learner, restart it from its run dir"
 poll_versions
 max_before=$learner_max
 before_updates=$(updates)
-kill -KILL "${pid[learner]}"
-wait "${pid[learner]}" 2>/dev/null || true
-t_kill=$SECONDS
-sleep 1
+sigkill learner
 start_learner
 wait_until "the learner answers" 120 '[[ -n "$(value "$(scrape learner)" meow_learner_version)" ]]'
 first_version=$(value "$(scrape learner)" meow_learner_version)
