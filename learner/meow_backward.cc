@@ -194,8 +194,14 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
     out.y = batch.reward + gamma * (1 - batch.terminated) * at::minimum(v1, v2);
   }
 
-  // Forward: inverse tanh, inverse couplings 3..0, prior, shift heads.
-  const at::Tensor clipped = batch.action.clamp(-1.0 + kActionClip, 1.0 - kActionClip);
+  // Forward: inverse tanh, inverse couplings 3..0, prior, shift heads. With masks for 2B rows
+  // the couplings see the batch twice, [s; s] as the reference stacks it, so that Q_1 (rows
+  // 0..B-1) and Q_2 (rows B..2B-1) get independent dropout masks; the sigma-net (no dropout) and
+  // the shift heads run once on B rows.
+  const bool stacked = !masks.empty() && masks[0].size(0) == 2 * rows;
+  const at::Tensor obs_c = stacked ? at::cat({obs, obs}, 0) : obs;
+  const at::Tensor action_c = stacked ? at::cat({batch.action, batch.action}, 0) : batch.action;
+  const at::Tensor clipped = action_c.clamp(-1.0 + kActionClip, 1.0 - kActionClip);
   const at::Tensor tanh_log_det = at::log(1 - clipped.square() + kLogDetEps).sum(1);
   at::Tensor z = at::atanh(clipped);
   MlpCache coupling_cache[4];
@@ -204,7 +210,7 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
     Coupling& c = policy.couplings[k];
     keep[k] = c->b;
     shift_mask[k] = 1 - c->b;
-    const at::Tensor x = at::cat({z * keep[k], obs}, 1);
+    const at::Tensor x = at::cat({z * keep[k], obs_c}, 1);
     const at::Tensor t =
         MlpForward(*c->t, x, masks.empty() ? nullptr : &masks[2 * k], &coupling_cache[k]);
     z = at::addcmul(z, shift_mask[k], t, -1);
@@ -215,15 +221,18 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
   const at::Tensor tanh_h = at::tanh(h);
   const at::Tensor log_sigma = tanh_h * half_range + (config.sigma_min + half_range);
   const at::Tensor inv_sigma = at::exp(-log_sigma);
-  const at::Tensor e = z * inv_sigma;
-  const at::Tensor common = -tanh_log_det - 0.5 * e.square().sum(1);
+  const at::Tensor inv_sigma_c = stacked ? at::cat({inv_sigma, inv_sigma}, 0) : inv_sigma;
+  const at::Tensor e = z * inv_sigma_c;
+  const at::Tensor common = -tanh_log_det - 0.5 * e.square().sum(1);  // (B) or (2B)
+  const at::Tensor common1 = stacked ? common.narrow(0, 0, rows) : common;
+  const at::Tensor common2 = stacked ? common.narrow(0, rows, rows) : common;
   MlpCache head_cache[2];
   Mlp* heads[2] = {&policy.shift->scale1, &policy.shift->scale2};
   at::Tensor b[2];
   for (int k = 0; k < 2; ++k) b[k] = MlpForward(**heads[k], obs, nullptr, &head_cache[k]).squeeze(1);
 
-  out.q1 = alpha * (b[0] + common);
-  out.q2 = alpha * (b[1] + common);
+  out.q1 = alpha * (b[0] + common1);
+  out.q2 = alpha * (b[1] + common2);
   const at::Tensor v_base = log_sigma.sum(1) + config.action_dim * 0.5 * std::log(2 * M_PI);
   out.v1 = alpha * (b[0] + v_base);
   out.v2 = alpha * (b[1] + v_base);
@@ -234,13 +243,16 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
   const at::Tensor g_q1 = d1 / rows, g_q2 = d2 / rows;
   MlpBackward(**heads[0], head_cache[0], (alpha * g_q1).unsqueeze(1), /*input_grad=*/false);
   MlpBackward(**heads[1], head_cache[1], (alpha * g_q2).unsqueeze(1), /*input_grad=*/false);
-  const at::Tensor g_common = (alpha * (g_q1 + g_q2)).unsqueeze(1);  // (B, 1)
+  // dL/dcommon per coupling row: alpha dL/dQ_k of the head the row feeds (both heads unstacked).
+  const at::Tensor g_common =
+      (stacked ? at::cat({alpha * g_q1, alpha * g_q2}, 0) : alpha * (g_q1 + g_q2)).unsqueeze(1);
   const at::Tensor g_e = -g_common * e;
-  // log sigma -> h: d log_sigma / d h = half_range (1 - tanh(h)^2).
-  const at::Tensor g_log_sigma = -g_e * e;  // g_common e^2
+  // log sigma -> h: d log_sigma / d h = half_range (1 - tanh(h)^2); stacked rows add up.
+  at::Tensor g_log_sigma = -g_e * e;  // g_common e^2
+  if (stacked) g_log_sigma = g_log_sigma.narrow(0, 0, rows) + g_log_sigma.narrow(0, rows, rows);
   const at::Tensor g_h = g_log_sigma * half_range * (1 - tanh_h.square());
   MlpBackward(*policy.prior->log_scale, sigma_cache, g_h, /*input_grad=*/false);
-  at::Tensor g_z = g_e * inv_sigma;
+  at::Tensor g_z = g_e * inv_sigma_c;
   for (int k = 0; k < 4; ++k) {
     Coupling& c = policy.couplings[k];
     const bool need_input = k < 3;  // z_4 = atanh(a) has no parameters behind it

@@ -23,8 +23,9 @@
 
 namespace meow {
 
-// Dropout masks for the coupling nets in the update: for each of the 4 couplings, one (B, hidden)
-// mask per hidden layer, holding 0 or 1/(1-p). Empty when dropout is 0 (or for eval mode).
+// Dropout masks for the coupling nets in the update: for each of the 4 couplings, one
+// (rows, hidden) mask per hidden layer, holding 0 or 1/(1-p). Empty when dropout is 0 (or for
+// eval mode). rows = 2B gives the two Q heads independent masks (see MeowLossAndGrad).
 std::vector<at::Tensor> DrawDropoutMasks(const FlowPolicyConfig& config, int64_t rows,
                                          const at::TensorOptions& options);
 
@@ -35,6 +36,8 @@ struct ManualLoss {
 };
 
 // Loss and gradient of `policy` (train-mode semantics given by `masks`) against `target`.
+// Masks of B rows are shared by Q_1 and Q_2; masks of 2B rows run the couplings on [s; s] as the
+// reference's get_qv does, Q_1 from the first B rows and Q_2 from the second.
 // Every parameter of `policy` must have a defined .grad() of its shape; it is overwritten.
 ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
                            double gamma, const std::vector<at::Tensor>& masks);

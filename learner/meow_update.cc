@@ -66,7 +66,7 @@ absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_d
 }
 
 MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                       double gamma) {
+                       double gamma, bool stack_heads) {
   MeowLossTerms terms;
   {
     // Target: exact soft value of s' from the target net's sigma-net and shift heads.
@@ -74,7 +74,14 @@ MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Bat
     auto [v1, v2] = target.Value(batch.next_obs);
     terms.y = batch.reward + gamma * (1 - batch.terminated) * at::minimum(v1, v2);
   }
-  terms.qv = policy.QV(batch.obs, batch.action);
+  if (stack_heads) {
+    const int64_t rows = batch.obs.size(0);
+    const QVResult both = policy.QV(at::cat({batch.obs, batch.obs}, 0), at::cat({batch.action, batch.action}, 0));
+    terms.qv = QVResult{both.q1.narrow(0, 0, rows), both.q2.narrow(0, rows, rows),
+                        both.v1.narrow(0, 0, rows), both.v2.narrow(0, rows, rows)};
+  } else {
+    terms.qv = policy.QV(batch.obs, batch.action);
+  }
   terms.loss = 0.5 * ((terms.qv.q1 - terms.y).square().mean() + (terms.qv.q2 - terms.y).square().mean());
   return terms;
 }
@@ -140,15 +147,17 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   QVResult qv;
   if (config_.manual_backward) {
     // Dropout masks drawn here play the role of train mode; the gradient lands in flat_grads_.
+    const int64_t mask_rows = (config_.independent_head_dropout ? 2 : 1) * batch.obs.size(0);
     ManualLoss manual = MeowLossAndGrad(*policy_, *target_, batch, config_.gamma,
-                                        DrawDropoutMasks(policy_config_, batch.obs.size(0),
+                                        DrawDropoutMasks(policy_config_, mask_rows,
                                                          batch.obs.options()));
     loss = manual.loss;
     y = manual.y;
     qv = QVResult{manual.q1, manual.q2, manual.v1, manual.v2};
   } else {
     policy_->train();
-    MeowLossTerms terms = MeowLoss(*policy_, *target_, batch, config_.gamma);
+    MeowLossTerms terms =
+        MeowLoss(*policy_, *target_, batch, config_.gamma, config_.independent_head_dropout);
     policy_->eval();
     loss = terms.loss;
     y = terms.y;

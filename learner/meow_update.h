@@ -35,6 +35,9 @@ struct MeowUpdateConfig {
   double grad_clip = 30.0;   // global L2 norm; <= 0 disables clipping
   // true: the hand-written gradient of meow_backward.h; false: autograd through MeowLoss().
   bool manual_backward = true;
+  // true: Q_1 and Q_2 see independent coupling dropout masks, as in the reference (its get_qv
+  // runs the batch twice, [s; s]); false: one mask shared by both heads (half the coupling work).
+  bool independent_head_dropout = true;
 
   absl::Status Validate() const;
 };
@@ -54,14 +57,16 @@ absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_d
 
 // The MEow loss on a batch, as the update computes it (any floating dtype, so that tests can check
 // its gradient in double precision): y from target.Value(s') without gradient, then
-// 0.5 * (mean (Q_1 - y)^2 + mean (Q_2 - y)^2). `policy` is used in whatever mode it is in.
+// 0.5 * (mean (Q_1 - y)^2 + mean (Q_2 - y)^2). `policy` is used in whatever mode it is in. With
+// `stack_heads` the batch goes through the policy twice ([s; s], as the reference's get_qv), Q_1
+// from the first half and Q_2 from the second, so in train mode each head has its own dropout.
 struct MeowLossTerms {
   at::Tensor loss;
   at::Tensor y;
   QVResult qv;
 };
 MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                       double gamma);
+                       double gamma, bool stack_heads = false);
 
 struct UpdateStats {
   double loss = 0;

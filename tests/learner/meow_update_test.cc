@@ -4,6 +4,8 @@
 #include "learner/meow_update.h"
 
 #include <cmath>
+#include <map>
+#include <string>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -11,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "learner/meow_backward.h"
 #include "learner/straightforward_update.h"
 
 namespace meow {
@@ -80,6 +83,112 @@ TEST(MeowUpdateTest, LossGradientMatchesFiniteDifferencesInDouble) {
   EXPECT_EQ(checked, 72 * 3);  // 72 parameter tensors
   // The target network gets no gradient.
   for (const auto& p : target->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// An MLP forward through autograd with given dropout masks (one per hidden layer): the oracle the
+// hand-written backward is checked against with dropout on.
+at::Tensor MlpWithMasks(MlpImpl& mlp, at::Tensor x, const at::Tensor* masks) {
+  for (size_t i = 0; i < mlp.swishes.size(); ++i) {
+    x = mlp.linears[i]->forward(x);
+    if (!mlp.norms.empty()) x = mlp.norms[i]->forward(x);
+    x = mlp.swishes[i]->forward(x) * masks[i];
+  }
+  return mlp.linears.back()->forward(x);
+}
+
+// The MEow loss through autograd with the coupling nets' dropout given by `masks` (8 masks of B
+// rows, shared by the heads, or of 2B rows: the couplings see [s; s], Q_1 the first half).
+at::Tensor AutogradLossWithMasks(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
+                                 double gamma, const std::vector<at::Tensor>& masks) {
+  const int64_t rows = batch.obs.size(0);
+  const bool stacked = masks[0].size(0) == 2 * rows;
+  at::Tensor y;
+  {
+    torch::NoGradGuard no_grad;
+    auto [v1, v2] = target.Value(batch.next_obs);
+    y = batch.reward + gamma * (1 - batch.terminated) * at::minimum(v1, v2);
+  }
+  const at::Tensor obs = stacked ? at::cat({batch.obs, batch.obs}) : batch.obs;
+  const at::Tensor action = stacked ? at::cat({batch.action, batch.action}) : batch.action;
+  const at::Tensor clipped = action.clamp(-1 + 1e-5, 1 - 1e-5);
+  const at::Tensor tanh_log_det = at::log(1 - clipped.square() + 1.1920929e-7).sum(1);
+  at::Tensor z = at::atanh(clipped);
+  for (int k = 3; k >= 0; --k) {
+    CouplingImpl& c = *policy.couplings[k];
+    z = z - (1 - c.b) * MlpWithMasks(*c.t, at::cat({z * c.b, obs}, 1), &masks[2 * k]);
+  }
+  at::Tensor log_sigma = policy.prior->LogSigma(batch.obs);
+  if (stacked) log_sigma = at::cat({log_sigma, log_sigma});
+  const at::Tensor common = -tanh_log_det - 0.5 * (z * at::exp(-log_sigma)).square().sum(1);
+  const at::Tensor shifts = policy.shift->forward(batch.obs);
+  const double alpha = policy.config().alpha;
+  const at::Tensor q1 = alpha * (shifts.select(1, 0) + common.narrow(0, 0, rows));
+  const at::Tensor q2 = alpha * (shifts.select(1, 1) + common.narrow(0, stacked ? rows : 0, rows));
+  return 0.5 * ((q1 - y).square().mean() + (q2 - y).square().mean());
+}
+
+// The hand-written gradient with dropout on, replaying its masks through autograd: masks shared by
+// the heads and independent per head (the production default), in float on the fused CPU loops
+// and in double on the plain ATen ops that CUDA uses.
+void ExpectManualGradientMatchesAutogradWithMasks(at::ScalarType dtype, bool independent_heads) {
+  torch::manual_seed(11);
+  FlowPolicy policy(PolicyConfig(5, 3, /*dropout=*/0.3)), target(PolicyConfig(5, 3, 0.3));
+  Randomise(*policy, 0.2);
+  Randomise(*target, 0.2);
+  policy->to(dtype);
+  target->to(dtype);
+  target->eval();
+  const int64_t rows = 48;
+  const Batch batch = RandomBatch(rows, 5, 3, dtype);
+  const std::vector<at::Tensor> masks = DrawDropoutMasks(
+      policy->config(), (independent_heads ? 2 : 1) * rows, at::TensorOptions().dtype(dtype));
+  ASSERT_EQ(masks.size(), 8u);
+  ASSERT_GT((masks[0] == 0).sum().item<int64_t>(), 0) << "no unit dropped; the masks check nothing";
+
+  for (auto& p : policy->parameters()) p.mutable_grad() = at::zeros_like(p);
+  const ManualLoss manual = MeowLossAndGrad(*policy, *target, batch, 0.99, masks);
+  std::map<std::string, at::Tensor> manual_grads;
+  for (const auto& item : policy->named_parameters()) manual_grads[item.key()] = item.value().grad().clone();
+
+  for (auto& p : policy->parameters()) p.mutable_grad().zero_();
+  const at::Tensor loss = AutogradLossWithMasks(*policy, *target, batch, 0.99, masks);
+  loss.backward();
+  const double tol = dtype == at::kDouble ? 1e-10 : 2e-5;
+  EXPECT_NEAR(manual.loss.item<double>(), loss.item<double>(), tol * std::max(1.0, std::abs(loss.item<double>())));
+  for (const auto& item : policy->named_parameters()) {
+    const at::Tensor& expected = item.value().grad();
+    const double scale = std::max(1.0, expected.abs().max().item<double>());
+    EXPECT_TRUE(at::allclose(manual_grads[item.key()], expected, tol, tol * scale))
+        << item.key() << ": max difference "
+        << (manual_grads[item.key()] - expected).abs().max().item<double>();
+  }
+}
+
+TEST(MeowUpdateTest, ManualGradientWithSharedMasksMatchesAutogradInFloat) {
+  ExpectManualGradientMatchesAutogradWithMasks(at::kFloat, /*independent_heads=*/false);
+}
+TEST(MeowUpdateTest, ManualGradientWithPerHeadMasksMatchesAutogradInFloat) {
+  ExpectManualGradientMatchesAutogradWithMasks(at::kFloat, /*independent_heads=*/true);
+}
+TEST(MeowUpdateTest, ManualGradientWithMasksMatchesAutogradOnThePlainAtenPath) {
+  ExpectManualGradientMatchesAutogradWithMasks(at::kDouble, /*independent_heads=*/false);
+  ExpectManualGradientMatchesAutogradWithMasks(at::kDouble, /*independent_heads=*/true);
+}
+
+// The update draws 2B-row masks by default (each head its own, as the reference), and B-row masks
+// when independent_head_dropout is off; the two give different losses on the same seed.
+TEST(MeowUpdateTest, IndependentHeadDropoutIsTheDefaultAndChangesTheMasks) {
+  EXPECT_TRUE(MeowUpdateConfig().independent_head_dropout);
+  auto loss = [](bool independent) {
+    torch::manual_seed(12);
+    MeowUpdateConfig config;
+    config.independent_head_dropout = independent;
+    auto updater = MeowUpdater::Create(PolicyConfig(6, 2, 0.5), config, at::kCPU);
+    const Batch batch = RandomBatch(64, 6, 2);
+    torch::manual_seed(13);
+    return (*updater)->Step(batch)->loss;
+  };
+  EXPECT_NE(loss(true), loss(false));
 }
 
 // With dropout off, MeowUpdater and the straightforward formulation follow the same trajectory.
