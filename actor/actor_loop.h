@@ -47,7 +47,11 @@ struct ActorConfig {
   int64_t refresh_interval = 50;             // vector steps between weight fetches
   int64_t max_vector_steps = 0;              // 0: until stopped
   absl::Duration rpc_timeout = absl::Seconds(2);
-  int max_unacked_batches = 64;
+  // Batches sent to replay and not yet acknowledged, at most; past that the actor waits. Replay's
+  // rate limiter holds inserts back while the learner is behind, so with a small window the actor
+  // waits too, instead of stepping on with ever staler weights (its queue would let the data run
+  // ahead of the learner by this many batches). More hides network latency to a remote replay.
+  int max_unacked_batches = 1;
 
   absl::Status Validate() const;
 };

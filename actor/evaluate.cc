@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
+#include "actor/multi_goal.h"
+
 namespace meow {
 
 at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::Device& device) {
@@ -46,10 +48,10 @@ absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
 
 absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
                                      bool deterministic, uint64_t seed_base,
-                                     std::optional<at::Generator> generator) {
+                                     std::optional<at::Generator> generator, int64_t max_steps) {
   EvalSummary summary;
   for (int64_t i = 0; i < episodes; ++i) {
-    auto episode = RunEpisode(policy, env, seed_base + i, deterministic, /*max_steps=*/0, generator);
+    auto episode = RunEpisode(policy, env, seed_base + i, deterministic, max_steps, generator);
     if (!episode.ok()) return episode.status();
     summary.episodes.push_back(*episode);
   }
@@ -59,6 +61,24 @@ absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t e
   for (const auto& e : summary.episodes) sq += (e.episode_return - summary.mean) * (e.episode_return - summary.mean);
   summary.std = episodes > 0 ? std::sqrt(sq / episodes) : 0;
   return summary;
+}
+
+int MultiGoalCounts::goals() const {
+  int n = 0;
+  for (int r : reached) n += r > 0;
+  return n;
+}
+
+MultiGoalCounts CountMultiGoalEnds(const EvalSummary& summary) {
+  MultiGoalCounts counts;
+  for (const EpisodeResult& e : summary.episodes) {
+    if (!e.terminated || e.final_observation.size() != 2) {
+      ++counts.unfinished;
+      continue;
+    }
+    ++counts.reached[MultiGoalEnv::NearestGoal({e.final_observation[0], e.final_observation[1]}).first];
+  }
+  return counts;
 }
 
 }  // namespace meow

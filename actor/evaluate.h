@@ -3,6 +3,7 @@
 // Not thread-safe: uses the given policy and environment exclusively while it runs.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -40,9 +41,20 @@ absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
                                          int64_t max_steps,
                                          std::optional<at::Generator> generator = std::nullopt);
 
-// `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does.
+// `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does,
+// each of at most `max_steps` steps (<= 0: the task's limit).
 absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
                                      bool deterministic, uint64_t seed_base,
-                                     std::optional<at::Generator> generator = std::nullopt);
+                                     std::optional<at::Generator> generator = std::nullopt,
+                                     int64_t max_steps = 0);
+
+// MultiGoal-v0: the goal each episode ended at (a multi-modal policy reaches all four), counted
+// over the episodes that terminated at a goal; the others are unfinished.
+struct MultiGoalCounts {
+  std::array<int, 4> reached{};  // by goal: (+5,0), (-5,0), (0,+5), (0,-5)
+  int unfinished = 0;
+  int goals() const;  // goals reached at least once
+};
+MultiGoalCounts CountMultiGoalEnds(const EvalSummary& summary);
 
 }  // namespace meow

@@ -111,7 +111,16 @@ absl::Status Learner::Publish() {
   if (absl::Status s = store_->Publish(version, updater_->policy()->ExportWeights()); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   stats_.version = version;
+  published_at_[version] = updater_->steps();
+  if (published_at_.size() > 100'000) published_at_.erase(published_at_.begin());
   return absl::OkStatus();
+}
+
+std::optional<int64_t> Learner::UpdatesBehind(int64_t version) const {
+  absl::MutexLock lock(&mu_);
+  auto it = published_at_.find(version);
+  if (it == published_at_.end()) return std::nullopt;
+  return stats_.updates - it->second;
 }
 
 absl::Status Learner::ReserveVersion(int64_t version) {

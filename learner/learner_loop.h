@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,11 @@ class Learner {
   void set_env_steps(int64_t steps) { env_steps_.store(steps); }
   // Environment steps of the restored checkpoint (0 for a fresh start).
   int64_t restored_env_steps() const { return restored_env_steps_; }
+  // How many updates behind the learner weight version `version` is: the updates applied since it
+  // was published by this process (the newest 100,000 versions are remembered). nullopt for an
+  // unknown version (0, from another learner process, or forgotten). Data in replay carries the
+  // version that chose its actions, so this is how stale the acting policy was.
+  std::optional<int64_t> UpdatesBehind(int64_t version) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
@@ -89,6 +96,7 @@ class Learner {
   int64_t restored_env_steps_ = 0;
   mutable absl::Mutex mu_;
   LearnerStats stats_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, int64_t> published_at_ ABSL_GUARDED_BY(mu_);  // version -> updates then
 };
 
 }  // namespace meow

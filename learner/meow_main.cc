@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +13,8 @@
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/flags/marshalling.h"
 
@@ -26,6 +29,7 @@
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
 #include "actor/evaluator.h"
+#include "actor/multi_goal.h"
 #include "common/flow_policy.h"
 #include "common/presets.h"
 #include "common/safetensors.h"
@@ -61,6 +65,7 @@ ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm 
 ABSL_FLAG(std::string, policy, "", "meow eval: policy file (safetensors, from meow train or the reference code).");
 ABSL_FLAG(int64_t, episodes, 10, "meow eval: number of episodes (resets seeded seed, seed+1, ...).");
 ABSL_FLAG(bool, stochastic, false, "meow eval: sample actions instead of the deterministic rule.");
+ABSL_FLAG(int64_t, max_steps, 0, "meow eval: steps per episode at most (0: the task's limit).");
 ABSL_FLAG(std::vector<std::string>, run_dirs, {},
           "meow report: run directories to overlay, comma-separated (default: --run_dir).");
 ABSL_FLAG(std::string, out, "", "meow report: output HTML file (default: RUN_DIR/report.html).");
@@ -106,8 +111,14 @@ ABSL_FLAG(int64_t, min_replay_size, 256, "meow replay: rows stored before sampli
 ABSL_FLAG(std::optional<double>, samples_per_insert, std::nullopt,
           "meow replay: sampled per inserted transitions to hold (e.g. 256 for one update of 256 per env "
           "step); unset: sampling runs free.");
-ABSL_FLAG(double, samples_per_insert_tolerance, 25600,
-          "meow replay: slack of the samples-per-insert ratio, in sampled transitions.");
+ABSL_FLAG(std::optional<double>, samples_per_insert_tolerance, std::nullopt,
+          "meow train / meow replay: slack of the samples-per-insert ratio, in sampled transitions "
+          "(default: samples_per_insert, one inserted transition's worth). The actors may run this "
+          "far ahead of the learner, acting with weights that many updates old.");
+ABSL_FLAG(int32_t, max_unacked_batches, 1,
+          "meow train / meow actor: transition batches an actor may have sent to replay without "
+          "acknowledgement; past that it waits, so replay's rate limiter holds it back. More hides "
+          "network latency but lets the actors act further behind the learner.");
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
@@ -236,6 +247,15 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
   c.publish_interval = absl::GetFlag(FLAGS_publish_interval);
   c.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
   c.actor_refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
+  c.actor_max_unacked_batches = absl::GetFlag(FLAGS_max_unacked_batches);
+  if (absl::Status s = CheckRange("max_unacked_batches", c.actor_max_unacked_batches, 1, 4096); !s.ok()) return s;
+  if (auto tolerance = absl::GetFlag(FLAGS_samples_per_insert_tolerance); tolerance.has_value()) {
+    if (!(*tolerance > 0) || !std::isfinite(*tolerance)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert_tolerance=", *tolerance,
+                                                     ": expected a finite value > 0"));
+    }
+    c.rate_tolerance = *tolerance;
+  }
   c.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   c.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (!c.metrics_address.empty()) {
@@ -385,6 +405,8 @@ int RunActorProcess() {
   if (absl::Status s = CheckRange("envs_per_actor", c.num_envs, 1, 4096); !s.ok()) return Fail(s);
   c.refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
   if (absl::Status s = CheckRange("refresh_interval", c.refresh_interval, 1, 1'000'000); !s.ok()) return Fail(s);
+  c.max_unacked_batches = absl::GetFlag(FLAGS_max_unacked_batches);
+  if (absl::Status s = CheckRange("max_unacked_batches", c.max_unacked_batches, 1, 4096); !s.ok()) return Fail(s);
   if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
   auto env = MakeEnv(c.env);
   if (!env.ok()) return Fail(env.status());
@@ -533,7 +555,13 @@ int RunEval() {
     return Fail(absl::Status(s.code(), absl::StrCat(path, ": ", s.message())));
   }
   const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
-  auto summary = Evaluate(*policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed));
+  const int64_t max_steps = absl::GetFlag(FLAGS_max_steps);
+  if (max_steps < 0) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --max_steps=", max_steps, ": expected >= 0")));
+  }
+  // Actions are sampled from a stream seeded by --seed, so a stochastic evaluation repeats.
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
+  auto summary = Evaluate(*policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed), generator, max_steps);
   if (!summary.ok()) return Fail(summary.status());
   for (size_t i = 0; i < summary->episodes.size(); ++i) {
     const EpisodeResult& e = summary->episodes[i];
@@ -542,6 +570,13 @@ int RunEval() {
   }
   absl::PrintF("%s, %d %s episodes: return %.2f +- %.2f\n", (*env)->spec().name, episodes,
                deterministic ? "deterministic" : "stochastic", summary->mean, summary->std);
+  if ((*env)->spec().name == "MultiGoal-v0") {
+    // Which goal each episode ended at: a multi-modal policy reaches all four.
+    const MultiGoalCounts goals = CountMultiGoalEnds(*summary);
+    absl::PrintF("goals reached: (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d; unfinished %d of %d\n",
+                 goals.reached[0], goals.reached[1], goals.reached[2], goals.reached[3],
+                 goals.unfinished, episodes);
+  }
   return 0;
 }
 
@@ -560,8 +595,12 @@ int RunReplayServer() {
   config.table.seed = absl::GetFlag(FLAGS_seed);
   const int64_t min_size = absl::GetFlag(FLAGS_min_replay_size);
   if (auto ratio = absl::GetFlag(FLAGS_samples_per_insert); ratio.has_value()) {
-    config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(
-        *ratio, min_size, absl::GetFlag(FLAGS_samples_per_insert_tolerance));
+    const double tolerance = absl::GetFlag(FLAGS_samples_per_insert_tolerance).value_or(std::max(*ratio, 1.0));
+    if (!(tolerance > 0) || !std::isfinite(tolerance)) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert_tolerance=", tolerance,
+                                                          ": expected a finite value > 0")));
+    }
+    config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(*ratio, min_size, tolerance);
   } else {
     config.table.rate_limiter = RateLimiterConfig::MinSize(min_size);
   }

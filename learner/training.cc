@@ -39,6 +39,8 @@ absl::Status TrainConfig::Validate() const {
   if (absl::Status s = SyncTrainConfig::Validate(); !s.ok()) return s;
   for (auto [name, v] : {std::pair<const char*, int64_t>{"envs_per_actor", envs_per_actor},
                          {"actor_refresh_interval", actor_refresh_interval},
+                         {"actor_steps_per_batch", actor_steps_per_batch},
+                         {"actor_max_unacked_batches", actor_max_unacked_batches},
                          {"publish_interval", publish_interval},
                          {"checkpoint_interval", checkpoint_interval}}) {
     if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(name, " must be > 0, got ", v));
@@ -70,7 +72,7 @@ namespace {
 constexpr char kColumns[] =
     "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,loss,"
     "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
-    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s";
+    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
 
 std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v) : ""; }
 
@@ -101,6 +103,7 @@ struct ReplayView {
   int64_t sample_waits = 0;
   double insert_wait_s = 0;
   double sample_wait_s = 0;
+  int64_t newest_policy_version = 0;  // highest over the shards
 };
 
 }  // namespace
@@ -181,7 +184,8 @@ class RunWriter {
         {"updates", "learner/updates"}, {"steps_per_s", "throughput/steps_per_s"},
         {"updates_per_s", "throughput/updates_per_s"}, {"replay_size", "replay/size"},
         {"insert_waits", "replay/insert_waits"}, {"sample_waits", "replay/sample_waits"},
-        {"insert_wait_s", "replay/insert_wait_s"}, {"sample_wait_s", "replay/sample_wait_s"}};
+        {"insert_wait_s", "replay/insert_wait_s"}, {"sample_wait_s", "replay/sample_wait_s"},
+        {"acting_lag", "learner/acting_lag"}};
     for (const auto& [name, value] : row) {
       cells.push_back(Num(value));
       if (auto it = tags->find(name); it != tags->end()) scalars[it->second] = value;
@@ -224,7 +228,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   if (!run_dir_lock.ok()) return run_dir_lock.status();
 
   const double spi = config.samples_per_insert.value_or(static_cast<double>(config.batch_size));
-  const double tolerance = config.rate_tolerance > 0 ? config.rate_tolerance : 100.0 * config.batch_size;
+  const double tolerance = config.rate_tolerance > 0 ? config.rate_tolerance : std::max(spi, 1.0);
   TrainResult result;
 
   // Replay: embedded (local mode) or the given shards.
@@ -272,14 +276,15 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
         "buffer_size=%d\neval_interval=%d\neval_episodes=%d\ndeterministic_eval=%d\nalpha=%g\n"
         "sigma_max=%g\nsigma_min=%g\ngamma=%g\ntau=%g\nlr=%g\ngrad_clip=%g\nsamples_per_insert=%g\n"
         "rate_tolerance=%g\nreplay=%s\nlearner=%s\nactors=%d\nenvs_per_actor=%d\n"
-        "publish_interval=%d\ncheckpoint_interval=%d\n",
+        "publish_interval=%d\ncheckpoint_interval=%d\nrefresh_interval=%d\nmax_unacked_batches=%d\n",
         config.env, config.local() ? "local" : "learner", config.seed, device->str(),
         config.total_env_steps, config.learning_starts, config.batch_size, config.buffer_size,
         config.eval_interval, config.eval_episodes, config.deterministic_eval, config.policy.alpha,
         config.policy.sigma_max, config.policy.sigma_min, config.update.gamma, config.update.tau,
         config.update.lr, config.update.grad_clip, spi, tolerance, absl::StrJoin(replay_addresses, ","),
         server->address(), config.local() ? config.actors : 0, config.envs_per_actor,
-        config.publish_interval, config.checkpoint_interval);
+        config.publish_interval, config.checkpoint_interval, config.actor_refresh_interval,
+        config.actor_max_unacked_batches);
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
   }
   auto writer_or = RunWriter::Open(config.run_dir);
@@ -339,6 +344,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       ac.learner_address = server->address();
       ac.policy = config.policy;
       ac.refresh_interval = config.actor_refresh_interval;
+      ac.steps_per_batch = config.actor_steps_per_batch;
+      ac.max_unacked_batches = config.actor_max_unacked_batches;
       auto actor = Actor::Create(ac);
       if (!actor.ok()) {
         stop_all();
@@ -442,6 +449,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       sum.sample_waits += info.rate_limiter().sample_waits();
       sum.insert_wait_s += info.rate_limiter().insert_wait_seconds();
       sum.sample_wait_s += info.rate_limiter().sample_wait_seconds();
+      sum.newest_policy_version = std::max(sum.newest_policy_version, info.table().newest_policy_version());
     }
     view = sum;
   };
@@ -453,6 +461,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     const bool updated = ls.updates > 0 && !eval_row;
     const double nan = std::nan("");
     auto periodic = [&](double v) { return eval_row ? nan : v; };
+    // How many updates behind the learner the newest data in replay was made (nan while it is
+    // all random).
+    const std::optional<int64_t> lag = learner->UpdatesBehind(view.newest_policy_version);
     std::vector<std::pair<std::string, double>> row = {
          {"wall_time", writer->wall_offset() + elapsed()},
          {"env_steps", static_cast<double>(env_steps)},
@@ -474,7 +485,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
          {"insert_waits", periodic(static_cast<double>(view.insert_waits))},
          {"sample_waits", periodic(static_cast<double>(view.sample_waits))},
          {"insert_wait_s", periodic(view.insert_wait_s)},
-         {"sample_wait_s", periodic(view.sample_wait_s)}};
+         {"sample_wait_s", periodic(view.sample_wait_s)},
+         {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)}};
     {
       absl::MutexLock lock(&latest_mu);
       for (const auto& [name, value] : row) {

@@ -11,7 +11,11 @@
 // The update-to-data ratio is replay's rate limiter: samples_per_insert = batch_size gives the
 // paper's one update per environment step; <= 0 lets sampling run free. Replay's minimum size is
 // learning_starts, so the first update (and the first weights: actors act at random until then)
-// comes after learning_starts environment steps, as in the reference.
+// comes after learning_starts environment steps, as in the reference. The limiter's slack
+// (rate_tolerance) and each actor's window of unacknowledged batches are small by default, so
+// the actors wait for the learner instead of running ahead: data made with weights hundreds of
+// updates old learned markedly worse than the reference loop (acting_lag in metrics.csv shows
+// how far behind the learner the newest data was made).
 //
 // Training stops when replay holds total_env_steps inserted transitions (or an evaluation reaches
 // stop_at_eval_return, or `stop` is set): the learner publishes and checkpoints its final weights,
@@ -45,7 +49,11 @@ struct TrainConfig : SyncTrainConfig {
   // Sampled transitions per inserted transition; the default (batch_size) is one update per env
   // step. <= 0: sampling runs free.
   std::optional<double> samples_per_insert;
-  // Slack of that ratio in sampled transitions (0: 100 batches).
+  // Slack of that ratio in sampled transitions (0: one inserted transition's worth,
+  // samples_per_insert). The learner may run this far ahead of the data and the actors this far
+  // ahead of the learner; every transition of slack is data made with weights one update older
+  // (MultiGoal-v0 learned markedly worse with 100 batches of slack: see README, "Does local mode
+  // learn like the reference loop?").
   double rate_tolerance = 0;
 
   std::vector<std::string> replay_addresses;  // empty: local mode with an embedded replay
@@ -54,6 +62,10 @@ struct TrainConfig : SyncTrainConfig {
   int envs_per_actor = 1;                     // local mode: environments per actor
   bool evaluator = true;                      // local mode: an evaluator thread
   int64_t actor_refresh_interval = 10;        // vector steps between the actors' weight fetches
+  int64_t actor_steps_per_batch = 8;          // vector steps per inserted batch
+  // Batches an actor may have sent to replay unacknowledged; past that it waits, so replay's rate
+  // limiter holds the actors back instead of a queue of stale transitions (ActorConfig).
+  int actor_max_unacked_batches = 1;
   int64_t publish_interval = 10;              // updates between published weight versions
   int64_t checkpoint_interval = 5000;         // updates between checkpoints
   std::optional<double> stop_at_eval_return;  // stop early once an evaluation reaches this

@@ -1,6 +1,7 @@
 #include "replay/table.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,16 @@ void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_ver
     int64_t slot = first + i;
     if (slot >= store_.capacity()) slot -= store_.capacity();
     selector_->Insert(slot);
+  }
+  if (per_row_versions == nullptr) {
+    newest_policy_version_ = std::max(newest_policy_version_, rows.policy_version);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t version;
+      std::memcpy(&version, static_cast<const char*>(per_row_versions) + (skip + i) * sizeof(int64_t),
+                  sizeof(version));
+      newest_policy_version_ = std::max(newest_policy_version_, version);
+    }
   }
   limiter_.Inserted(rows.rows);
   ++counters_.inserted_batches;
@@ -306,6 +317,7 @@ proto::TableInfo Table::Info() const {
   info.set_sampled_batches(counters_.sampled_batches);
   info.set_sampled_transitions(counters_.sampled_transitions);
   info.set_duplicate_batches(duplicate_batches_);
+  info.set_newest_policy_version(newest_policy_version_);
   info.set_bytes(store_.bytes());
   int64_t actors = 0;
   for (const auto& [actor_id, actor] : actors_) {

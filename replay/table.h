@@ -185,6 +185,7 @@ class Table {
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   TableCounters counters_ ABSL_GUARDED_BY(mu_);
   int64_t duplicate_batches_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t newest_policy_version_ ABSL_GUARDED_BY(mu_) = 0;  // highest version stored
   InsertLog* log_ ABSL_GUARDED_BY(mu_) = nullptr;  // not owned; may be null
 };
 

@@ -69,7 +69,7 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   EXPECT_GE(first->env_steps, 2500);
   EXPECT_LT(first->env_steps, 2500 + 200);
   // One update of 64 per environment step after learning_starts, within the rate limiter's band
-  // (100 batches) and the sampler's prefetch.
+  // (one transition), the actors' unacknowledged batches and the sampler's prefetch.
   const int64_t expected_updates = first->env_steps - config.learning_starts;
   EXPECT_NEAR(static_cast<double>(first->updates), static_cast<double>(expected_updates), 150.0);
   EXPECT_GT(first->version, 100);  // every 10 updates
@@ -92,7 +92,7 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   const size_t rows_first = metrics->rows;
   EXPECT_GE(rows_first, 5u);  // every 500 steps, plus one per evaluation
-  for (const char* column : {"staleness", "replay_size", "insert_waits", "sample_waits", "version",
+  for (const char* column : {"staleness", "acting_lag", "replay_size", "insert_waits", "sample_waits", "version",
                              "episode_return", "eval_return_mean", "steps_per_s", "updates_per_s"}) {
     ASSERT_TRUE(metrics->values.count(column)) << column;
   }
@@ -109,6 +109,18 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   EXPECT_TRUE(std::isfinite(staleness));
   EXPECT_GT(staleness, 0);
   EXPECT_LT(staleness, first->version);
+  // The newest data in replay was made with weights at most a few dozen updates old: the weights
+  // go out every 10 updates, each actor fetches every 10 steps and may have one batch of 8 in
+  // flight and one filling, and replay holds the actors to one transition ahead of the learner.
+  // (With a queue of 64 batches per actor and 100 batches of slack it was hundreds of updates.)
+  int lags = 0;
+  for (double lag : metrics->values["acting_lag"]) {
+    if (!std::isfinite(lag)) continue;
+    ++lags;
+    EXPECT_GE(lag, 0);
+    EXPECT_LE(lag, 150);
+  }
+  EXPECT_GE(lags, 2);
   auto scalars = ReadTensorBoardScalars(FindEventFile(dir));
   ASSERT_TRUE(scalars.ok()) << scalars.status();
   bool eval_tag = false;

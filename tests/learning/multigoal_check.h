@@ -1,17 +1,22 @@
-// Shared by the MultiGoal-v0 learning tests: the paper's toy configuration and the count of
-// stochastic rollouts from the origin that end at each goal.
+// Shared by the MultiGoal-v0 learning tests: the paper's toy configuration, and what both the
+// reference loop's test and the distributed test measure on a finished run: the policy a run
+// directory holds (policy_latest.safetensors), rolled out stochastically from the origin, counted
+// at the goal each rollout ends at. The measurement is exactly
+//   meow eval --policy=RUN_DIR/policy_latest.safetensors --env=MultiGoal-v0 --stochastic \
+//             --episodes=100 --max_steps=50 --seed=1000
 #pragma once
 
-#include <array>
-#include <cmath>
 #include <cstdio>
+#include <string>
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "actor/evaluate.h"
 #include "actor/multi_goal.h"
 #include "common/presets.h"
-#include "gtest/gtest.h"
+#include "common/safetensors.h"
 #include "learner/sync_trainer.h"
 
 namespace meow {
@@ -20,6 +25,7 @@ namespace multigoal {
 inline constexpr int kRollouts = 100;
 inline constexpr int kMaxSteps = 50;
 inline constexpr int kMinFinished = 75;
+inline constexpr uint64_t kEvalSeed = 1000;  // resets kEvalSeed + i; actions from kEvalSeed + 100
 
 inline SyncTrainConfig ToyConfig(uint64_t seed) {
   SyncTrainConfig c = ConfigFromPreset(*GetPreset("MultiGoal-v0"));
@@ -29,37 +35,29 @@ inline SyncTrainConfig ToyConfig(uint64_t seed) {
   return c;
 }
 
-struct GoalCounts {
-  std::array<int, 4> reached{};
-  int unfinished = 0;
-  bool all() const {
-    return reached[0] > 0 && reached[1] > 0 && reached[2] > 0 && reached[3] > 0 &&
-           kRollouts - unfinished >= kMinFinished;
-  }
-};
-
-// kRollouts stochastic rollouts from the origin, each counted at the goal it ends in.
-inline GoalCounts CountGoals(FlowPolicyImpl& policy, uint64_t seed) {
-  GoalCounts counts;
-  MultiGoalEnv env;
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(100 + seed);
-  for (int i = 0; i < kRollouts; ++i) {
-    auto episode = RunEpisode(policy, env, /*seed=*/1000 + i, /*deterministic=*/false,
-                              /*max_steps=*/kMaxSteps, gen);
-    EXPECT_TRUE(episode.ok()) << episode.status();
-    if (!episode.ok() || !episode->terminated) {
-      ++counts.unfinished;
-      continue;
-    }
-    const auto [goal, distance] = MultiGoalEnv::NearestGoal(
-        {episode->final_observation[0], episode->final_observation[1]});
-    EXPECT_LT(distance, MultiGoalEnv::kGoalThreshold);
-    ++counts.reached[goal];
-  }
-  return counts;
+// A seed counts when every goal ends at least one rollout and at least kMinFinished of kRollouts
+// end at a goal within kMaxSteps steps.
+inline bool AllFourGoals(const MultiGoalCounts& c) {
+  return c.goals() == 4 && kRollouts - c.unfinished >= kMinFinished;
 }
 
-inline void Print(const char* path, uint64_t seed, const GoalCounts& c, double last_eval, double seconds) {
+// The rollouts of the policy in RUN_DIR/policy_latest.safetensors.
+inline absl::StatusOr<MultiGoalCounts> CountGoalsOfRun(const std::string& run_dir) {
+  const std::string path = run_dir + "/policy_latest.safetensors";
+  auto file = ReadSafetensors(path);
+  if (!file.ok()) return file.status();
+  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
+  if (!config.ok()) return config.status();
+  FlowPolicy policy(*config);
+  if (absl::Status s = policy->ImportWeights(*file); !s.ok()) return s;
+  MultiGoalEnv env;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(kEvalSeed + 100);
+  auto summary = Evaluate(*policy, env, kRollouts, /*deterministic=*/false, kEvalSeed, gen, kMaxSteps);
+  if (!summary.ok()) return summary.status();
+  return CountMultiGoalEnds(*summary);
+}
+
+inline void Print(const char* path, uint64_t seed, const MultiGoalCounts& c, double last_eval, double seconds) {
   std::printf("%s seed %d: goals (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d, unfinished %d of %d; "
               "last eval return %.1f; %.1f s\n",
               path, static_cast<int>(seed), c.reached[0], c.reached[1], c.reached[2], c.reached[3],
