@@ -141,6 +141,12 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
     while (true) {
       absl::Status st = inserter_->Insert(batch, config_.rpc_timeout);
       if (st.ok()) break;
+      if (absl::IsOutOfRange(st)) {
+        // Replay says training is over (the learner may have exited already).
+        absl::MutexLock lock(&mu_);
+        stats_.learner_done = true;
+        return absl::OkStatus();
+      }
       if (!absl::IsDeadlineExceeded(st)) return st;
       if (stop.load()) return absl::OkStatus();
       // Replay is away or holding inserts back (rate limiter): the learner may have finished.
@@ -224,6 +230,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   const bool ending = stop.load() || learner_done();
   absl::Status flushed = inserter_->Flush(ending ? absl::Milliseconds(500) : absl::Seconds(5));
   if (!pending_episodes_.empty() && !stop.load()) ReportEpisodes();
+  if (absl::IsOutOfRange(flushed)) return absl::OkStatus();  // training is over
   return ending && absl::IsDeadlineExceeded(flushed) ? absl::OkStatus() : flushed;
 }
 

@@ -9,7 +9,9 @@
 //
 // At each refresh the actor also reports the episodes it finished to the learner
 // (LearnerService.Report, kept and resent while the learner is away, at most kMaxPendingEpisodes)
-// and stops when the learner answers that training is over.
+// and stops when the learner answers that training is over, or when replay refuses its inserts
+// because the learner told it so (OUT_OF_RANGE): an actor held by the rate limiter after the
+// learner has exited still hears it.
 //
 // Lost connections never end the loop: the inserter buffers (bounded) and resends, a failed weight
 // fetch is counted and retried at the next interval, and the actor keeps acting on the weights it

@@ -39,6 +39,7 @@ absl::StatusOr<std::optional<PolicyWeights>> ParameterClient::Get(int64_t min_ve
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   proto::GetParametersRequest request;
   request.set_min_version(min_version);
+  request.set_incarnation(incarnation_);
   proto::GetParametersResponse response;
   const grpc::Status status = stub_->GetParameters(&context, request, &response);
   if (!status.ok()) {
@@ -49,6 +50,9 @@ absl::StatusOr<std::optional<PolicyWeights>> ParameterClient::Get(int64_t min_ve
   if (response.not_newer()) return std::nullopt;
   auto weights = DecodePolicyWeights(response);
   if (!weights.ok()) return weights.status();
+  // Adopted only with weights: while a new learner has published nothing, the old incarnation
+  // keeps telling it that min_version does not count.
+  incarnation_ = weights->incarnation;
   return std::optional<PolicyWeights>(*std::move(weights));
 }
 
@@ -71,6 +75,7 @@ absl::StatusOr<proto::ReportResponse> ParameterClient::Report(const proto::Repor
 absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response) {
   PolicyWeights out;
   out.version = response.version();
+  out.incarnation = response.incarnation();
   if (out.version <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("GetParametersResponse.version must be > 0, got ", out.version));
   }

@@ -22,6 +22,7 @@ namespace meow {
 
 struct PolicyWeights {
   int64_t version = 0;
+  uint64_t incarnation = 0;  // the learner process that published them
   SafetensorsFile weights;  // float32 tensors under the reference names
 };
 
@@ -30,7 +31,9 @@ class ParameterClient {
   explicit ParameterClient(std::string address, int64_t max_message_bytes = 256 << 20);
 
   // The newest weights when their version is >= min_version; nullopt when the server has nothing
-  // newer. UNAVAILABLE / DEADLINE_EXCEEDED when the learner cannot be reached in `timeout`;
+  // newer. min_version counts in the learner incarnation of the last weights this client
+  // received: a different learner (restarted without its run dir, counting from 1 again) answers
+  // its newest weights whatever their version. UNAVAILABLE / DEADLINE_EXCEEDED when the learner cannot be reached in `timeout`;
   // InvalidArgument (naming the tensor) for a malformed response.
   absl::StatusOr<std::optional<PolicyWeights>> Get(int64_t min_version, absl::Duration timeout)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -51,6 +54,7 @@ class ParameterClient {
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<proto::ParameterService::Stub> stub_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<proto::LearnerService::Stub> learner_stub_ ABSL_GUARDED_BY(mu_);
+  uint64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // of the last weights received
 };
 
 // Decodes a response's tensors (each validated: float32, byte count matching the shape).

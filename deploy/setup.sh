@@ -16,14 +16,16 @@ PACKAGES=(
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
   # the report test loads `meow report` pages in headless Chromium; the TLS tests make
-  # certificates with openssl; the fault drills make their hosts with `ip netns`
-  chromium openssl iproute2
+  # certificates with openssl; the fault drills make their hosts with `ip netns`; clang checks the
+  # lock annotations (tests/thread_safety)
+  chromium openssl iproute2 clang
 )
 # `MEOW_SETUP=build` (the container image's build stage): only what building `meow` needs.
 if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=("${PACKAGES[@]/chromium}")
   PACKAGES=("${PACKAGES[@]/openssl}")
   PACKAGES=("${PACKAGES[@]/iproute2}")
+  PACKAGES=("${PACKAGES[@]/clang}")
   PACKAGES=("${PACKAGES[@]/libgtest-dev}")
   PACKAGES=("${PACKAGES[@]/libgmock-dev}")
   PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")

@@ -1,9 +1,11 @@
 #include "learner/learner_service.h"
 
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "actor/parameter_client.h"
 #include "replay/grpc_security.h"
 #include "replay/grpc_status.h"
@@ -82,22 +84,69 @@ absl::Status CheckEpisode(const proto::Episode& e, const std::string& field) {
   if (!std::isfinite(e.episode_return())) {
     return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return is not finite"));
   }
-  if (e.length() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".length must be >= 1, got ", e.length()));
+  if (std::abs(e.episode_return()) > LearnerServiceImpl::kMaxAbsReturn) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return ", e.episode_return(),
+                                                   " is beyond +-", LearnerServiceImpl::kMaxAbsReturn));
+  }
+  if (e.length() < 1 || e.length() > LearnerServiceImpl::kMaxEpisodeLength) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".length must be in [1, ",
+                                                   LearnerServiceImpl::kMaxEpisodeLength, "], got ", e.length()));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvaluationRecord> ToRecord(const proto::ReportRequest& request) {
+// Exactly the expected names and shapes, finite values; errors name the tensor.
+absl::Status CheckWeights(const SafetensorsFile& weights, const WeightShapes& expected, const std::string& field) {
+  if (expected.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": this learner takes no evaluated weights"));
+  }
+  for (const auto& [name, shape] : expected) {
+    auto it = weights.tensors.find(name);
+    if (it == weights.tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": missing tensor \"", name, "\""));
+    }
+    if (it->second.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[\"", name, "\"] has shape [",
+                                                     absl::StrJoin(it->second.shape, ","), "], expected [",
+                                                     absl::StrJoin(shape, ","), "]"));
+    }
+    const auto* values = reinterpret_cast<const float*>(it->second.data.data());
+    const size_t n = it->second.data.size() / sizeof(float);
+    for (size_t i = 0; i < n; ++i) {
+      float v;
+      std::memcpy(&v, values + i, sizeof(v));
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(field, "[\"", name, "\"][", i, "] is not finite"));
+      }
+    }
+  }
+  for (const auto& [name, raw] : weights.tensors) {
+    if (!expected.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": unexpected tensor \"", name, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+WeightShapes ShapesOf(const SafetensorsFile& weights) {
+  WeightShapes shapes;
+  for (const auto& [name, raw] : weights.tensors) shapes[name] = raw.shape;
+  return shapes;
+}
+
+absl::StatusOr<EvaluationRecord> LearnerServiceImpl::ToRecord(const proto::ReportRequest& request) const {
   const proto::Evaluation& eval = request.evaluation();
   EvaluationRecord record;
   record.source = request.source();
   if (eval.env_steps() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.env_steps must be >= 0, got ", eval.env_steps()));
   }
-  if (eval.policy_version() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.policy_version must be >= 1, got ",
-                                                   eval.policy_version()));
+  const int64_t newest = newest_version_ ? newest_version_() : 0;
+  if (eval.policy_version() < 1 || eval.policy_version() > newest) {
+    return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.policy_version must be in [1, ", newest,
+                                                   "] (the versions published so far), got ", eval.policy_version()));
   }
   if (eval.episodes().empty()) {
     return absl::InvalidArgumentError("ReportRequest.evaluation.episodes is empty");
@@ -120,12 +169,11 @@ absl::StatusOr<EvaluationRecord> ToRecord(const proto::ReportRequest& request) {
   if (!eval.tensors().empty()) {
     auto weights = DecodeNamedTensors(eval.tensors(), "ReportRequest.evaluation.tensors");
     if (!weights.ok()) return weights.status();
+    if (absl::Status s = CheckWeights(*weights, weight_shapes_, "ReportRequest.evaluation.tensors"); !s.ok()) return s;
     record.weights = *std::move(weights);
   }
   return record;
 }
-
-}  // namespace
 
 grpc::Status LearnerServiceImpl::Report(grpc::ServerContext* context, const proto::ReportRequest* request,
                                         proto::ReportResponse* response) {

@@ -10,10 +10,13 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
@@ -67,18 +70,40 @@ class TrainingBoard {
   int64_t evaluations_received_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Validates each report (finite returns, positive lengths, float32 weights with consistent byte
-// counts) and refuses bad ones with INVALID_ARGUMENT naming the field; nothing of a refused report
-// reaches the board.
+// What the learner accepts as an evaluation's weights: exactly these tensor names with these
+// shapes (the policy's own). Empty: no weights are expected, and any sent are refused.
+using WeightShapes = std::map<std::string, std::vector<int64_t>>;
+
+// The tensor names and shapes of `weights`.
+WeightShapes ShapesOf(const SafetensorsFile& weights);
+
+// Validates each report and refuses a bad one whole with INVALID_ARGUMENT naming the field, so
+// nothing a client sends can reach the board that the learner could not use: episode returns
+// finite and within +-kMaxAbsReturn, lengths in [1, kMaxEpisodeLength]; an evaluation's policy
+// version published already (not above `newest_version()`), its weights float32 with exactly the
+// policy's names and shapes and finite values.
 class LearnerServiceImpl final : public proto::LearnerService::Service {
  public:
-  LearnerServiceImpl(TrainingBoard* board, std::string token) : board_(board), token_(std::move(token)) {}
+  static constexpr double kMaxAbsReturn = 1e9;
+  static constexpr int64_t kMaxEpisodeLength = int64_t{1} << 32;
+
+  // `newest_version` answers the newest published weight version (thread-safe).
+  LearnerServiceImpl(TrainingBoard* board, std::string token, WeightShapes weight_shapes,
+                     std::function<int64_t()> newest_version)
+      : board_(board),
+        token_(std::move(token)),
+        weight_shapes_(std::move(weight_shapes)),
+        newest_version_(std::move(newest_version)) {}
   grpc::Status Report(grpc::ServerContext* context, const proto::ReportRequest* request,
                       proto::ReportResponse* response) override;
 
  private:
+  absl::StatusOr<EvaluationRecord> ToRecord(const proto::ReportRequest& request) const;
+
   TrainingBoard* board_;  // not owned
   const std::string token_;
+  const WeightShapes weight_shapes_;
+  const std::function<int64_t()> newest_version_;
 };
 
 }  // namespace meow

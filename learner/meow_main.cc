@@ -45,7 +45,9 @@
 #include "common/metrics_http.h"
 
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
-ABSL_FLAG(std::string, run_dir, "", "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed>.");
+ABSL_FLAG(std::string, run_dir, "",
+          "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed> (with --sync: "
+          "runs/<env>-seed<seed>-sync).");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed (network init, actions, sampling, env resets).");
 ABSL_FLAG(std::string, device, "auto", "Learner device: auto, cpu or cuda.");
 ABSL_FLAG(std::optional<int64_t>, total_env_steps, std::nullopt, "Environment steps to train for (preset).");
@@ -83,9 +85,10 @@ ABSL_FLAG(bool, run_free, false,
 ABSL_FLAG(std::vector<std::string>, replay, {},
           "meow learner / meow actor: replay servers host:port, comma-separated (shards).");
 ABSL_FLAG(std::string, learner, "", "meow actor / meow eval: the learner's host:port.");
-ABSL_FLAG(int64_t, actor_id, 0,
-          "meow actor: this actor's id, unique per run (picks its replay shard); -1 derives it from the "
-          "host name (a Kubernetes pod's name), so a restarted container keeps its id.");
+ABSL_FLAG(std::optional<int64_t>, actor_id, std::nullopt,
+          "meow actor (required): this actor's id, unique per run (it numbers the actor's batches and "
+          "picks its replay shard; a restarted actor with the same id continues where it stopped); -1 "
+          "derives it from the host name (a Kubernetes pod's name), so a restarted container keeps it.");
 ABSL_FLAG(std::string, metrics_address, "",
           "host:port for Prometheus metrics (GET /metrics) and a liveness check (GET /healthz); empty: none.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
@@ -185,7 +188,10 @@ absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags() {
   c.update.grad_clip = absl::GetFlag(FLAGS_grad_clip).value_or(preset->grad_clip);
   c.log_interval = absl::GetFlag(FLAGS_log_interval);
   c.run_dir = absl::GetFlag(FLAGS_run_dir);
-  if (c.run_dir.empty()) c.run_dir = absl::StrCat("runs/", env, "-seed", c.seed);
+  // --sync writes its own layout and cannot resume: its default run dir is its own.
+  if (c.run_dir.empty()) {
+    c.run_dir = absl::StrCat("runs/", env, "-seed", c.seed, absl::GetFlag(FLAGS_sync) ? "-sync" : "");
+  }
   // Name the flag in every validation error.
   c.policy.obs_dim = c.policy.action_dim = 1;  // filled from the env later
   if (absl::Status s = c.policy.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
@@ -395,7 +401,12 @@ int RunActorProcess() {
     if (absl::Status s = CheckAddress("replay", a); !s.ok()) return Fail(s);
   }
   if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
-  int64_t id = absl::GetFlag(FLAGS_actor_id);
+  if (!absl::GetFlag(FLAGS_actor_id).has_value()) {
+    return Fail(absl::InvalidArgumentError(
+        "meow actor needs --actor_id=N, unique per actor of a run (two actors with one id are "
+        "refused by replay), or --actor_id=-1 to take it from the host name"));
+  }
+  int64_t id = *absl::GetFlag(FLAGS_actor_id);
   if (id == -1) id = static_cast<int64_t>(ActorIdFromHostName());
   if (absl::Status s = CheckRange("actor_id", id, 0, int64_t{1} << 40); !s.ok()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(s.message(), " (or -1: from the host name)")));
@@ -594,7 +605,17 @@ int RunReplayServer() {
       absl::GetFlag(FLAGS_buffer_size).value_or(preset.ok() ? preset->buffer_size : 1'000'000);
   config.table.seed = absl::GetFlag(FLAGS_seed);
   const int64_t min_size = absl::GetFlag(FLAGS_min_replay_size);
+  if (min_size < 1 || min_size > config.table.capacity) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "bad flag: --min_replay_size=", min_size, ": expected in [1, --buffer_size=", config.table.capacity,
+        "]; replay could never hold enough to sample")));
+  }
   if (auto ratio = absl::GetFlag(FLAGS_samples_per_insert); ratio.has_value()) {
+    if (!(*ratio > 0) || !std::isfinite(*ratio)) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "bad flag: --samples_per_insert=", *ratio,
+          ": expected a finite value > 0 (leave it unset to let sampling run free)")));
+    }
     const double tolerance = absl::GetFlag(FLAGS_samples_per_insert_tolerance).value_or(std::max(*ratio, 1.0));
     if (!(tolerance > 0) || !std::isfinite(tolerance)) {
       return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert_tolerance=", tolerance,

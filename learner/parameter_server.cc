@@ -1,5 +1,6 @@
 #include "learner/parameter_server.h"
 
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,11 +13,26 @@
 namespace meow {
 namespace {
 constexpr char kServiceName[] = "meow.proto.ParameterService";
+
+uint64_t NewIncarnation() {
+  std::random_device device;
+  uint64_t id = 0;
+  while (id == 0) id = (static_cast<uint64_t>(device()) << 32) ^ device();
+  return id;
+}
+
+// The version a request waits for: its min_version when it counts in this incarnation, else any.
+int64_t MinVersionFor(const proto::GetParametersRequest& request, uint64_t incarnation) {
+  return request.incarnation() == 0 || request.incarnation() == incarnation ? request.min_version() : 0;
+}
 }  // namespace
+
+ParameterStore::ParameterStore() : incarnation_(NewIncarnation()) {}
 
 absl::Status ParameterStore::Publish(int64_t version, const SafetensorsFile& weights) {
   auto response = std::make_shared<proto::GetParametersResponse>();
   response->set_version(version);
+  response->set_incarnation(incarnation_);
   for (const auto& [name, raw] : weights.tensors) {
     if (raw.dtype != "F32") {
       return absl::InvalidArgumentError(
@@ -76,8 +92,9 @@ grpc::Status ParameterServiceImpl::GetParameters(grpc::ServerContext* context,
         absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
   }
   auto latest = store_->Latest();
-  if (latest == nullptr || latest->version() < request->min_version()) {
+  if (latest == nullptr || latest->version() < MinVersionFor(*request, store_->incarnation())) {
     response->set_not_newer(true);
+    response->set_incarnation(store_->incarnation());
     return grpc::Status::OK;
   }
   *response = *latest;
@@ -92,7 +109,7 @@ grpc::Status ParameterServiceImpl::WatchParameters(grpc::ServerContext* context,
     return ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("GetParametersRequest.min_version must be >= 0, got ", request->min_version())));
   }
-  int64_t next = request->min_version();
+  int64_t next = MinVersionFor(*request, store_->incarnation());
   while (!context->IsCancelled()) {
     // Short waits so that a cancelled call is noticed promptly.
     auto latest = store_->WaitFor(next, absl::Now() + absl::Milliseconds(200));
@@ -120,7 +137,8 @@ absl::Status ParameterServerConfig::Validate() const {
 
 absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
-  std::unique_ptr<ParameterServer> server(new ParameterServer(config.security.token));
+  std::unique_ptr<ParameterServer> server(
+      new ParameterServer(config.security.token, config.evaluated_weight_shapes));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -5,7 +5,10 @@
 // ParameterStore holds the newest published version as one immutable, pre-encoded response that
 // every reader shares, so publishing copies the weights once and serving copies nothing.
 // Versions must increase (across learner restarts too: the learner resumes its counter from its
-// checkpoint). Thread-safe.
+// checkpoint). Each store draws a random non-zero incarnation id that every answer carries, so a
+// client that last saw another incarnation (a learner restarted without its run dir, whose
+// versions start again at 1) gets the newest weights instead of waiting for a version that may
+// never come. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,7 @@ namespace meow {
 
 class ParameterStore {
  public:
+  ParameterStore();
   // Publishes `weights` (float32 tensors under the reference names) as `version`.
   // InvalidArgument for a non-float32 tensor; FailedPrecondition when `version` is not above the
   // current one.
@@ -41,8 +45,10 @@ class ParameterStore {
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
   int64_t version() const ABSL_LOCKS_EXCLUDED(mu_);  // 0 before the first Publish
   bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t incarnation() const { return incarnation_; }
 
  private:
+  const uint64_t incarnation_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const proto::GetParametersResponse> latest_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
@@ -66,6 +72,9 @@ struct ParameterServerConfig {
   std::string address = "127.0.0.1:0";  // host:port; port 0 picks a free one
   int64_t max_message_bytes = 256 << 20;  // Humanoid-size weights are about 2 MB
   GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
+  // The tensor names and shapes an evaluation's weights must have (the policy's); empty: reports
+  // with weights are refused.
+  WeightShapes evaluated_weight_shapes;
   absl::Status Validate() const;
 };
 
@@ -84,8 +93,9 @@ class ParameterServer {
  private:
   friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(
       const ParameterServerConfig& config);
-  explicit ParameterServer(const std::string& token)
-      : service_(&store_, token), learner_service_(&board_, token) {}
+  ParameterServer(const std::string& token, WeightShapes weight_shapes)
+      : service_(&store_, token),
+        learner_service_(&board_, token, std::move(weight_shapes), [this] { return store_.version(); }) {}
 
   ParameterStore store_;
   ParameterServiceImpl service_;

@@ -21,6 +21,7 @@
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
 #include "common/file_util.h"
+#include "common/run_dir.h"
 #include "common/tensorboard.h"
 #include "replay/transition_store.h"
 
@@ -117,6 +118,7 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
     auto lock = DirectoryLock::Acquire(config.run_dir, "run dir");
     if (!lock.ok()) return lock.status();
     run_dir_lock.emplace(*std::move(lock));
+    if (absl::Status s = ClaimRunDir(config.run_dir, kSyncRun, /*resumable=*/false); !s.ok()) return s;
     std::string resolved = absl::StrFormat(
         "env=%s\nseed=%d\ndevice=%s\ntotal_env_steps=%d\nlearning_starts=%d\nbatch_size=%d\n"
         "buffer_size=%d\neval_interval=%d\neval_episodes=%d\ndeterministic_eval=%d\nalpha=%g\n"

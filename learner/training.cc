@@ -24,6 +24,7 @@
 #include "actor/evaluator.h"
 #include "actor/parameter_client.h"
 #include "common/file_util.h"
+#include "common/run_dir.h"
 #include "common/tensorboard.h"
 #include "learner/learner_loop.h"
 #include "learner/parameter_server.h"
@@ -49,6 +50,10 @@ absl::Status TrainConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("learning_starts (", learning_starts,
                                                    ") must not exceed buffer_size (", buffer_size,
                                                    "): replay could never hold enough to start"));
+  }
+  if (batch_size > buffer_size) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size (", batch_size, ") must not exceed buffer_size (",
+                                                   buffer_size, "): replay samples only once it holds a batch"));
   }
   if (local() && (actors < 1 || actors > 1024)) {
     return absl::InvalidArgumentError(absl::StrCat("actors must be in [1, 1024], got ", actors));
@@ -226,6 +231,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   // One learner per run dir: a second would interleave checkpoints, metrics and weight versions.
   auto run_dir_lock = DirectoryLock::Acquire(config.run_dir, "run dir");
   if (!run_dir_lock.ok()) return run_dir_lock.status();
+  if (absl::Status s = ClaimRunDir(config.run_dir, kDistributedRun, /*resumable=*/true); !s.ok()) return s;
 
   const double spi = config.samples_per_insert.value_or(static_cast<double>(config.batch_size));
   const double tolerance = config.rate_tolerance > 0 ? config.rate_tolerance : std::max(spi, 1.0);
@@ -260,10 +266,18 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
         !s.ok()) {
       return s;
     }
+    // A replay that a finished run marked done takes transitions again for this one.
+    for (const std::string& address : replay_addresses) {
+      if (absl::Status s = SetReplayTrainingDone(address, false, 0, absl::Seconds(10)); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("replay at ", address, ": ", s.message()));
+      }
+    }
   }
 
   ParameterServerConfig pc;
   pc.address = config.address;
+  FlowPolicy export_policy(config.policy);  // writes policy_latest / policy_best
+  pc.evaluated_weight_shapes = ShapesOf(export_policy->ExportWeights());
   auto server_or = StartParameterServer(pc);
   if (!server_or.ok()) return server_or.status();
   std::unique_ptr<ParameterServer> server = *std::move(server_or);
@@ -412,7 +426,6 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     }
     metrics_server = *std::move(started);
   }
-  FlowPolicy export_policy(config.policy);
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   const bool tty = isatty(STDOUT_FILENO);
@@ -517,8 +530,12 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       if (absl::Status s = write_row(record.env_steps, record.mean, record.std); !s.ok()) return s;
       if (absl::Status s = save_latest(); !s.ok()) return s;
       if (record.mean > writer->best_eval() && !record.weights.tensors.empty()) {
+        // The service checked names, shapes and values; should the weights still not import,
+        // the report is dropped (policy_best stays as it is) and training goes on.
         if (absl::Status s = export_policy->ImportWeights(record.weights); !s.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat("evaluated weights from ", record.source, ": ", s.message()));
+          absl::FPrintF(stderr, "meow: evaluation from %s ignored: its weights do not fit the policy: %s\n",
+                        record.source, s.message());
+          continue;
         }
         if (absl::Status s = export_policy->SaveSafetensors(config.run_dir + "/policy_best.safetensors"); !s.ok()) return s;
         writer->set_best_eval(record.mean);
@@ -614,6 +631,15 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   const LearnerStats final_stats = learner->stats();
   board->SetProgress({view.inserted, final_stats.updates, final_stats.version, config.total_env_steps});
   board->SetDone();
+  if (!config.local() && failure.ok() && !result.interrupted) {
+    // Replay carries "done" to actors that do not ask the learner in time (held by the rate
+    // limiter, or after this process has exited): their inserts end with OUT_OF_RANGE.
+    for (const std::string& address : replay_addresses) {
+      if (absl::Status s = SetReplayTrainingDone(address, true, view.inserted, absl::Seconds(5)); !s.ok()) {
+        absl::FPrintF(stderr, "meow: could not tell replay at %s that training is over: %s\n", address, s.message());
+      }
+    }
+  }
   if (!failure.ok() || result.interrupted) eval_stop.store(true);
   actor_stop.store(true);
   for (auto& w : actor_workers) {

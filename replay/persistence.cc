@@ -71,7 +71,9 @@ absl::Status CheckSignature(const std::string& path, int obs_dim, int action_dim
       ", action_dim=", table.config().action_dim, "; use another directory or the matching task"));
 }
 
-// Loads the good chunks and the state of `snapshot` into `table`.
+// Loads the good chunks and the state of `snapshot` into `table`. The per-actor sequence numbers
+// only of a complete snapshot: a partial one lost its newest rows, and claiming their batches as
+// stored would make clients drop them instead of resending.
 absl::Status LoadSnapshot(const LoadedSnapshot& snapshot, Table* table) {
   const BatchSignature signature{snapshot.header.obs_dim(), snapshot.header.action_dim()};
   for (const proto::SnapshotChunk& chunk : snapshot.chunks) {
@@ -82,8 +84,10 @@ absl::Status LoadSnapshot(const LoadedSnapshot& snapshot, Table* table) {
     }
   }
   std::map<uint64_t, uint64_t> last_sequence_numbers;
-  for (const proto::ActorSequence& actor : snapshot.header.actors()) {
-    last_sequence_numbers[actor.actor_id()] = actor.last_sequence_number();
+  if (snapshot.complete) {
+    for (const proto::ActorSequence& actor : snapshot.header.actors()) {
+      last_sequence_numbers[actor.actor_id()] = actor.last_sequence_number();
+    }
   }
   TableCounters counters;
   counters.inserted_batches = snapshot.header.inserted_batches();
@@ -169,6 +173,12 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
     report.snapshot_generation = chosen_generation;
     report.snapshot_complete = chosen->complete;
     report.snapshot_rows = chosen->rows;
+    if (!chosen->complete) {
+      report.errors.push_back(absl::StrCat(
+          SnapshotPath(directory, chosen_generation), " is partial (", chosen->rows, " of ",
+          chosen->header.rows(), " rows): its per-actor sequence numbers are not restored, so "
+          "actors resend what they still hold"));
+    }
     chosen.reset();  // free the copy before replaying logs
   }
 
@@ -219,6 +229,10 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
       }
     }
   }
+  if (report.log_batches > 0) {
+    table->CenterRateLimiter();
+    report.rate_limiter_centered = true;
+  }
   report.transitions = table->size();
   return report;
 }
@@ -252,7 +266,10 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
     Report(absl::StrCat("recovered ", table->size(), " transitions from ", config.directory,
                         " (snapshot generation ", recovery->snapshot_generation, ": ",
                         recovery->snapshot_rows, " rows; ", recovery->log_batches,
-                        " logged batches)"));
+                        " logged batches", recovery->rate_limiter_centered
+                                               ? "; rate limiter put mid-band, as samples are not logged"
+                                               : "",
+                        ")"));
   }
 
   std::unique_ptr<Persistence> persistence(
@@ -312,18 +329,20 @@ absl::StatusOr<proto::CheckpointResponse> Persistence::Snapshot() {
     generation = generation_ + 1;
   }
   // Copy the table and switch to the next log atomically: the snapshot then holds exactly the
-  // batches logged before it.
-  absl::Status rotated;
-  TableState state = table_->Copy([&] {
-    rotated =
-        log_->Rotate(LogPath(config_.directory, generation), MakeLogHeader(*table_, generation));
-  });
-  const absl::Duration copy_time = state.lock_time;
-  if (!rotated.ok()) {
+  // batches logged before it. The next log file is created before and the previous one written
+  // and closed after, so that no file I/O happens under the table's lock.
+  auto failed = [&](const absl::Status& status) {
     absl::MutexLock lock(&mu_);
-    last_snapshot_error_ = std::string(rotated.message());
-    return rotated;
-  }
+    last_snapshot_error_ = std::string(status.message());
+    return status;
+  };
+  absl::Status rotated =
+      log_->PrepareRotation(LogPath(config_.directory, generation), MakeLogHeader(*table_, generation));
+  if (!rotated.ok()) return failed(rotated);
+  TableState state = table_->Copy([&] { rotated = log_->SwitchToPrepared(); });
+  if (rotated.ok()) rotated = log_->FinishRotation(absl::InfiniteFuture());
+  if (!rotated.ok()) return failed(rotated);
+  const absl::Duration copy_time = state.lock_time;
   int64_t previous_good;
   {
     absl::MutexLock lock(&mu_);

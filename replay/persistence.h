@@ -55,6 +55,7 @@ struct RecoveryReport {
   int64_t log_duplicates = 0;       // logged batches already in the snapshot (skipped)
   int64_t max_generation = 0;       // highest generation seen in the directory
   int64_t transitions = 0;          // rows in the table after recovery
+  bool rate_limiter_centered = false;  // logs were replayed: see Table::CenterRateLimiter
   std::vector<std::string> errors;  // each names its file
 };
 

@@ -32,12 +32,25 @@ absl::Status RateLimiterConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "rate_limiter.samples_per_insert: expected a finite value >= 0, got ", samples_per_insert));
   }
+  if (samples_per_insert == 0 && std::isfinite(min_diff)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate_limiter.samples_per_insert is 0 with min_diff=", min_diff,
+        ": sampling would stop for good once that many transitions were drawn (let sampling run "
+        "free with no ratio instead)"));
+  }
   if (std::isnan(min_diff) || std::isnan(max_diff) || !(min_diff < max_diff)) {
     return absl::InvalidArgumentError(absl::StrCat("rate_limiter.min_diff (", min_diff,
                                                    ") must be below rate_limiter.max_diff (",
                                                    max_diff, ")"));
   }
   return absl::OkStatus();
+}
+
+void RateLimiter::Center() {
+  if (!std::isfinite(config_.min_diff) || !std::isfinite(config_.max_diff)) return;
+  const double middle = 0.5 * (config_.min_diff + config_.max_diff);
+  sampled_ = static_cast<int64_t>(
+      std::llround(static_cast<double>(inserted_) * config_.samples_per_insert - middle));
 }
 
 proto::RateLimiterInfo RateLimiter::Info(int64_t table_size) const {

@@ -57,6 +57,9 @@ class RateLimiter {
     inserted_ = inserted;
     sampled_ = sampled;
   }
+  // Moves diff to the middle of [min_diff, max_diff] (when both are finite) by adjusting the
+  // sampled count: the neutral state, where both sides may go on.
+  void Center();
 
   // Bookkeeping of calls that had to wait (counted once each, with their total wait).
   void BeginInsertWait() { ++blocked_inserts_; }

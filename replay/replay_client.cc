@@ -84,6 +84,9 @@ absl::Status ReplayInserterConfig::Validate() const {
   if (stream_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("inserter.stream_deadline: expected > 0");
   }
+  if (id_conflict_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("inserter.id_conflict_grace: expected >= 0");
+  }
   if (max_message_bytes < 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("inserter.max_message_bytes: expected >= 1024, got ", max_message_bytes));
@@ -104,7 +107,13 @@ ReplayInserter::ReplayInserter(const ReplayInserterConfig& config)
       address_(config.addresses[config.actor_id % config.addresses.size()]),
       channel_(CreateReplayChannel(address_, config.max_message_bytes)),
       stub_(proto::ReplayService::NewStub(channel_)),
-      jitter_(config.actor_id * 0x9e3779b97f4a7c15ull + 1) {}
+      jitter_(config.actor_id * 0x9e3779b97f4a7c15ull + 1),
+      incarnation_([] {
+        std::random_device device;
+        uint64_t v = 0;
+        while (v == 0) v = (static_cast<uint64_t>(device()) << 32) ^ device();
+        return v;
+      }()) {}
 
 ReplayInserter::~ReplayInserter() { Close(); }
 
@@ -191,6 +200,7 @@ ReplayInserter::Stats ReplayInserter::stats() const {
 
 void ReplayInserter::Run() {
   absl::Duration backoff = config_.backoff.initial;
+  absl::Time conflict_since = absl::InfiniteFuture();  // first ALREADY_EXISTS of a run of them
   for (;;) {
     int64_t connects_before;
     {
@@ -201,7 +211,11 @@ void ReplayInserter::Run() {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
     if (!status.ok()) stats_.last_error = Describe(status);
-    if (!Retryable(status.error_code())) {
+    if (stats_.connects > connects_before) conflict_since = absl::InfiniteFuture();
+    const bool id_conflict = status.error_code() == grpc::StatusCode::ALREADY_EXISTS;
+    if (id_conflict && conflict_since == absl::InfiniteFuture()) conflict_since = absl::Now();
+    const bool within_grace = id_conflict && absl::Now() - conflict_since < config_.id_conflict_grace;
+    if (!Retryable(status.error_code()) && !within_grace) {
       fatal_ = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                             absl::StrCat("replay at ", address_,
                                          " refused the insert stream: ", status.error_message()));
@@ -240,6 +254,7 @@ grpc::Status ReplayInserter::RunStream() {
   // Open the stream and learn where replay stands for this actor.
   proto::InsertRequest open;
   open.mutable_open()->set_actor_id(config_.actor_id);
+  open.mutable_open()->set_incarnation(incarnation_);
   proto::InsertResponse response;
   if (!stream->Write(open) || !stream->Read(&response) || !response.has_opened()) {
     const bool protocol_error = response.acks_size() > 0;
@@ -552,6 +567,20 @@ absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
   grpc::Status status = stub->Info(&context, proto::InfoRequest(), &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
+}
+
+absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
+                                   absl::Duration timeout) {
+  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  proto::SetTrainingDoneRequest request;
+  request.set_done(done);
+  request.set_env_steps(env_steps);
+  proto::SetTrainingDoneResponse response;
+  grpc::Status status = stub->SetTrainingDone(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address,

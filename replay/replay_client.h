@@ -38,6 +38,11 @@ struct ReplayInserterConfig {
   std::vector<std::string> addresses;  // replay shards; this actor uses addresses[actor_id % n]
   uint64_t actor_id = 0;
   int max_unacked_batches = 64;  // queued + sent but not yet acknowledged
+  // How long replay may answer ALREADY_EXISTS (another live inserter holds this actor id) before
+  // that is fatal. A killed actor's stream can outlive it until replay notices (its keepalive,
+  // about 40 s, or at once when the kernel resets the connection), so a restarted actor retries
+  // meanwhile; two live actors with one id get the error after this long.
+  absl::Duration id_conflict_grace = absl::Seconds(60);
   // Deadline of each Insert stream; when it passes the inserter reconnects and resends.
   absl::Duration stream_deadline = absl::Minutes(30);
   Backoff backoff;
@@ -123,6 +128,7 @@ class ReplayInserter {
   absl::Status refusal_ ABSL_GUARDED_BY(mu_);  // first refusal since the last Flush
   Stats stats_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 jitter_ ABSL_GUARDED_BY(mu_);
+  const uint64_t incarnation_;  // random, non-zero: this inserter's streams (see OpenInsertStream)
   std::thread thread_;
 };
 
@@ -206,6 +212,9 @@ class ReplaySampler {
 // One Info call with deadline `timeout`.
 absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
                                                   absl::Duration timeout);
+// Tells the server that training is over (or running again); see ReplayService.SetTrainingDone.
+absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
+                                   absl::Duration timeout);
 // Asks the server to write a snapshot now.
 absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address,
                                                            absl::Duration timeout);

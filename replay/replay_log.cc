@@ -52,8 +52,20 @@ ReplayLog::~ReplayLog() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](bool* writing) { return !*writing; }, &writing_));
+  if (retiring_.has_value()) {
+    if (error_.ok()) (void)WriteAll(retiring_->file.fd, retiring_->pending, retiring_->file.path);
+    ::close(retiring_->file.fd);
+  }
   if (error_.ok() && !pending_.empty()) (void)WriteAll(fd_, pending_, path_);
   ::close(fd_);
+  if (prepared_.has_value()) ::close(prepared_->fd);
+}
+
+absl::Status ReplayLog::Retire(Retiring retiring) {
+  absl::Status status = WriteAll(retiring.file.fd, retiring.pending, retiring.file.path);
+  if (status.ok() && fsync_) status = SyncFile(retiring.file.fd, retiring.file.path);
+  ::close(retiring.file.fd);
+  return status;
 }
 
 uint64_t ReplayLog::Append(const proto::TransitionBatch& batch) {
@@ -78,17 +90,23 @@ absl::Status ReplayLog::WaitDurable(uint64_t position, absl::Time deadline) {
       mu_.Unlock();
       return error;
     }
-    if (durable_ >= position) break;
+    // A file switched away from still has to be written and closed, even when nothing of it
+    // is pending (FinishRotation relies on that).
+    if (durable_ >= position && !retiring_.has_value()) break;
     if (!writing_) {
       // Become the leader: write everything buffered so far in one go, outside the lock.
       writing_ = true;
+      std::optional<Retiring> retiring = std::move(retiring_);
+      retiring_.reset();
       std::string buffer = std::move(spare_);
       buffer.swap(pending_);
       const uint64_t target = appended_;
       const int fd = fd_;
       const std::string path = path_;
       mu_.Unlock();
-      absl::Status status = WriteAll(fd, buffer, path);
+      // The file switched away from first: its records come before the current file's.
+      absl::Status status = retiring.has_value() ? Retire(*std::move(retiring)) : absl::OkStatus();
+      if (status.ok()) status = WriteAll(fd, buffer, path);
       if (status.ok() && fsync_) status = SyncFile(fd, path);
       buffer.clear();
       mu_.Lock();
@@ -113,29 +131,51 @@ absl::Status ReplayLog::WaitDurable(uint64_t position, absl::Time deadline) {
   return absl::OkStatus();
 }
 
-absl::Status ReplayLog::Rotate(const std::string& path, const proto::LogHeader& header) {
-  absl::MutexLock lock(&mu_);
-  if (!error_.ok()) return error_;
-  // Create the new file first: if that fails the current one stays in use.
+absl::Status ReplayLog::PrepareRotation(const std::string& path, const proto::LogHeader& header) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok()) return error_;
+    if (prepared_.has_value()) {  // left by a rotation that failed later: replaced
+      ::close(prepared_->fd);
+      prepared_.reset();
+    }
+  }
   int64_t header_bytes = 0;
   absl::StatusOr<int> fd = OpenFile(path, header, fsync_, &header_bytes);
   if (!fd.ok()) return fd.status();
-  mu_.Await(absl::Condition(
-      +[](bool* writing) { return !*writing; }, &writing_));
-  absl::Status status = WriteAll(fd_, pending_, path_);
-  if (status.ok() && fsync_) status = SyncFile(fd_, path_);
-  ::close(fd_);
-  pending_.clear();
-  fd_ = *fd;
-  path_ = path;
-  file_records_ = 0;
-  file_bytes_ = header_bytes;
-  if (!status.ok()) {
-    error_ = status;
-    return status;
-  }
-  durable_ = appended_;
+  absl::MutexLock lock(&mu_);
+  prepared_ = File{*fd, path, header_bytes};
   return absl::OkStatus();
+}
+
+absl::Status ReplayLog::SwitchToPrepared() {
+  absl::MutexLock lock(&mu_);
+  if (!prepared_.has_value()) return absl::FailedPreconditionError("no replay log file prepared");
+  if (!error_.ok()) return error_;
+  if (retiring_.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the replay log's previous file ", retiring_->file.path, " is not closed yet"));
+  }
+  Retiring retiring;
+  retiring.file = File{fd_, path_, 0};
+  retiring.pending = std::move(pending_);
+  pending_.clear();
+  retiring_ = std::move(retiring);
+  fd_ = prepared_->fd;
+  path_ = prepared_->path;
+  file_records_ = 0;
+  file_bytes_ = prepared_->header_bytes;
+  prepared_.reset();
+  return absl::OkStatus();
+}
+
+absl::Status ReplayLog::FinishRotation(absl::Time deadline) {
+  uint64_t target;
+  {
+    absl::MutexLock lock(&mu_);
+    target = appended_;
+  }
+  return WaitDurable(target, deadline);
 }
 
 absl::Status ReplayLog::status() const {

@@ -8,15 +8,19 @@
 // `fsync` neither does a power cut. A write error is sticky: later waits return it and the
 // server stops acknowledging inserts.
 //
-// Rotate switches to a new file (used by snapshots, under the table's mutex): the new file is
-// created first, so a failure leaves the current one in use; then the buffer is flushed to the old
-// file. Positions count records across files.
+// Rotation (for snapshots) in three steps, so that no file I/O happens under the table's mutex:
+// PrepareRotation creates the next file and writes its header (a failure leaves the current file
+// in use); SwitchToPrepared, under the table's mutex, only swaps descriptors and buffers (what is
+// still buffered for the old file stays with it); the next write (or FinishRotation) writes the
+// old file's rest, syncs and closes it before anything of the new one. Positions count records
+// across files.
 //
 // Thread-safe. Lock order: the table's mutex -> ReplayLog::mu_.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -47,9 +51,15 @@ class ReplayLog final : public InsertLog {
   // sticky write error, or DEADLINE_EXCEEDED.
   absl::Status WaitDurable(uint64_t position, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Continues in a new file at `path` (see the class comment).
-  absl::Status Rotate(const std::string& path, const proto::LogHeader& header)
+  // Creates the next file at `path` with `header` (I/O; call without the table's mutex). A file
+  // prepared before and never switched to is closed and replaced.
+  absl::Status PrepareRotation(const std::string& path, const proto::LogHeader& header)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Continues in the prepared file; no I/O, no waiting (call under the table's mutex).
+  // FAILED_PRECONDITION without a prepared file or while the previous rotation is unfinished.
+  absl::Status SwitchToPrepared() ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns once the previous file is completely written (synced with `fsync`) and closed.
+  absl::Status FinishRotation(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The sticky write error, OK when none.
   absl::Status status() const override ABSL_LOCKS_EXCLUDED(mu_);
@@ -64,6 +74,18 @@ class ReplayLog final : public InsertLog {
   // Opens `path` and writes the header record; returns the descriptor.
   static absl::StatusOr<int> OpenFile(const std::string& path, const proto::LogHeader& header,
                                       bool fsync, int64_t* bytes);
+  // A file and the framed records that still have to reach it.
+  struct File {
+    int fd = -1;
+    std::string path;
+    int64_t header_bytes = 0;
+  };
+  struct Retiring {
+    File file;
+    std::string pending;
+  };
+  // Writes what is left for a retired file, syncs (with fsync_) and closes it.
+  absl::Status Retire(Retiring retiring);
 
   const bool fsync_;
   mutable absl::Mutex mu_;
@@ -75,6 +97,8 @@ class ReplayLog final : public InsertLog {
   uint64_t durable_ ABSL_GUARDED_BY(mu_) = 0;   // every record up to here is written (+synced)
   bool writing_ ABSL_GUARDED_BY(mu_) = false;   // a leader writes outside the lock
   absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::optional<File> prepared_ ABSL_GUARDED_BY(mu_);      // created, not yet switched to
+  std::optional<Retiring> retiring_ ABSL_GUARDED_BY(mu_);  // switched away from, not yet closed
   int64_t file_records_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t file_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };

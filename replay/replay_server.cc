@@ -28,6 +28,10 @@ absl::Status ReplayServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("insert_timeout: expected > 0, got ", absl::FormatDuration(insert_timeout)));
   }
+  if (max_pending_acks < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_pending_acks: expected >= 1, got ", max_pending_acks));
+  }
   if (max_message_bytes > std::numeric_limits<int>::max()) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes: expected <= ", std::numeric_limits<int>::max(), ", got ",
@@ -60,6 +64,8 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   ReplayServiceOptions options;
   options.insert_timeout = config.insert_timeout;
   options.token = config.security.token;
+  options.max_message_bytes = config.max_message_bytes;
+  options.max_pending_acks = config.max_pending_acks;
   server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(),
                                                          server->persistence_.get(), options);
 
@@ -76,6 +82,10 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   // Clients send keepalive pings every 30 s to notice a dead server; allow them.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // And the server pings its clients, so the stream of an actor whose host vanished (no RST) ends
+  // within ~40 s and its id is free for the restarted actor (see Table::OpenSession).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("replay cannot listen on ", config.address,

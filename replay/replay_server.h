@@ -28,6 +28,8 @@ struct ReplayServerConfig {
   absl::Duration insert_timeout = absl::Seconds(60);
   // Largest gRPC message either way; larger inserts fail with RESOURCE_EXHAUSTED.
   int64_t max_message_bytes = 64 << 20;
+  // Unread acknowledgements per insert stream before the server stops reading it.
+  int max_pending_acks = 1024;
   bool snapshot_on_shutdown = true;  // when persistence is on
   GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
   // RunReplay: host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.

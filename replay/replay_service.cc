@@ -71,8 +71,15 @@ grpc::Status ReplayServiceImpl::Insert(
                         "InsertRequest.open: the first message of an Insert stream must open it");
   }
   const uint64_t actor_id = request.open().actor_id();
-  const absl::StatusOr<InsertSession> session = table_->OpenSession(actor_id);
+  const absl::StatusOr<InsertSession> session =
+      table_->OpenSession(actor_id, request.open().incarnation());
   if (!session.ok()) return ToGrpcStatus(session.status());
+  // However the stream ends, the id is free for another incarnation afterwards.
+  struct CloseOnExit {
+    Table* table;
+    uint64_t actor_id, session;
+    ~CloseOnExit() { table->CloseSession(actor_id, session); }
+  } close_on_exit{table_, actor_id, session->token};
   {
     proto::InsertResponse response;
     proto::InsertStreamOpened& opened = *response.mutable_opened();
@@ -162,6 +169,14 @@ grpc::Status ReplayServiceImpl::Insert(
       break;
     }
     absl::MutexLock lock(&acks.mu);
+    // A client that does not read its acks: stop reading its batches until it does.
+    auto room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(acks.mu) {
+      return static_cast<int>(acks.pending.size()) < options_.max_pending_acks || !acks.error.ok();
+    };
+    if (!room()) {
+      ack_backpressure_waits_.fetch_add(1, std::memory_order_relaxed);
+      acks.mu.Await(absl::Condition(&room));
+    }
     if (!acks.error.ok()) break;
     acks.pending.push_back(std::move(pending));
   }
@@ -198,6 +213,16 @@ grpc::Status ReplayServiceImpl::Sample(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows exceed the limit of ",
                      table_->config().max_sample_rows));
+  }
+  // Each sampled row: obs, action, reward, next_obs (float32), terminated (1 byte), version (int64).
+  const int64_t row_bytes =
+      4 * (2 * int64_t{table_->config().obs_dim} + table_->config().action_dim + 1) + 1 + 8;
+  if (batch_size * row_bytes + 4096 > options_.max_message_bytes) {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows take about ",
+                     batch_size * row_bytes, " bytes, more than the server's max_message_bytes=",
+                     options_.max_message_bytes));
   }
   if (request.credit() < 0) {
     return grpc::Status(
@@ -296,6 +321,8 @@ grpc::Status ReplayServiceImpl::Info(grpc::ServerContext* context,
   *response->mutable_table() = table_->Info();
   *response->mutable_rate_limiter() = table_->RateLimiterState();
   if (persistence_ != nullptr) *response->mutable_persistence() = persistence_->Info();
+  response->mutable_service()->set_ack_backpressure_waits(
+      ack_backpressure_waits_.load(std::memory_order_relaxed));
   return grpc::Status::OK;
 }
 
@@ -311,6 +338,18 @@ grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context,
   absl::StatusOr<proto::CheckpointResponse> snapshot = persistence_->Snapshot();
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   *response = *std::move(snapshot);
+  return grpc::Status::OK;
+}
+
+grpc::Status ReplayServiceImpl::SetTrainingDone(grpc::ServerContext* context,
+                                                const proto::SetTrainingDoneRequest* request,
+                                                proto::SetTrainingDoneResponse* response) {
+  if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
+  if (request->env_steps() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("SetTrainingDoneRequest.env_steps: expected >= 0, got ", request->env_steps()));
+  }
+  table_->SetTrainingDone(request->done(), request->env_steps());
   return grpc::Status::OK;
 }
 

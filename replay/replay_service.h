@@ -9,6 +9,7 @@
 // Thread-safe. Does not own the table or the persistence; both must outlive it.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -72,6 +73,11 @@ struct ReplayServiceOptions {
   // ends with DEADLINE_EXCEEDED and the client resends.
   absl::Duration insert_timeout = absl::Seconds(60);
   std::string token;  // required bearer token; empty: none
+  // The largest message the server sends: a sample request whose batch would not fit is refused.
+  int64_t max_message_bytes = 64 << 20;
+  // Acknowledgements an insert stream may have waiting to be sent; at the limit the server stops
+  // reading the stream (gRPC flow control then holds the client) until the client reads its acks.
+  int max_pending_acks = 1024;
 };
 
 class ReplayServiceImpl final : public proto::ReplayService::Service {
@@ -89,6 +95,8 @@ class ReplayServiceImpl final : public proto::ReplayService::Service {
                     proto::InfoResponse* response) override;
   grpc::Status Checkpoint(grpc::ServerContext* context, const proto::CheckpointRequest* request,
                           proto::CheckpointResponse* response) override;
+  grpc::Status SetTrainingDone(grpc::ServerContext* context, const proto::SetTrainingDoneRequest* request,
+                               proto::SetTrainingDoneResponse* response) override;
 
   // Wakes every blocked call with CANCELLED and cancels later ones (before server shutdown).
   void Shutdown() { watcher_.CancelAll(); }
@@ -98,6 +106,7 @@ class ReplayServiceImpl final : public proto::ReplayService::Service {
   Persistence* const persistence_;  // not owned; may be null
   const ReplayServiceOptions options_;
   CancellationWatcher watcher_;
+  std::atomic<int64_t> ack_backpressure_waits_{0};
 };
 
 }  // namespace meow

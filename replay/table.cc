@@ -26,9 +26,17 @@ absl::Status TableConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "table.max_batch_rows: expected in [1, capacity=", capacity, "], got ", max_batch_rows));
   }
+  if (max_actors < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("table.max_actors: expected >= 1, got ", max_actors));
+  }
   if (max_sample_rows < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("table.max_sample_rows: expected >= 1, got ", max_sample_rows));
+  }
+  if (rate_limiter.min_size_to_sample > capacity) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate_limiter.min_size_to_sample (", rate_limiter.min_size_to_sample,
+        ") is above table.capacity (", capacity, "): the table could never hold enough to sample"));
   }
   return rate_limiter.Validate();
 }
@@ -59,12 +67,43 @@ absl::Status Table::LogStatusLocked() const {
                    "); it refuses them until restarted, clients keep their batches"));
 }
 
-absl::StatusOr<InsertSession> Table::OpenSession(uint64_t actor_id) {
+absl::StatusOr<InsertSession> Table::OpenSession(uint64_t actor_id, uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
   if (absl::Status status = LogStatusLocked(); !status.ok()) return status;
+  if (actors_.find(actor_id) == actors_.end() &&
+      static_cast<int64_t>(actors_.size()) >= config_.max_actors) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "replay keeps state for at most table.max_actors=", config_.max_actors,
+        " actor ids and has no room for actor id ", actor_id, " (ids in use: ", actors_.size(), ")"));
+  }
   ActorState& actor = actors_[actor_id];
+  if (actor.open && incarnation != 0 && actor.incarnation != 0 && actor.incarnation != incarnation) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "actor id ", actor_id, " is in use by another live actor (a different process or inserter "
+        "has an insert stream open with it); two actors with one id would drop each other's "
+        "batches as duplicates: give every actor its own id (meow actor --actor_id=N, or -1 to "
+        "take it from the host name)"));
+  }
   actor.session = next_session_++;
+  actor.incarnation = incarnation;
+  actor.open = true;
   return InsertSession{actor.session, actor.last_sequence_number};
+}
+
+void Table::SetTrainingDone(bool done, int64_t env_steps) {
+  absl::MutexLock lock(&mu_);  // waiting inserts re-check when it is released
+  training_done_ = done;
+  done_env_steps_ = env_steps;
+}
+
+void Table::CloseSession(uint64_t actor_id, uint64_t session) {
+  absl::MutexLock lock(&mu_);
+  auto it = actors_.find(actor_id);
+  if (it == actors_.end() || it->second.session != session) return;
+  it->second.open = false;
+  // An id that never stored a batch holds nothing worth keeping (a client cycling through ids
+  // must not grow the table's memory).
+  if (it->second.last_sequence_number == 0) actors_.erase(it);
 }
 
 void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_versions) {
@@ -137,6 +176,10 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
       return absl::AbortedError(absl::StrCat("the insert stream of actor ", actor_id,
                                              " was superseded by a newer stream"));
     }
+    if (training_done_) {
+      return absl::OutOfRangeError(absl::StrCat("training is over (the learner finished at ",
+                                                done_env_steps_, " environment steps); replay takes no more transitions"));
+    }
     if (duplicate()) {
       ++duplicate_batches_;
       return InsertResult{/*duplicate=*/true, log_ != nullptr ? log_->position() : 0};
@@ -144,7 +187,7 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
     if (limiter_.CanInsert(store_.size())) break;
     // The learner is behind: wait until it catches up (or we are told to stop).
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return closed_ || cancelled() || superseded() || duplicate() ||
+      return closed_ || cancelled() || superseded() || duplicate() || training_done_ ||
              limiter_.CanInsert(store_.size());
     };
     const absl::Time start = absl::Now();
@@ -304,6 +347,11 @@ absl::StatusOr<bool> Table::Replay(const proto::TransitionBatch& batch) {
   return true;
 }
 
+void Table::CenterRateLimiter() {
+  absl::MutexLock lock(&mu_);
+  limiter_.Center();
+}
+
 proto::TableInfo Table::Info() const {
   proto::TableInfo info;
   info.set_obs_dim(config_.obs_dim);
@@ -318,6 +366,7 @@ proto::TableInfo Table::Info() const {
   info.set_sampled_transitions(counters_.sampled_transitions);
   info.set_duplicate_batches(duplicate_batches_);
   info.set_newest_policy_version(newest_policy_version_);
+  info.set_training_done(training_done_);
   info.set_bytes(store_.bytes());
   int64_t actors = 0;
   for (const auto& [actor_id, actor] : actors_) {

@@ -47,6 +47,10 @@ struct TableConfig {
   int64_t capacity = 1'000'000;     // rows; the oldest is evicted beyond this
   int64_t max_batch_rows = 4096;    // rows per inserted batch; more: RESOURCE_EXHAUSTED
   int64_t max_sample_rows = 65536;  // rows per sampled batch; more: RESOURCE_EXHAUSTED
+  // Actor ids the table keeps state for (about 100 bytes each); a session for a new id beyond
+  // this is refused with RESOURCE_EXHAUSTED. Ids that never stored a batch are forgotten when
+  // their stream ends.
+  int64_t max_actors = 100000;
   RateLimiterConfig rate_limiter;
   uint64_t seed = 1;  // of the sampling generator
 
@@ -106,17 +110,28 @@ class Table {
   Table(const Table&) = delete;
   Table& operator=(const Table&) = delete;
 
-  // Opens a session for `actor_id`, superseding its previous one. UNAVAILABLE once the log has
-  // failed: the last stored sequence number would then overstate what is on disk, and a client
-  // must keep its unacknowledged batches for a restarted replay.
-  absl::StatusOr<InsertSession> OpenSession(uint64_t actor_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Opens a session for `actor_id`, superseding its previous one. `incarnation` identifies the
+  // client (an inserter draws it once): while a session of another non-zero incarnation is open
+  // (not yet closed with CloseSession), ALREADY_EXISTS: two live actors share the id and would
+  // drop each other's batches as duplicates. UNAVAILABLE once the log has failed: the last stored
+  // sequence number would then overstate what is on disk, and a client must keep its
+  // unacknowledged batches for a restarted replay. RESOURCE_EXHAUSTED for a new id when
+  // max_actors ids are tracked.
+  absl::StatusOr<InsertSession> OpenSession(uint64_t actor_id, uint64_t incarnation = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks the session's stream ended (a later incarnation may then take the id over); the id is
+  // forgotten when it never stored a batch. A superseded session's close changes nothing.
+  void CloseSession(uint64_t actor_id, uint64_t session) ABSL_LOCKS_EXCLUDED(mu_);
+  // Training is over (the learner finished at `env_steps`) or, with false, running again. While
+  // it is over, Insert ends with OUT_OF_RANGE, also for inserts already waiting on the limiter.
+  void SetTrainingDone(bool done, int64_t env_steps) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stores `batch` unless its (actor_id, sequence_number) is already stored. `session` is a token
   // from OpenSession for the batch's actor, or 0 to skip the session check. Errors:
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for a bad batch (nothing stored; names the field),
   // ABORTED when the session was superseded, DEADLINE_EXCEEDED when the rate limiter kept it
   // waiting past `timeout`, CANCELLED on cancellation or Close(), UNAVAILABLE once the log has
-  // failed.
+  // failed, OUT_OF_RANGE once training is over (SetTrainingDone).
   absl::StatusOr<InsertResult> Insert(const proto::TransitionBatch& batch, uint64_t session,
                                       absl::Duration timeout, Cancellation* cancel)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -148,6 +163,10 @@ class Table {
   void LoadState(const std::map<uint64_t, uint64_t>& last_sequence_numbers,
                  const TableCounters& counters) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<bool> Replay(const proto::TransitionBatch& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // After replaying logs: samples are not logged, so the limiter's count of them stops at the
+  // snapshot while every logged insert is counted again. Puts the limiter in the middle of its
+  // band, where inserts and samples both go on at once.
+  void CenterRateLimiter() ABSL_LOCKS_EXCLUDED(mu_);
 
   proto::TableInfo Info() const ABSL_LOCKS_EXCLUDED(mu_);
   proto::RateLimiterInfo RateLimiterState() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -180,12 +199,16 @@ class Table {
   struct ActorState {
     uint64_t last_sequence_number = 0;
     uint64_t session = 0;  // token of the newest session, 0 when none opened since start
+    uint64_t incarnation = 0;  // of the newest session's client
+    bool open = false;         // the newest session's stream has not ended
   };
   std::map<uint64_t, ActorState> actors_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   TableCounters counters_ ABSL_GUARDED_BY(mu_);
   int64_t duplicate_batches_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t newest_policy_version_ ABSL_GUARDED_BY(mu_) = 0;  // highest version stored
+  bool training_done_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t done_env_steps_ ABSL_GUARDED_BY(mu_) = 0;
   InsertLog* log_ ABSL_GUARDED_BY(mu_) = nullptr;  // not owned; may be null
 };
 

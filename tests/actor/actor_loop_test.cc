@@ -5,6 +5,8 @@
 
 #include <thread>
 
+#include "absl/synchronization/notification.h"
+
 #include <torch/utils.h>
 
 #include "gtest/gtest.h"
@@ -111,18 +113,23 @@ TEST(ActorLoopTest, WeightsReachTheActorAndTagItsTransitions) {
   }
 }
 
+// A replay for the actors' 2-dimensional test task whose rate limiter holds inserts back: one
+// sampled transition per inserted one, sampling from 10 rows, 5 transitions of slack.
+absl::StatusOr<std::unique_ptr<ReplayServer>> StartHoldingReplay() {
+  ReplayServerConfig config;
+  config.table.obs_dim = 2;
+  config.table.action_dim = 2;
+  config.table.capacity = 100000;
+  config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(1.0, 10, 5.0);
+  return StartReplayServer(config);
+}
+
 // Replay's rate limiter decides how far the actors get ahead of the learner: an actor whose inserts
 // are held back stops stepping after at most the batch in flight and the one it was filling,
 // rather than queueing up transitions made with ever staler weights (with a queue of 64 batches,
 // the data of MultiGoal-v0's local mode ran 440 updates behind the learner and learned worse).
 TEST(ActorLoopTest, AnActorHeldByReplaysRateLimiterStopsStepping) {
-  ReplayServerConfig replay_config;
-  replay_config.table.obs_dim = 2;
-  replay_config.table.action_dim = 2;
-  replay_config.table.capacity = 100000;
-  // One sampled transition per inserted one, sampling from 10 rows, 5 transitions of slack.
-  replay_config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(1.0, 10, 5.0);
-  auto replay = StartReplayServer(replay_config);
+  auto replay = StartHoldingReplay();
   ASSERT_TRUE(replay.ok()) << replay.status();
   auto params = StartParameterServer(ParameterServerConfig());
   ASSERT_TRUE(params.ok());
@@ -163,6 +170,39 @@ TEST(ActorLoopTest, AnActorHeldByReplaysRateLimiterStopsStepping) {
   stop = true;
   thread.join();
   EXPECT_TRUE(result.ok()) << result;
+}
+
+// An actor held by the rate limiter after the learner has gone (its "done" was missed) hears from
+// replay that training is over and ends cleanly, instead of waiting forever.
+TEST(ActorLoopTest, AnActorHeldByReplayEndsWhenReplaySaysTrainingIsOver) {
+  auto replay = StartHoldingReplay();
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  ActorConfig config = Config((*replay)->address(), "127.0.0.1:1");  // no learner there
+  config.rpc_timeout = absl::Milliseconds(200);
+  auto actor = Actor::Create(config);
+  ASSERT_TRUE(actor.ok()) << actor.status();
+  std::atomic<bool> stop{false};
+  absl::Status result;
+  absl::Notification finished;
+  std::thread thread([&] {
+    result = (*actor)->Run(stop);
+    finished.Notify();
+  });
+  auto blocked = [&] {
+    auto i = GetReplayInfo((*replay)->address(), absl::Seconds(5));
+    return i.ok() && i->rate_limiter().blocked_inserts() > 0;
+  };
+  ASSERT_TRUE(WaitFor(blocked, absl::Seconds(30)));
+  EXPECT_FALSE(finished.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
+  ASSERT_TRUE(SetReplayTrainingDone((*replay)->address(), true, 24, absl::Seconds(5)).ok());
+  EXPECT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  stop = true;  // ends the test either way
+  thread.join();
+  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_TRUE((*actor)->stats().learner_done);
+  auto info = GetReplayInfo((*replay)->address(), absl::Seconds(5));
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->table().training_done());
 }
 
 TEST(ActorLoopTest, AnUnreachableLearnerDoesNotStopTheActor) {

@@ -22,6 +22,10 @@
 namespace meow {
 namespace {
 
+// How long a call may take to be answered (refused or not): generous, since TLS handshakes on a
+// loaded 2-core machine can take seconds.
+constexpr absl::Duration kAnswer = absl::Seconds(60);
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
@@ -74,7 +78,7 @@ class GrpcSecurityTest : public ::testing::Test {
   grpc::Status InsertOneBatch() {
     auto stub = proto::ReplayService::NewStub(CreateReplayChannel(replay_->address(), 64 << 20));
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto stream = stub->Insert(&context);
     proto::InsertRequest open;
     open.mutable_open()->set_actor_id(7);
@@ -99,21 +103,21 @@ class GrpcSecurityTest : public ::testing::Test {
 
 TEST_F(GrpcSecurityTest, TheRightTokenOverTlsGetsThrough) {
   UseClient(dir_ + "/token");
-  auto info = GetReplayInfo(replay_->address(), absl::Seconds(5));
+  auto info = GetReplayInfo(replay_->address(), kAnswer);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_TRUE(InsertOneBatch().ok());
   EXPECT_EQ(replay_->table()->Info().size(), 1);
   ParameterClient client(learner_->address());
-  auto weights = client.Get(0, absl::Seconds(5));
+  auto weights = client.Get(0, kAnswer);
   EXPECT_TRUE(weights.ok()) << weights.status();
-  EXPECT_TRUE(client.Report(proto::ReportRequest(), absl::Seconds(5)).ok());
+  EXPECT_TRUE(client.Report(proto::ReportRequest(), kAnswer).ok());
 }
 
 TEST_F(GrpcSecurityTest, NoTokenOrAWrongTokenIsUnauthenticatedAndStoresNothing) {
   for (const std::string& token_file : {std::string(), dir_ + "/wrong"}) {
     SCOPED_TRACE(token_file.empty() ? "no token" : "wrong token");
     UseClient(token_file);
-    auto info = GetReplayInfo(replay_->address(), absl::Seconds(5));
+    auto info = GetReplayInfo(replay_->address(), kAnswer);
     EXPECT_EQ(info.status().code(), absl::StatusCode::kUnauthenticated) << info.status();
     EXPECT_THAT(std::string(info.status().message()),
                 HasSubstr(token_file.empty() ? "requires a bearer token" : "wrong bearer token"));
@@ -122,19 +126,19 @@ TEST_F(GrpcSecurityTest, NoTokenOrAWrongTokenIsUnauthenticatedAndStoresNothing) 
     EXPECT_EQ(replay_->table()->Info().size(), 0);
     EXPECT_EQ(replay_->table()->Info().actors(), 0);
     ParameterClient client(learner_->address());
-    EXPECT_EQ(client.Get(0, absl::Seconds(5)).status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(client.Get(0, kAnswer).status().code(), absl::StatusCode::kUnauthenticated);
     proto::ReportRequest report;
     proto::Episode* e = report.add_episodes();
     e->set_episode_return(1);
     e->set_length(1);
-    EXPECT_EQ(client.Report(report, absl::Seconds(5)).status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(client.Report(report, kAnswer).status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_TRUE(learner_->board()->TakeEpisodes().empty());
   }
 }
 
 TEST_F(GrpcSecurityTest, APlaintextClientCannotTalkToATlsServer) {
   UseClient(dir_ + "/token", /*tls=*/false);
-  auto info = GetReplayInfo(replay_->address(), absl::Seconds(3));
+  auto info = GetReplayInfo(replay_->address(), kAnswer);
   EXPECT_EQ(info.status().code(), absl::StatusCode::kUnavailable) << info.status();
   EXPECT_EQ(InsertOneBatch().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(replay_->table()->Info().size(), 0);

@@ -47,10 +47,12 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   absl::Status result;
   std::thread thread([&] { result = (*learner)->Run(stop); });
 
-  // Below replay's minimum size the learner waits and publishes nothing.
-  absl::SleepFor(absl::Milliseconds(400));
-  EXPECT_EQ(store.version(), 0);
+  // Below replay's minimum size the learner waits (polled: its thread may start late on a busy
+  // machine) and publishes nothing.
+  const absl::Time waited = absl::Now() + absl::Seconds(60);
+  while ((*learner)->stats().sample_waits == 0 && absl::Now() < waited) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_GT((*learner)->stats().sample_waits, 0);
+  EXPECT_EQ(store.version(), 0);
 
   ReplayInserterConfig inserter_config;
   inserter_config.addresses = {(*replay)->address()};

@@ -79,6 +79,16 @@ TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
   CliRun ratio = Meow("train --samples_per_insert=0");
   EXPECT_EQ(ratio.exit_code, 2);
   EXPECT_THAT(ratio.output, HasSubstr("--samples_per_insert=0: expected > 0"));
+  // A replay that could never sample.
+  CliRun min_size = Meow("replay --env=MultiGoal-v0 --buffer_size=1000 --min_replay_size=1001");
+  EXPECT_EQ(min_size.exit_code, 2);
+  EXPECT_THAT(min_size.output, HasSubstr("--min_replay_size=1001: expected in [1, --buffer_size=1000]"));
+  CliRun zero_ratio = Meow("replay --env=MultiGoal-v0 --samples_per_insert=0");
+  EXPECT_EQ(zero_ratio.exit_code, 2);
+  EXPECT_THAT(zero_ratio.output, HasSubstr("--samples_per_insert=0: expected a finite value > 0"));
+  CliRun batch = Meow("train --env=MultiGoal-v0 --buffer_size=1000 --learning_starts=100 --batch_size=2000");
+  EXPECT_EQ(batch.exit_code, 2);
+  EXPECT_THAT(batch.output, HasSubstr("batch_size (2000) must not exceed buffer_size (1000)"));
   CliRun no_replay = Meow("learner");
   EXPECT_EQ(no_replay.exit_code, 2);
   EXPECT_THAT(no_replay.output, HasSubstr("meow learner needs --replay=HOST:PORT"));
@@ -88,12 +98,16 @@ TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
   CliRun no_learner = Meow("actor --replay=127.0.0.1:1");
   EXPECT_EQ(no_learner.exit_code, 2);
   EXPECT_THAT(no_learner.output, HasSubstr("meow actor needs --learner=HOST:PORT"));
+  // No shared default id: two actors left at one would drop each other's batches.
+  CliRun no_id = Meow("actor --replay=127.0.0.1:1 --learner=127.0.0.1:2");
+  EXPECT_EQ(no_id.exit_code, 2);
+  EXPECT_THAT(no_id.output, HasSubstr("meow actor needs --actor_id=N"));
 
   const std::string dir = ::testing::TempDir() + "/meow_cli_unreachable_" + std::to_string(getpid());
   CliRun learner = Meow("learner --replay=127.0.0.1:1 --connect_timeout=1s --run_dir=" + dir);
   EXPECT_EQ(learner.exit_code, 1);
   EXPECT_THAT(learner.output, HasSubstr("cannot reach replay at 127.0.0.1:1 within 1s"));
-  CliRun actor = Meow("actor --replay=127.0.0.1:1 --learner=127.0.0.1:2 --connect_timeout=1s");
+  CliRun actor = Meow("actor --replay=127.0.0.1:1 --learner=127.0.0.1:2 --actor_id=0 --connect_timeout=1s");
   EXPECT_EQ(actor.exit_code, 1);
   EXPECT_THAT(actor.output, HasSubstr("cannot reach replay at 127.0.0.1:1"));
   CliRun eval = Meow("eval --learner=127.0.0.1:2 --connect_timeout=1s");

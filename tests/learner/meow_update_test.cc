@@ -305,27 +305,39 @@ TEST(MeowUpdateTest, NonFiniteStepsAreSkippedCountedAndChangeNothing) {
 
 // Two updaters from the same initialisation on the same batch: with dropout their losses depend on
 // the random masks (train mode in the update); without dropout they are identical.
-double LossWithMaskSeed(double dropout, uint64_t mask_seed) {
+double LossWithMaskSeed(double dropout, uint64_t mask_seed, bool manual_backward) {
   torch::manual_seed(7);
-  auto updater = MeowUpdater::Create(PolicyConfig(6, 2, dropout), MeowUpdateConfig(), at::kCPU);
+  MeowUpdateConfig config;
+  config.manual_backward = manual_backward;
+  auto updater = MeowUpdater::Create(PolicyConfig(6, 2, dropout), config, at::kCPU);
   const Batch batch = RandomBatch(64, 6, 2);
   torch::manual_seed(mask_seed);
   return (*updater)->Step(batch)->loss;
 }
 
 TEST(MeowUpdateTest, DropoutIsOnInTheUpdateAndOffWhenActing) {
-  EXPECT_NE(LossWithMaskSeed(0.5, 1), LossWithMaskSeed(0.5, 2));
-  EXPECT_EQ(LossWithMaskSeed(0.0, 1), LossWithMaskSeed(0.0, 2));
+  for (bool manual : {true, false}) {
+    SCOPED_TRACE(manual ? "hand-written backward" : "autograd");
+    // In the update: the loss depends on the masks drawn, and only with dropout on.
+    EXPECT_NE(LossWithMaskSeed(0.5, 1, manual), LossWithMaskSeed(0.5, 2, manual));
+    EXPECT_EQ(LossWithMaskSeed(0.0, 1, manual), LossWithMaskSeed(0.0, 2, manual));
 
-  torch::manual_seed(9);
-  auto updater = MeowUpdater::Create(PolicyConfig(6, 2, 0.5), MeowUpdateConfig(), at::kCPU);
-  ASSERT_TRUE((*updater)->Step(RandomBatch(64, 6, 2)).ok());
-  FlowPolicyImpl& policy = *(*updater)->policy();
-  EXPECT_FALSE(policy.is_training());  // back in acting mode after the update
-  torch::NoGradGuard no_grad;
-  const at::Tensor obs = at::randn({16, 6});
-  // The deterministic action goes through the coupling nets: equal twice only without dropout.
-  EXPECT_TRUE(at::equal(policy.Sample(obs, true).action, policy.Sample(obs, true).action));
+    torch::manual_seed(9);
+    MeowUpdateConfig config;
+    config.manual_backward = manual;
+    auto updater = MeowUpdater::Create(PolicyConfig(6, 2, 0.5), config, at::kCPU);
+    ASSERT_TRUE((*updater)->Step(RandomBatch(64, 6, 2)).ok());
+    FlowPolicyImpl& policy = *(*updater)->policy();
+    torch::NoGradGuard no_grad;
+    const at::Tensor obs = at::randn({16, 6});
+    // The deterministic action goes through the coupling nets: equal twice only without dropout.
+    // That this can tell: in training mode the same call differs.
+    EXPECT_FALSE(policy.is_training());
+    EXPECT_TRUE(at::equal(policy.Sample(obs, true).action, policy.Sample(obs, true).action));
+    policy.train();
+    EXPECT_FALSE(at::equal(policy.Sample(obs, true).action, policy.Sample(obs, true).action));
+    policy.eval();
+  }
 }
 
 TEST(MeowUpdateTest, MalformedBatchesAreRefusedNamingTheField) {

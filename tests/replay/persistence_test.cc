@@ -1,8 +1,14 @@
 #include "replay/persistence.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -184,6 +190,67 @@ TEST(ReplayLogTest, GroupCommitMakesEveryWaiterDurable) {
     last[batch.actor_id()] = batch.sequence_number();
   }
   EXPECT_EQ(records, 101);
+}
+
+// Reads every batch record of the log at `path` (after its header) as (actor, sequence).
+std::vector<std::pair<uint64_t, uint64_t>> LoggedBatches(const std::string& path) {
+  std::vector<std::pair<uint64_t, uint64_t>> batches;
+  absl::StatusOr<std::unique_ptr<RecordReader>> reader = RecordReader::Open(path);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  if (!reader.ok()) return batches;
+  bool header = true;
+  for (;;) {
+    absl::StatusOr<std::optional<std::string>> payload = (*reader)->Next();
+    EXPECT_TRUE(payload.ok()) << payload.status();
+    if (!payload.ok() || !payload->has_value()) break;
+    if (header) {
+      header = false;
+      continue;
+    }
+    proto::TransitionBatch batch;
+    EXPECT_TRUE(batch.ParseFromString(**payload));
+    batches.emplace_back(batch.actor_id(), batch.sequence_number());
+  }
+  return batches;
+}
+
+TEST(ReplayLogTest, RotationPutsEachRecordInItsFileWithoutIoAtTheSwitch) {
+  TempDir dir;
+  auto log = ReplayLog::Create(dir.path() + "/a", proto::LogHeader(), /*fsync=*/true);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->SwitchToPrepared().code(), absl::StatusCode::kFailedPrecondition);
+  for (uint64_t sequence = 1; sequence <= 10; ++sequence) (*log)->Append(MakeBatch(1, sequence, 2));
+  ASSERT_TRUE((*log)->WaitDurable(4, absl::Now() + kLong).ok());  // 1..10 reach a (group commit)
+  for (uint64_t sequence = 11; sequence <= 14; ++sequence) (*log)->Append(MakeBatch(1, sequence, 2));
+  ASSERT_TRUE((*log)->PrepareRotation(dir.path() + "/b", proto::LogHeader()).ok());
+  ASSERT_TRUE((*log)->SwitchToPrepared().ok());
+  EXPECT_EQ((*log)->path(), dir.path() + "/b");
+  EXPECT_EQ((*log)->file_records(), 0);
+  // Records appended after the switch belong to b; 11..14 still go to a, written first.
+  for (uint64_t sequence = 15; sequence <= 17; ++sequence) (*log)->Append(MakeBatch(1, sequence, 2));
+  ASSERT_TRUE((*log)->FinishRotation(absl::Now() + kLong).ok());
+  EXPECT_EQ((*log)->position(), 17u);
+  std::vector<std::pair<uint64_t, uint64_t>> a, b;
+  for (uint64_t sequence = 1; sequence <= 14; ++sequence) a.emplace_back(1, sequence);
+  for (uint64_t sequence = 15; sequence <= 17; ++sequence) b.emplace_back(1, sequence);
+  EXPECT_EQ(LoggedBatches(dir.path() + "/a"), a);
+  EXPECT_EQ(LoggedBatches(dir.path() + "/b"), b);
+  // A rotation with nothing pending still closes the old file, so the next one can switch.
+  ASSERT_TRUE((*log)->PrepareRotation(dir.path() + "/b2", proto::LogHeader()).ok());
+  ASSERT_TRUE((*log)->SwitchToPrepared().ok());
+  ASSERT_TRUE((*log)->FinishRotation(absl::Now() + kLong).ok());
+  ASSERT_TRUE((*log)->PrepareRotation(dir.path() + "/b3", proto::LogHeader()).ok());
+  ASSERT_TRUE((*log)->SwitchToPrepared().ok());
+  ASSERT_TRUE((*log)->FinishRotation(absl::Now() + kLong).ok());
+  EXPECT_EQ(LoggedBatches(dir.path() + "/b2"), (std::vector<std::pair<uint64_t, uint64_t>>{}));
+  // Another rotation, finished by a plain WaitDurable of an insert instead.
+  ASSERT_TRUE((*log)->PrepareRotation(dir.path() + "/c", proto::LogHeader()).ok());
+  (*log)->Append(MakeBatch(1, 18, 2));
+  ASSERT_TRUE((*log)->SwitchToPrepared().ok());
+  const uint64_t position = (*log)->Append(MakeBatch(1, 19, 2));
+  ASSERT_TRUE((*log)->WaitDurable(position, absl::Now() + kLong).ok());
+  EXPECT_EQ(LoggedBatches(dir.path() + "/b3"), (std::vector<std::pair<uint64_t, uint64_t>>{{1, 18}}));
+  EXPECT_EQ(LoggedBatches(dir.path() + "/c"), (std::vector<std::pair<uint64_t, uint64_t>>{{1, 19}}));
 }
 
 TEST(SnapshotTest, RoundTripAndPartialRead) {
@@ -411,6 +478,144 @@ TEST(PersistenceTest, SnapshotThreadFiresWhenTheLogOutgrowsTheLimit) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_GT((*persistence)->Info().snapshots_written(), before);
+}
+
+TEST(PersistenceTest, APartialSnapshotDoesNotClaimTheRowsItLost) {
+  TempDir dir;
+  {
+    std::unique_ptr<Table> table = NewTable();
+    auto persistence = Persistence::Open(Config(dir.path()), table.get());
+    ASSERT_TRUE(persistence.ok());
+    // 33 batches of 512 rows: the snapshot's first chunk holds batches 1..32, its second batch 33.
+    InsertDurably(*table, **persistence, 1, 1, 33, 512);
+    ASSERT_TRUE((*persistence)->Snapshot().ok());
+  }
+  // The start-up snapshot (empty) and ours. With the start-up one unreadable, ours is the only
+  // one left, and only partly: its last chunk is damaged.
+  const std::vector<std::string> snapshots = Files(dir.path(), "snapshot-");
+  ASSERT_EQ(snapshots.size(), 2u);
+  fs::resize_file(snapshots[0], 10);
+  FlipByte(snapshots[1], static_cast<int64_t>(fs::file_size(snapshots[1])) - 200);
+
+  std::unique_ptr<Table> table = NewTable();
+  auto persistence = Persistence::Open(Config(dir.path()), table.get());
+  ASSERT_TRUE(persistence.ok()) << persistence.status();
+  EXPECT_FALSE((*persistence)->recovery().snapshot_complete);
+  EXPECT_EQ(table->size(), 32 * 512);
+  ASSERT_FALSE((*persistence)->recovery().errors.empty());
+  EXPECT_THAT((*persistence)->recovery().errors.back(), HasSubstr("sequence numbers are not restored"));
+  // Batch 33 is gone, so it must not count as stored: the actor's resend is taken.
+  EXPECT_LT(table->LastSequenceNumber(1), 33u);
+  absl::StatusOr<InsertResult> resent = table->Insert(MakeBatch(1, 33, 512), 0, kLong, nullptr);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_FALSE(resent->duplicate) << "a batch the partial snapshot lost was taken as already stored";
+  EXPECT_EQ(table->size(), 33 * 512);
+}
+
+TEST(PersistenceTest, TheRateLimiterComesBackNeutralAfterAKillBetweenSnapshots) {
+  // One sampled transition per inserted one, one batch of slack: inserts and samples go in step.
+  TableConfig config = HopperTable(100000);
+  config.rate_limiter = RateLimiterConfig::SampleToInsertRatio(1.0, /*min_size=*/64, /*error_buffer=*/8);
+  TempDir dir;
+  {
+    auto table = Table::Create(config);
+    ASSERT_TRUE(table.ok());
+    auto persistence = Persistence::Open(Config(dir.path()), table->get());
+    ASSERT_TRUE(persistence.ok());
+    InsertDurably(**table, **persistence, 1, 1, 8);  // 64 rows: sampling may start
+    ASSERT_TRUE((*persistence)->Snapshot().ok());
+    for (uint64_t sequence = 9; sequence < 9 + 500; ++sequence) {  // 4,000 in, 4,000 out
+      ASSERT_TRUE((*table)->Sample(8, kLong, nullptr).ok());
+      InsertDurably(**table, **persistence, 1, sequence, sequence);
+    }
+    const proto::RateLimiterInfo before = (*table)->RateLimiterState();
+    EXPECT_TRUE(before.can_insert() && before.can_sample()) << before.DebugString();
+    // Gone without a final snapshot, like a killed process.
+  }
+  auto table = Table::Create(config);
+  ASSERT_TRUE(table.ok());
+  auto persistence = Persistence::Open(Config(dir.path()), table->get());
+  ASSERT_TRUE(persistence.ok()) << persistence.status();
+  EXPECT_EQ((*persistence)->recovery().log_batches, 500);
+  EXPECT_TRUE((*persistence)->recovery().rate_limiter_centered);
+  const proto::RateLimiterInfo after = (*table)->RateLimiterState();
+  EXPECT_GE(after.diff(), after.min_diff()) << after.DebugString();
+  EXPECT_LE(after.diff(), after.max_diff()) << after.DebugString();
+  EXPECT_TRUE(after.can_insert()) << "inserts would wait for samples made before the kill: "
+                                  << after.DebugString();
+  EXPECT_TRUE(after.can_sample()) << after.DebugString();
+  // Both sides go on in step (with the old count an insert waited here until its deadline).
+  for (uint64_t sequence = 509; sequence < 509 + 20; ++sequence) {
+    absl::StatusOr<InsertResult> inserted = (*table)->Insert(MakeBatch(1, sequence, 8), 0, kLong, nullptr);
+    ASSERT_TRUE(inserted.ok()) << inserted.status();
+    ASSERT_TRUE((*table)->Sample(8, kLong, nullptr).ok());
+  }
+}
+
+TEST(PersistenceTest, InsertsAndSamplesGoOnWhileTheNextLogFileIsSlowToCreate) {
+  // The next generation's log path is a FIFO: opening it for writing blocks until a reader comes,
+  // like a file system that stalls. A snapshot waits there; the table must not.
+  TempDir dir;
+  std::unique_ptr<Table> table = NewTable();
+  auto persistence = Persistence::Open(Config(dir.path()), table.get());
+  ASSERT_TRUE(persistence.ok()) << persistence.status();
+  InsertDurably(*table, **persistence, 1, 1, 4);
+  const std::vector<std::string> logs = Files(dir.path(), "log-");
+  ASSERT_FALSE(logs.empty());
+  const std::string newest = logs.back();
+  const int64_t generation = std::stoll(newest.substr(newest.size() - 17, 12));
+  const std::string fifo = LogPath(dir.path(), generation + 1);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+
+  std::atomic<bool> snapshot_done{false};
+  std::atomic<long> snapshot_tid{0};
+  std::thread snapshot([&] {
+    snapshot_tid = ::syscall(SYS_gettid);
+    EXPECT_TRUE((*persistence)->Snapshot().ok());
+    snapshot_done = true;
+  });
+  // Wait until the snapshot is blocked opening the FIFO (the kernel shows the thread's syscall).
+  auto blocked_in_open = [&] {
+    if (snapshot_tid == 0) return false;
+    std::ifstream file(absl::StrCat("/proc/self/task/", snapshot_tid.load(), "/syscall"));
+    long number = -1;
+    return static_cast<bool>(file >> number) && number == SYS_openat;
+  };
+  const absl::Time blocked_deadline = absl::Now() + absl::Seconds(60);
+  while (!blocked_in_open() && absl::Now() < blocked_deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_TRUE(blocked_in_open()) << "the snapshot never reached the next log file";
+  std::atomic<int64_t> done{0};
+  std::atomic<bool> stop{false};
+  std::thread inserter([&] {
+    for (uint64_t sequence = 5; !stop; ++sequence) {
+      absl::StatusOr<InsertResult> result = table->Insert(MakeBatch(1, sequence, 8), 0, kLong, nullptr);
+      if (!result.ok() || !(*persistence)->WaitDurable(result->log_position, absl::Now() + kLong).ok() ||
+          !table->Sample(8, kLong, nullptr).ok()) {
+        ADD_FAILURE() << "insert " << sequence << " failed";
+        return;
+      }
+      ++done;
+    }
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (done < 200 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_GE(done.load(), 200) << "inserts stopped while the snapshot waited for its next log file";
+  EXPECT_FALSE(snapshot_done.load());  // it was waiting the whole time
+  stop = true;
+  // Let the snapshot go on: a reader drains the FIFO until the log closes it.
+  std::thread reader([&] {
+    const int fd = ::open(fifo.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    char buffer[4096];
+    while (::read(fd, buffer, sizeof(buffer)) > 0) {
+    }
+    ::close(fd);
+  });
+  inserter.join();
+  snapshot.join();
+  EXPECT_TRUE(snapshot_done.load());
+  persistence->reset();
+  reader.join();
 }
 
 }  // namespace

@@ -265,6 +265,84 @@ TEST(ReplayServiceTest, ResentBatchIsAcknowledgedAndStoredOnce) {
   EXPECT_THAT(text.text(), HasSubstr("meow_replay_inserted_batches 3\n"));
 }
 
+// Two actors started with one id (two inserters, each its own incarnation): the second is refused
+// with ALREADY_EXISTS naming the id, and nothing of the first is dropped or superseded; once the
+// first has gone, the id is free again and numbering continues after its batches.
+TEST(ReplayServiceTest, ASecondLiveActorWithTheSameIdIsRefused) {
+  std::unique_ptr<ReplayServer> server = Start(ServerConfig());
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<ReplayInserter> first = NewInserter({server->address()}, /*actor=*/3);
+  for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(first->Insert(MakeBatch(3, i, 16), kLong).ok());
+  ASSERT_TRUE(first->Flush(kLong).ok());
+
+  ReplayInserterConfig config;
+  config.addresses = {server->address()};
+  config.actor_id = 3;
+  config.id_conflict_grace = absl::ZeroDuration();
+  config.backoff.initial = absl::Milliseconds(20);
+  auto second = ReplayInserter::Create(config);
+  ASSERT_TRUE(second.ok());
+  absl::Status refused = (*second)->Insert(MakeBatch(3, 1, 16), kLong);
+  if (refused.ok()) refused = (*second)->Flush(kLong);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("actor id 3 is in use by another live actor"));
+
+  // The first goes on undisturbed.
+  for (uint64_t i = 21; i <= 30; ++i) ASSERT_TRUE(first->Insert(MakeBatch(3, i, 16), kLong).ok());
+  ASSERT_TRUE(first->Flush(kLong).ok());
+  EXPECT_EQ(first->stats().connects, 1);
+  EXPECT_EQ(server->table()->Info().inserted_batches(), 30);
+  EXPECT_EQ(server->table()->size(), 30 * 16);
+
+  // Gone, it frees the id: a restarted actor continues after batch 30.
+  first.reset();
+  std::unique_ptr<ReplayInserter> restarted = NewInserter({server->address()}, /*actor=*/3);
+  ASSERT_TRUE(restarted->Insert(MakeBatch(3, 1, 16), kLong).ok());
+  ASSERT_TRUE(restarted->Flush(kLong).ok());
+  EXPECT_EQ(restarted->stats().acked_sequence_number, 31u);
+  EXPECT_EQ(server->table()->Info().inserted_batches(), 31);
+}
+
+// "Training is over" from the learner: inserts waiting on the rate limiter and later ones end
+// with OUT_OF_RANGE saying so; a learner starting again (done = false) lets them in again.
+TEST(ReplayServiceTest, TrainingDoneEndsWaitingAndLaterInserts) {
+  ReplayServerConfig config = ServerConfig();
+  config.table.rate_limiter = RateLimiterConfig::SampleToInsertRatio(1.0, 16, 8.0);
+  std::unique_ptr<ReplayServer> server = Start(config);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<ReplayInserter> inserter = NewInserter({server->address()}, /*actor=*/2);
+  for (uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(inserter->Insert(MakeBatch(2, i, 16), kLong).ok());
+  // Two batches fit (16 rows below the minimum, then 16 within the slack); the third waits.
+  std::string last_info;
+  auto blocked = [&] {
+    auto info = GetReplayInfo(server->address(), kLong);
+    last_info = info.ok() ? info->DebugString() : info.status().ToString();
+    return info.ok() && info->rate_limiter().blocked_inserts() > 0;
+  };
+  const absl::Time deadline = absl::Now() + kLong;
+  bool held = false;
+  while (!(held = blocked()) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(held) << last_info;
+  ASSERT_TRUE(SetReplayTrainingDone(server->address(), true, 32, kLong).ok());
+  absl::Status flushed = inserter->Flush(kLong);
+  EXPECT_EQ(flushed.code(), absl::StatusCode::kOutOfRange) << flushed;
+  EXPECT_THAT(std::string(flushed.message()), HasSubstr("training is over (the learner finished at 32 environment steps)"));
+  EXPECT_TRUE(GetReplayInfo(server->address(), kLong)->table().training_done());
+  std::unique_ptr<ReplayInserter> late = NewInserter({server->address()}, /*actor=*/5);
+  ASSERT_TRUE(late->Insert(MakeBatch(5, 1, 4), kLong).ok());
+  EXPECT_EQ(late->Flush(kLong).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(server->table()->size(), 32);
+
+  // A learner resuming the run clears it.
+  ASSERT_TRUE(SetReplayTrainingDone(server->address(), false, 0, kLong).ok());
+  std::unique_ptr<ReplayInserter> resumed = NewInserter({server->address()}, /*actor=*/6);
+  ASSERT_TRUE(resumed->Insert(MakeBatch(6, 1, 4), kLong).ok());
+  // Its insert waits until the sampler (which prefetches as far as the limiter lets it) has drawn
+  // enough.
+  std::unique_ptr<ReplaySampler> sampler = NewSampler({server->address()}, /*batch_size=*/8);
+  EXPECT_TRUE(resumed->Flush(kLong).ok());
+}
+
 TEST(ReplayServiceTest, BadBatchesAreRefusedAloneWithTheField) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
@@ -513,11 +591,18 @@ TEST(ReplayServiceTest, ShardsSplitInsertsByActorAndSamplesComeFromAll) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   // Samples come from both shards in about equal shares (shard 0 holds actors 0 and 2). The
-  // learner here takes a batch every 2 ms, like a (fast) learner: both shards keep batches ready.
+  // learner here takes a batch once both shards have refilled their credit (2 batches each), like
+  // a learner slower than replay, however busy the machine is.
   std::set<uint64_t> actors;
   int from_shard0 = 0;
   constexpr int kBatches = 100;
   for (int i = 0; i < kBatches; ++i) {
+    const absl::Time full_deadline = absl::Now() + kLong;
+    while (absl::Now() < full_deadline) {
+      const ReplaySampler::Stats stats = sampler->stats();
+      if (stats.received - stats.returned >= 4) break;
+      absl::SleepFor(absl::Milliseconds(1));
+    }
     absl::StatusOr<SampledBatch> batch = sampler->Next(kLong);
     ASSERT_TRUE(batch.ok()) << batch.status();
     const uint64_t first_actor = std::get<0>(KeyOf(&batch->obs[0]));
@@ -527,7 +612,6 @@ TEST(ReplayServiceTest, ShardsSplitInsertsByActorAndSamplesComeFromAll) {
       EXPECT_EQ(actor % 2, first_actor % 2);  // a batch comes from one shard
       actors.insert(actor);
     }
-    absl::SleepFor(absl::Milliseconds(2));
   }
   EXPECT_EQ(actors, (std::set<uint64_t>{0, 1, 2, 3}));
   EXPECT_GE(from_shard0, kBatches * 4 / 10);
@@ -602,6 +686,103 @@ TEST(ReplayServiceTest, InserterResendsAcrossARestartAndNothingIsDuplicated) {
   EXPECT_EQ(info.persistence().recovered_transitions(), 30 * 32);
   server.reset();
   std::filesystem::remove_all(dir);
+}
+
+// What one client can make the server hold: a sampled batch larger than a message can carry is
+// refused up front (before any rows are gathered), and the server keeps serving.
+TEST(ReplayServiceTest, ASampleLargerThanAMessageIsRefusedNamingTheLimit) {
+  ReplayServerConfig config = ServerConfig();
+  config.max_message_bytes = 1 << 20;  // holds 1024-row inserts (~105 KB), not 20,000-row samples
+  config.table.max_sample_rows = 65536;
+  std::unique_ptr<ReplayServer> server = Start(config);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<ReplayInserter> inserter = NewInserter({server->address()}, /*actor=*/1);
+  for (uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(inserter->Insert(MakeBatch(1, i, 64), kLong).ok());
+  ASSERT_TRUE(inserter->Flush(kLong).ok());
+
+  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(server->address(), 64 << 20));
+  auto sample = [&](int64_t rows, proto::SampleResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
+    auto stream = stub->Sample(&context);
+    proto::SampleRequest request;
+    request.set_batch_size(rows);
+    request.set_credit(1);
+    stream->Write(request);
+    stream->WritesDone();
+    while (stream->Read(response)) {
+    }
+    return stream->Finish();
+  };
+  proto::SampleResponse response;
+  const grpc::Status refused = sample(20000, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("SampleRequest.batch_size: 20000 rows"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("max_message_bytes=1048576"));
+  EXPECT_EQ(server->table()->Info().sampled_batches(), 0);
+  const grpc::Status served = sample(256, &response);
+  EXPECT_TRUE(served.ok()) << served.error_message();
+  EXPECT_EQ(response.batch().reward().shape(0), 256);
+}
+
+// A client that sends batches but never reads its acks: the server stops reading its stream once
+// max_pending_acks acks wait (gRPC flow control then holds the client), instead of queueing acks
+// without bound; when the client reads, everything is stored and acknowledged once.
+TEST(ReplayServiceTest, AClientThatDoesNotReadItsAcksIsHeldBack) {
+  ReplayServerConfig config = ServerConfig();
+  config.max_pending_acks = 16;
+  std::unique_ptr<ReplayServer> server = Start(config);
+  ASSERT_NE(server, nullptr);
+  // A small receive window on the client, so that unread acks fill it quickly.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto stub = proto::ReplayService::NewStub(
+      grpc::CreateCustomChannel(server->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  auto stream = stub->Insert(&context);
+  proto::InsertRequest open;
+  open.mutable_open()->set_actor_id(9);
+  ASSERT_TRUE(stream->Write(open));
+  proto::InsertResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_opened());
+
+  constexpr int kBatches = 20000;
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    proto::InsertRequest request;
+    for (int i = 1; i <= kBatches; ++i) {
+      *request.mutable_batch() = MakeBatch(9, i, 1);
+      if (!stream->Write(request)) return;
+      ++written;
+    }
+    stream->WritesDone();
+  });
+  auto held = [&] {
+    auto info = GetReplayInfo(server->address(), kLong);
+    return info.ok() && info->service().ack_backpressure_waits() > 0;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!held() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(held()) << "the server read " << server->table()->Info().inserted_batches()
+                      << " batches of a client that read no acks";
+  EXPECT_LT(server->table()->Info().inserted_batches(), kBatches);
+
+  // The client reads now: every batch is stored and acknowledged once, in order.
+  int acked = 0;
+  while (acked < kBatches && stream->Read(&response)) {
+    for (const proto::InsertAck& ack : response.acks()) {
+      EXPECT_EQ(ack.sequence_number(), static_cast<uint64_t>(acked + 1));
+      EXPECT_FALSE(ack.duplicate());
+      ++acked;
+    }
+  }
+  writer.join();
+  EXPECT_EQ(acked, kBatches);
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(server->table()->Info().inserted_batches(), kBatches);
 }
 
 }  // namespace

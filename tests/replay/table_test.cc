@@ -69,6 +69,13 @@ TEST(TableConfigTest, NamesTheBadField) {
   EXPECT_THAT(Table::Create(config).status().message(), HasSubstr("table.max_batch_rows"));
   config = HopperTable(0);
   EXPECT_THAT(Table::Create(config).status().message(), HasSubstr("table.capacity"));
+  // Configurations that could never sample.
+  config = HopperTable(100);
+  config.rate_limiter = RateLimiterConfig::MinSize(101);
+  EXPECT_THAT(Table::Create(config).status().message(),
+              HasSubstr("rate_limiter.min_size_to_sample (101) is above table.capacity (100)"));
+  config.rate_limiter = RateLimiterConfig::SampleToInsertRatio(0.0, 10, 8.0);
+  EXPECT_THAT(Table::Create(config).status().message(), HasSubstr("rate_limiter.samples_per_insert is 0"));
 }
 
 TEST(TableTest, SamplesOnlyInsertedRowsWithAllColumns) {
@@ -167,6 +174,26 @@ TEST(TableTest, NewerSessionSupersedesOlder) {
   EXPECT_THAT(stale.message(), HasSubstr("actor 9 was superseded"));
   EXPECT_TRUE(table->Insert(MakeBatch(9, 2, 4), new_session.token, kLong, nullptr).ok());
   EXPECT_EQ(table->size(), 8);
+}
+
+// Incarnations: the same client reconnecting supersedes its session; another client is refused
+// while the session is open and takes over once it is closed; a superseded session's close does
+// not free the id; incarnation 0 (older clients) is never refused.
+TEST(TableTest, AnotherIncarnationIsRefusedWhileTheSessionIsOpen) {
+  std::unique_ptr<Table> table = MakeTable(HopperTable(1000));
+  const InsertSession a1 = *table->OpenSession(4, /*incarnation=*/111);
+  const InsertSession a2 = *table->OpenSession(4, 111);  // the same client reconnects
+  absl::StatusOr<InsertSession> b = table->OpenSession(4, 222);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(b.status().message(), HasSubstr("actor id 4 is in use by another live actor"));
+  table->CloseSession(4, a1.token);  // superseded: changes nothing
+  EXPECT_EQ(table->OpenSession(4, 222).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(table->OpenSession(4, 0).ok());  // an older client without an incarnation
+  table->CloseSession(4, a2.token);  // superseded by the incarnation-0 session: nothing
+  const InsertSession zero = *table->OpenSession(4, 0);
+  table->CloseSession(4, zero.token);
+  EXPECT_TRUE(table->OpenSession(4, 222).ok());
+  EXPECT_TRUE(table->OpenSession(5, 333).ok());  // other ids are independent
 }
 
 // An InsertLog that records positions and can be made to fail.
@@ -547,6 +574,37 @@ TEST(CancellationTest, RunsCallbacksOnceAndImmediatelyWhenLate) {
   auto late = cancellation.Register([&] { ++calls; });
   EXPECT_EQ(calls, 2);
   EXPECT_TRUE(cancellation.cancelled());
+}
+
+TEST(TableTest, TheNumberOfTrackedActorIdsIsBounded) {
+  TableConfig config = HopperTable(1000);
+  config.max_actors = 3;
+  auto table = Table::Create(config);
+  ASSERT_TRUE(table.ok());
+  // A client cycling through ids without storing anything leaves nothing behind.
+  for (uint64_t id = 100; id < 10100; ++id) {
+    absl::StatusOr<InsertSession> session = (*table)->OpenSession(id, 1);
+    ASSERT_TRUE(session.ok()) << "id " << id << ": " << session.status();
+    (*table)->CloseSession(id, session->token);
+  }
+  // Ids that stored batches are kept, up to max_actors.
+  for (uint64_t id = 1; id <= 3; ++id) {
+    absl::StatusOr<InsertSession> session = (*table)->OpenSession(id, 1);
+    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_TRUE((*table)->Insert(MakeBatch(id, 1, 4), session->token, kLong, nullptr).ok());
+    (*table)->CloseSession(id, session->token);
+  }
+  absl::StatusOr<InsertSession> refused = (*table)->OpenSession(4, 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("table.max_actors=3"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("actor id 4"));
+  // A known id still gets its session, and resumes after its stored batch.
+  absl::StatusOr<InsertSession> known = (*table)->OpenSession(2, 1);
+  ASSERT_TRUE(known.ok()) << known.status();
+  EXPECT_EQ(known->last_sequence_number, 1u);
+  TableConfig bad = config;
+  bad.max_actors = 0;
+  EXPECT_THAT(std::string(Table::Create(bad).status().message()), HasSubstr("table.max_actors"));
 }
 
 }  // namespace
