@@ -242,6 +242,7 @@ TEST(ParameterServiceTest, WatchersSeeEachNewerVersion) {
   auto stub = proto::ParameterService::NewStub(CreateReplayChannel(server->address(), 256 << 20));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  context.set_wait_for_ready(true);  // a slow first connection on a busy machine is not a failure
   proto::GetParametersRequest request;
   request.set_min_version(1);
   auto reader = stub->WatchParameters(&context, request);

@@ -677,13 +677,26 @@ TEST(ReplayServiceTest, InserterResendsAcrossARestartAndNothingIsDuplicated) {
   std::map<RowKey, int> counts = CountRows(server->table()->Copy([] {}).store);
   EXPECT_EQ(counts.size(), 40u * 32);
   for (const auto& [key, count] : counts) ASSERT_EQ(count, 1);
-  absl::StatusOr<proto::CheckpointResponse> checkpoint = CheckpointReplay(server->address(), kLong);
+  // One-shot calls right after the restart: gRPC may still hold the failed connection of the
+  // down time for a moment (UNAVAILABLE at once), so retry within the deadline.
+  absl::StatusOr<proto::CheckpointResponse> checkpoint = absl::UnavailableError("not tried");
+  for (const absl::Time deadline = absl::Now() + kLong; absl::Now() < deadline;) {
+    checkpoint = CheckpointReplay(server->address(), kLong);
+    if (!absl::IsUnavailable(checkpoint.status())) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   EXPECT_EQ(checkpoint->rows(), 40 * 32);
   EXPECT_TRUE(std::filesystem::exists(checkpoint->path()));
-  proto::InfoResponse info = *GetReplayInfo(server->address(), kLong);
-  EXPECT_TRUE(info.persistence().enabled());
-  EXPECT_EQ(info.persistence().recovered_transitions(), 30 * 32);
+  absl::StatusOr<proto::InfoResponse> info = absl::UnavailableError("not tried");
+  for (const absl::Time deadline = absl::Now() + kLong; absl::Now() < deadline;) {
+    info = GetReplayInfo(server->address(), kLong);
+    if (!absl::IsUnavailable(info.status())) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->persistence().enabled());
+  EXPECT_EQ(info->persistence().recovered_transitions(), 30 * 32);
   server.reset();
   std::filesystem::remove_all(dir);
 }
