@@ -78,6 +78,18 @@ std::unique_ptr<ReplaySampler> NewSampler(std::vector<std::string> addresses, in
   return *std::move(sampler);
 }
 
+// Calls `call` until it answers anything but UNAVAILABLE, for up to kLong.
+template <typename Call>
+auto WhileUnavailable(Call call) {
+  auto result = call();
+  for (const absl::Time deadline = absl::Now() + kLong;
+       absl::IsUnavailable(result.status()) && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(50));
+    result = call();
+  }
+  return result;
+}
+
 // A raw Insert stream, for protocol tests.
 class RawInsertStream {
  public:
@@ -679,21 +691,11 @@ TEST(ReplayServiceTest, InserterResendsAcrossARestartAndNothingIsDuplicated) {
   for (const auto& [key, count] : counts) ASSERT_EQ(count, 1);
   // One-shot calls right after the restart: gRPC may still hold the failed connection of the
   // down time for a moment (UNAVAILABLE at once), so retry within the deadline.
-  absl::StatusOr<proto::CheckpointResponse> checkpoint = absl::UnavailableError("not tried");
-  for (const absl::Time deadline = absl::Now() + kLong; absl::Now() < deadline;) {
-    checkpoint = CheckpointReplay(server->address(), kLong);
-    if (!absl::IsUnavailable(checkpoint.status())) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  auto checkpoint = WhileUnavailable([&] { return CheckpointReplay(server->address(), kLong); });
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   EXPECT_EQ(checkpoint->rows(), 40 * 32);
   EXPECT_TRUE(std::filesystem::exists(checkpoint->path()));
-  absl::StatusOr<proto::InfoResponse> info = absl::UnavailableError("not tried");
-  for (const absl::Time deadline = absl::Now() + kLong; absl::Now() < deadline;) {
-    info = GetReplayInfo(server->address(), kLong);
-    if (!absl::IsUnavailable(info.status())) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  auto info = WhileUnavailable([&] { return GetReplayInfo(server->address(), kLong); });
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_TRUE(info->persistence().enabled());
   EXPECT_EQ(info->persistence().recovered_transitions(), 30 * 32);
