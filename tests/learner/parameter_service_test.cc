@@ -21,6 +21,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// How long a call that should be answered may take: generous, since a first connection to a
+// fresh server on a loaded 2-core machine can take seconds (a short deadline fails it UNAVAILABLE).
+constexpr absl::Duration kAnswer = absl::Seconds(60);
+
 FlowPolicyConfig Config() {
   FlowPolicyConfig c;
   c.obs_dim = 11;
@@ -52,17 +56,17 @@ std::unique_ptr<ParameterServer> StartAgainOn(const std::string& address) {
 TEST(ParameterServiceTest, VersionsAndNotNewer) {
   auto server = Start();
   ParameterClient client(server->address());
-  auto none = client.Get(0, absl::Seconds(5));
+  auto none = client.Get(0, kAnswer);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_FALSE(none->has_value());  // nothing published yet
 
   FlowPolicy policy(Config());
   ASSERT_TRUE(server->store()->Publish(1, policy->ExportWeights()).ok());
-  auto v1 = client.Get(1, absl::Seconds(5));
+  auto v1 = client.Get(1, kAnswer);
   ASSERT_TRUE(v1.ok() && v1->has_value());
   EXPECT_EQ((*v1)->version, 1);
   EXPECT_EQ((*v1)->weights.tensors.size(), 76u);
-  auto newer = client.Get(2, absl::Seconds(5));
+  auto newer = client.Get(2, kAnswer);
   ASSERT_TRUE(newer.ok());
   EXPECT_FALSE(newer->has_value());
 
@@ -82,7 +86,7 @@ TEST(ParameterServiceTest, WeightsReachTheActorExactly) {
   auto server = Start();
   ASSERT_TRUE(server->store()->Publish(7, learner->ExportWeights()).ok());
   ParameterClient client(server->address());
-  auto got = client.Get(0, absl::Seconds(5));
+  auto got = client.Get(0, kAnswer);
   ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
   EXPECT_EQ((*got)->version, 7);
   ASSERT_TRUE(actor->ImportWeights((*got)->weights).ok());
@@ -93,7 +97,7 @@ TEST(ParameterServiceTest, WeightsReachTheActorExactly) {
 TEST(ParameterServiceTest, BadRequestsAreInvalidArgument) {
   auto server = Start();
   ParameterClient client(server->address());
-  auto bad = client.Get(-1, absl::Seconds(5));
+  auto bad = client.Get(-1, kAnswer);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("min_version must be >= 0, got -1"));
   SafetensorsFile not_float;
@@ -112,7 +116,7 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
     e->set_episode_return(r);
     e->set_length(10);
   }
-  auto answer = client.Report(episodes, absl::Seconds(5));
+  auto answer = client.Report(episodes, kAnswer);
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_EQ(answer->env_steps(), 1234);
   EXPECT_EQ(answer->updates(), 56);
@@ -125,12 +129,12 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
   // naming the field, and nothing of the report is kept.
   proto::ReportRequest nan = episodes;
   nan.mutable_episodes(1)->set_episode_return(std::nan(""));
-  auto refused = client.Report(nan, absl::Seconds(5));
+  auto refused = client.Report(nan, kAnswer);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("ReportRequest.episodes[1].episode_return is not finite"));
   proto::ReportRequest zero = episodes;
   zero.mutable_episodes(0)->set_length(0);
-  EXPECT_THAT(std::string(client.Report(zero, absl::Seconds(5)).status().message()),
+  EXPECT_THAT(std::string(client.Report(zero, kAnswer).status().message()),
               HasSubstr("episodes[0].length must be in [1, "));
   // Evaluations: of a published version, with the policy's weights.
   FlowPolicy policy(Config());
@@ -156,7 +160,7 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
     return nullptr;
   };
   auto expect_refused = [&](const proto::ReportRequest& request, const std::string& message) {
-    auto answer = client.Report(request, absl::Seconds(5));
+    auto answer = client.Report(request, kAnswer);
     EXPECT_EQ(answer.status().code(), absl::StatusCode::kInvalidArgument) << message;
     EXPECT_THAT(std::string(answer.status().message()), HasSubstr(message));
   };
@@ -194,14 +198,14 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
 
   // A good evaluation arrives with its summary and weights, which import into the policy;
   // "done" reaches the reporters.
-  ASSERT_TRUE(client.Report(eval, absl::Seconds(5)).ok());
+  ASSERT_TRUE(client.Report(eval, kAnswer).ok());
   auto evaluations = server->board()->TakeEvaluations();
   ASSERT_EQ(evaluations.size(), 1u);
   EXPECT_EQ(evaluations[0].mean, 42);
   EXPECT_EQ(evaluations[0].policy_version, 3);
   EXPECT_TRUE(FlowPolicy(Config())->ImportWeights(evaluations[0].weights).ok());
   server->board()->SetDone();
-  EXPECT_TRUE(client.Report(proto::ReportRequest(), absl::Seconds(5))->done());
+  EXPECT_TRUE(client.Report(proto::ReportRequest(), kAnswer)->done());
 }
 
 // A learner that expects no evaluated weights (none configured) refuses any that are sent.
@@ -220,7 +224,7 @@ TEST(ParameterServiceTest, WeightsAreRefusedWhenNoneAreExpected) {
   t->set_name("x");
   *t->mutable_tensor() = EncodeFloat32({1}, std::vector<float>{1});
   ParameterClient client((*server)->address());
-  auto answer = client.Report(eval, absl::Seconds(5));
+  auto answer = client.Report(eval, kAnswer);
   EXPECT_EQ(answer.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(answer.status().message()), HasSubstr("this learner takes no evaluated weights"));
 }
@@ -280,7 +284,7 @@ TEST(ParameterServiceTest, ARestartedLearnerIsPickedUpByTheSameClient) {
   FlowPolicy policy(Config());
   ASSERT_TRUE(server->store()->Publish(5, policy->ExportWeights()).ok());
   ParameterClient client(address);
-  ASSERT_TRUE(client.Get(0, absl::Seconds(5)).ok());
+  ASSERT_TRUE(client.Get(0, kAnswer).ok());
   server.reset();  // the learner goes away
   EXPECT_FALSE(client.Get(0, absl::Seconds(1)).ok());
   // It comes back on the same port, resuming its version counter from a checkpoint.
@@ -305,7 +309,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   const std::string address = server->address();
   ASSERT_TRUE(server->store()->Publish(5, policy->ExportWeights()).ok());
   ParameterClient client(address);
-  auto first = client.Get(1, absl::Seconds(5));
+  auto first = client.Get(1, kAnswer);
   ASSERT_TRUE(first.ok() && first->has_value()) << first.status();
   const uint64_t old_incarnation = (*first)->incarnation;
   EXPECT_NE(old_incarnation, 0u);
@@ -323,13 +327,13 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_FALSE(got->has_value());
   ASSERT_TRUE(fresh->store()->Publish(1, policy->ExportWeights()).ok());
-  got = client.Get(6, absl::Seconds(5));
+  got = client.Get(6, kAnswer);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(got->has_value()) << "a restarted learner's version 1 never reaches an actor that saw version 5";
   EXPECT_EQ((*got)->version, 1);
   EXPECT_EQ((*got)->incarnation, fresh->store()->incarnation());
   // From then on versions count in the new incarnation.
-  got = client.Get(2, absl::Seconds(5));
+  got = client.Get(2, kAnswer);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_FALSE(got->has_value());
 
