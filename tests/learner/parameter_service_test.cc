@@ -53,6 +53,17 @@ std::unique_ptr<ParameterServer> StartAgainOn(const std::string& address) {
   return nullptr;
 }
 
+// client.Get(min_version), tried again (20 times, 2 s each) while a restarted server is not yet
+// reachable.
+absl::StatusOr<std::optional<PolicyWeights>> GetOnceReachable(ParameterClient& client, int64_t min_version) {
+  absl::StatusOr<std::optional<PolicyWeights>> got = absl::UnavailableError("not tried");
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    got = client.Get(min_version, absl::Seconds(2));
+    if (got.ok()) break;
+  }
+  return got;
+}
+
 TEST(ParameterServiceTest, VersionsAndNotNewer) {
   auto server = Start();
   ParameterClient client(server->address());
@@ -291,11 +302,7 @@ TEST(ParameterServiceTest, ARestartedLearnerIsPickedUpByTheSameClient) {
   std::unique_ptr<ParameterServer> restarted = StartAgainOn(address);
   ASSERT_NE(restarted, nullptr) << "port " << address << " did not come free";
   ASSERT_TRUE(restarted->store()->Publish(6, policy->ExportWeights()).ok());
-  absl::StatusOr<std::optional<PolicyWeights>> got = absl::UnavailableError("not tried");
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    got = client.Get(6, absl::Seconds(2));
-    if (got.ok()) break;
-  }
+  absl::StatusOr<std::optional<PolicyWeights>> got = GetOnceReachable(client, 6);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ((*got)->version, 6);
@@ -319,11 +326,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   EXPECT_NE(fresh->store()->incarnation(), old_incarnation);
 
   // Nothing published yet: nothing to answer, and the client still counts in the old incarnation.
-  absl::StatusOr<std::optional<PolicyWeights>> got = absl::UnavailableError("not tried");
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    got = client.Get(6, absl::Seconds(2));
-    if (got.ok()) break;
-  }
+  absl::StatusOr<std::optional<PolicyWeights>> got = GetOnceReachable(client, 6);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_FALSE(got->has_value());
   ASSERT_TRUE(fresh->store()->Publish(1, policy->ExportWeights()).ok());
