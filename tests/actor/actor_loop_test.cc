@@ -17,6 +17,9 @@
 namespace meow {
 namespace {
 
+// Calls that should be answered: long enough for a first connection on a busy machine.
+constexpr absl::Duration kAnswer = absl::Seconds(60);
+
 std::unique_ptr<ReplayServer> StartReplay() {
   ReplayServerConfig config;
   config.table.obs_dim = 2;
@@ -85,7 +88,7 @@ TEST(ActorLoopTest, WeightsReachTheActorAndTagItsTransitions) {
   EXPECT_EQ(stats.fetch_errors, 0);
   EXPECT_GT(stats.episodes, 0);
   // Every transition the actor produced is stored, once.
-  auto info = GetReplayInfo(replay->address(), absl::Seconds(5));
+  auto info = GetReplayInfo(replay->address(), kAnswer);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->table().inserted_transitions(), stats.env_steps);
   EXPECT_EQ(info->table().size(), stats.env_steps);
@@ -144,7 +147,7 @@ TEST(ActorLoopTest, AnActorHeldByReplaysRateLimiterStopsStepping) {
 
   // Replay takes two batches (24 rows; the limiter allows 15 and each insert may overshoot by its
   // own size), then holds the third until something is sampled.
-  auto info = [&] { return GetReplayInfo((*replay)->address(), absl::Seconds(5)); };
+  auto info = [&] { return GetReplayInfo((*replay)->address(), kAnswer); };
   ASSERT_TRUE(WaitFor([&] { auto i = info(); return i.ok() && i->rate_limiter().blocked_inserts() > 0; },
                       absl::Seconds(30)));
   const int64_t stored = info()->table().inserted_transitions();
@@ -189,18 +192,18 @@ TEST(ActorLoopTest, AnActorHeldByReplayEndsWhenReplaySaysTrainingIsOver) {
     finished.Notify();
   });
   auto blocked = [&] {
-    auto i = GetReplayInfo((*replay)->address(), absl::Seconds(5));
+    auto i = GetReplayInfo((*replay)->address(), kAnswer);
     return i.ok() && i->rate_limiter().blocked_inserts() > 0;
   };
   ASSERT_TRUE(WaitFor(blocked, absl::Seconds(30)));
   EXPECT_FALSE(finished.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
-  ASSERT_TRUE(SetReplayTrainingDone((*replay)->address(), true, 24, absl::Seconds(5)).ok());
+  ASSERT_TRUE(SetReplayTrainingDone((*replay)->address(), true, 24, kAnswer).ok());
   EXPECT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(60)));
   stop = true;  // ends the test either way
   thread.join();
   EXPECT_TRUE(result.ok()) << result;
   EXPECT_TRUE((*actor)->stats().learner_done);
-  auto info = GetReplayInfo((*replay)->address(), absl::Seconds(5));
+  auto info = GetReplayInfo((*replay)->address(), kAnswer);
   ASSERT_TRUE(info.ok());
   EXPECT_TRUE(info->table().training_done());
 }
@@ -217,7 +220,7 @@ TEST(ActorLoopTest, AnUnreachableLearnerDoesNotStopTheActor) {
   EXPECT_EQ((*actor)->stats().env_steps, 120);
   EXPECT_EQ((*actor)->stats().fetch_errors, 8);  // one per refresh interval
   EXPECT_EQ((*actor)->stats().policy_version, 0);
-  auto info = GetReplayInfo(replay->address(), absl::Seconds(5));
+  auto info = GetReplayInfo(replay->address(), kAnswer);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->table().inserted_transitions(), 120);
 }

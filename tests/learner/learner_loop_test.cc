@@ -67,14 +67,14 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
     for (auto* v : {&obs, &rew, &next}) for (float& x : *v) x = normal(rng);
     for (float& x : act) x = uniform(rng);  // actions live in [-1, 1]
     const absl::Status inserted =
-        (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(5));
+        (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(60));
     if (!inserted.ok()) {
       stop = true;
       thread.join();
       FAIL() << inserted;
     }
   }
-  ASSERT_TRUE((*inserter)->Flush(absl::Seconds(5)).ok());
+  ASSERT_TRUE((*inserter)->Flush(absl::Seconds(60)).ok());
   thread.join();
   ASSERT_TRUE(result.ok()) << result;
 

@@ -215,7 +215,7 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
   EXPECT_THAT(evaluator.Log(), HasSubstr("eval at "));
 
   // Replay took transitions from both actor ids, the restarted one after its predecessor.
-  auto info = GetReplayInfo(replay, absl::Seconds(2));
+  auto info = GetReplayInfo(replay, absl::Seconds(60));
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_GE(info->table().inserted_transitions(), 4000);
   EXPECT_EQ(info->table().actors(), 2);

@@ -347,7 +347,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   request.set_incarnation(old_incarnation);
   {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kAnswer));
     proto::GetParametersResponse response;
     ASSERT_TRUE(stub->GetParameters(&context, request, &response).ok());
     EXPECT_FALSE(response.not_newer());
@@ -355,7 +355,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   }
   {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kAnswer));
     auto reader = stub->WatchParameters(&context, request);
     proto::GetParametersResponse response;
     ASSERT_TRUE(reader->Read(&response));
@@ -364,7 +364,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   }
   request.set_incarnation(fresh->store()->incarnation());
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kAnswer));
   proto::GetParametersResponse response;
   ASSERT_TRUE(stub->GetParameters(&context, request, &response).ok());
   EXPECT_TRUE(response.not_newer());

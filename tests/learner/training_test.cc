@@ -249,7 +249,7 @@ TEST(TrainingTest, AReportWithWeightsThatDoNotFitIsRefusedAndTrainingGoesOn) {
     if (progress.ok() && progress->version() >= 1) break;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  auto answer = rogue.Report(report, absl::Seconds(5));
+  auto answer = rogue.Report(report, absl::Seconds(60));
   EXPECT_EQ(answer.status().code(), absl::StatusCode::kInvalidArgument) << answer.status();
   EXPECT_THAT(std::string(answer.status().message()), HasSubstr("missing tensor"));
   trainer.join();
