@@ -77,7 +77,9 @@ ABSL_FLAG(std::string, address, "",
 ABSL_FLAG(bool, sync, false,
           "meow train: the single-threaded reference loop (one env, one update per step) instead of "
           "replay + learner + actors over gRPC.");
-ABSL_FLAG(int32_t, actors, 2, "meow train: actor threads.");
+ABSL_FLAG(int32_t, actors, 1,
+          "meow train: actor threads (one, like the reference loop: on Hopper-v4 two actors learned "
+          "markedly worse; the learner, not acting, bounds a local run's speed).");
 ABSL_FLAG(int32_t, envs_per_actor, 1, "meow train / meow actor: environments each actor steps together.");
 ABSL_FLAG(bool, run_free, false,
           "meow train: no update-to-data ratio (the learner samples as fast as it can); default: one "

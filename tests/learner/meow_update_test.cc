@@ -3,12 +3,16 @@
 // the polyak step, skipping of non-finite steps, and batch validation.
 #include "learner/meow_update.h"
 
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <string>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include "gmock/gmock.h"
@@ -338,6 +342,54 @@ TEST(MeowUpdateTest, DropoutIsOnInTheUpdateAndOffWhenActing) {
     EXPECT_FALSE(at::equal(policy.Sample(obs, true).action, policy.Sample(obs, true).action));
     policy.eval();
   }
+}
+
+// Local mode runs actor threads that sample actions from their own policies while the learner
+// updates. Nothing they share (the global RNG that draws the learner's dropout masks, LibTorch's
+// thread pools, BLAS) may change the learner's numbers: the parameters after 40 updates with two
+// threads sampling meanwhile equal, bit for bit, those of the same updates with nobody else there.
+at::Tensor ParamsAfterUpdates(int sampling_threads) {
+  const FlowPolicyConfig config = PolicyConfig(11, 3);
+  torch::manual_seed(7);
+  auto updater = MeowUpdater::Create(config, MeowUpdateConfig(), at::kCPU);
+  EXPECT_TRUE(updater.ok());
+  std::vector<Batch> batches;
+  for (int i = 0; i < 4; ++i) batches.push_back(RandomBatch(64, 11, 3));
+  // Built either way: a policy's initialisation draws from the global RNG.
+  std::vector<FlowPolicy> acting;
+  for (int i = 0; i < 2; ++i) {
+    acting.emplace_back(config);
+    acting.back()->eval();
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> samples{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < sampling_threads; ++i) {
+    threads.emplace_back([&, i] {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(100 + i);
+      at::Tensor obs = at::randn({1, 11}, gen);
+      while (!stop.load()) {
+        torch::NoGradGuard no_grad;
+        obs = obs * 0.9 + 0.1 * acting[i]->Sample(obs, /*deterministic=*/false, gen).action.sum();
+        ++samples;
+      }
+    });
+  }
+  // The samplers are under way before the first update and still running after the last.
+  while (samples.load() < 2 * sampling_threads) std::this_thread::yield();
+  for (int i = 0; i < 40; ++i) EXPECT_TRUE((*updater)->Step(batches[i % batches.size()]).ok());
+  const int64_t during = samples.load();
+  while (samples.load() < during + 2 * sampling_threads) std::this_thread::yield();
+  stop = true;
+  for (auto& t : threads) t.join();
+  return (*updater)->flat_params().clone();
+}
+
+TEST(MeowUpdateTest, ActingInOtherThreadsDoesNotChangeTheUpdates) {
+  const at::Tensor alone = ParamsAfterUpdates(0);
+  const at::Tensor with_actors = ParamsAfterUpdates(2);
+  EXPECT_TRUE(at::equal(alone, with_actors))
+      << "largest difference " << (alone - with_actors).abs().max().item<float>();
 }
 
 TEST(MeowUpdateTest, MalformedBatchesAreRefusedNamingTheField) {

@@ -1,8 +1,8 @@
 // Shared by the MultiGoal-v0 learning tests: the paper's toy configuration, and what both the
 // reference loop's test and the distributed test measure on a finished run: the policy a run
 // directory holds (policy_latest.safetensors), rolled out stochastically from the origin, counted
-// at the goal each rollout ends at. The measurement is exactly
-//   meow eval --policy=RUN_DIR/policy_latest.safetensors --env=MultiGoal-v0 --stochastic \
+// at the goal each rollout ends at. The measurement is exactly (one command line)
+//   meow eval --policy=RUN_DIR/policy_latest.safetensors --env=MultiGoal-v0 --stochastic
 //             --episodes=100 --max_steps=50 --seed=1000
 #pragma once
 

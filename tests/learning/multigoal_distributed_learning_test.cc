@@ -33,7 +33,7 @@ TEST(MultiGoalLearningTest, TheDistributedPathReachesAllFourGoals) {
     static_cast<SyncTrainConfig&>(config) = ToyConfig(seed);
     config.run_dir = absl::StrCat(::testing::TempDir(), "/multigoal_distributed_", getpid(), "_", seed);
     std::filesystem::remove_all(config.run_dir);
-    config.actors = 2;  // as `meow train`
+    config.actors = 1;  // as `meow train`
     std::atomic<bool> stop{false};
     auto result = RunTraining(config, stop);
     ASSERT_TRUE(result.ok()) << result.status();

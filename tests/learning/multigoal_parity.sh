@@ -6,6 +6,8 @@
 # counts when every goal ends a rollout and at least 75 rollouts end at a goal.
 #   bash tests/learning/multigoal_parity.sh [FIRST [LAST [OUT_DIR]]] [-- extra meow train flags]
 # Prints one line per run and a summary per mode; run dirs go to OUT_DIR (default runs/parity).
+# MODES="local" (or "sync") runs one mode only; the single-threaded loop is deterministic, so its
+# lines from an earlier run of the same binary version still stand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 first="${1:-1}"; last="${2:-10}"; out="${3:-runs/parity}"
@@ -16,7 +18,7 @@ mkdir -p "$out"
 summary="$out/summary.txt"
 : > "$summary"
 for seed in $(seq "$first" "$last"); do
-  for mode in local sync; do
+  for mode in ${MODES:-local sync}; do
     dir="$out/$mode-seed$seed"
     rm -rf "$dir"
     flags=(--env=MultiGoal-v0 --seed="$seed" --run_dir="$dir" "$@")
@@ -34,7 +36,7 @@ for seed in $(seq "$first" "$last"); do
       "$mode" "$seed" "$n" "$a" "$b" "$c" "$d" "$u" "$([ $all = 1 ] && echo yes || echo no)" "$seconds" | tee -a "$summary"
   done
 done
-for mode in local sync; do
+for mode in ${MODES:-local sync}; do
   awk -v m="$mode" '$1 == m {
       n++; goals += $5; unfinished += $8; if ($11 == "yes,") all++
     }
