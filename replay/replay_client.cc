@@ -62,8 +62,11 @@ std::shared_ptr<grpc::Channel> CreateReplayChannel(const std::string& address,
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   // Reconnect within seconds after a replay restart (gRPC's default backoff grows to minutes).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // gRPC gives each connection attempt max(backoff, this) to complete (TCP, TLS, the server's
+  // HTTP/2 SETTINGS). At 100 ms a busy server, a far network or a TLS handshake lost every attempt
+  // ("timed out before receiving SETTINGS frame"); 20 s is gRPC's own default, kept explicit.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   return MakeChannel(address, ProcessGrpcSecurity(), args);
 }
 
