@@ -39,6 +39,7 @@ std::vector<TaskPreset> AllPresets() {
   toy.learning_starts = 1000;
   toy.total_env_steps = 4000;
   toy.eval_interval = 800;
+  toy.local_actors = 2;
   presets.push_back(toy);
   return presets;
 }

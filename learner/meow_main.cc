@@ -77,9 +77,9 @@ ABSL_FLAG(std::string, address, "",
 ABSL_FLAG(bool, sync, false,
           "meow train: the single-threaded reference loop (one env, one update per step) instead of "
           "replay + learner + actors over gRPC.");
-ABSL_FLAG(int32_t, actors, 1,
-          "meow train: actor threads (one, like the reference loop: on Hopper-v4 two actors learned "
-          "markedly worse; the learner, not acting, bounds a local run's speed).");
+ABSL_FLAG(std::optional<int32_t>, actors, std::nullopt,
+          "meow train: actor threads (preset: 1 on the MuJoCo tasks, where two learned markedly "
+          "worse on Hopper-v4; 2 on MultiGoal-v0, where two learned better than one).");
 ABSL_FLAG(int32_t, envs_per_actor, 1, "meow train / meow actor: environments each actor steps together.");
 ABSL_FLAG(bool, run_free, false,
           "meow train: no update-to-data ratio (the learner samples as fast as it can); default: one "
@@ -275,7 +275,8 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
     if (absl::Status s = CheckRange(flag, v, 1, hi); !s.ok()) return s;
   }
   if (local) {
-    c.actors = absl::GetFlag(FLAGS_actors);
+    auto preset = GetPreset(c.env);
+    c.actors = absl::GetFlag(FLAGS_actors).value_or(preset.ok() ? preset->local_actors : 1);
     if (absl::Status s = CheckRange("actors", c.actors, 1, 1024); !s.ok()) return s;
     c.envs_per_actor = absl::GetFlag(FLAGS_envs_per_actor);
     if (absl::Status s = CheckRange("envs_per_actor", c.envs_per_actor, 1, 4096); !s.ok()) return s;
@@ -301,8 +302,9 @@ int RunDistributed(bool local) {
   if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
   InstallStopHandlers();
   if (local) {
-    absl::PrintF("meow train: %s, %d env steps, %d actors x %d envs, run dir %s\n", config->env,
-                 config->total_env_steps, config->actors, config->envs_per_actor, config->run_dir);
+    absl::PrintF("meow train: %s, %d env steps, %d actor%s x %d env%s, run dir %s\n", config->env,
+                 config->total_env_steps, config->actors, config->actors == 1 ? "" : "s",
+                 config->envs_per_actor, config->envs_per_actor == 1 ? "" : "s", config->run_dir);
   } else {
     absl::PrintF("meow learner: %s, %d env steps, replay %s, serving on %s, run dir %s\n", config->env,
                  config->total_env_steps, absl::StrJoin(config->replay_addresses, ","), config->address,

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/presets.h"
 #include "common/runtime.h"
 #include "gtest/gtest.h"
 #include "learner/training.h"
@@ -33,7 +34,7 @@ TEST(MultiGoalLearningTest, TheDistributedPathReachesAllFourGoals) {
     static_cast<SyncTrainConfig&>(config) = ToyConfig(seed);
     config.run_dir = absl::StrCat(::testing::TempDir(), "/multigoal_distributed_", getpid(), "_", seed);
     std::filesystem::remove_all(config.run_dir);
-    config.actors = 1;  // as `meow train`
+    config.actors = GetPreset("MultiGoal-v0")->local_actors;  // as `meow train`
     std::atomic<bool> stop{false};
     auto result = RunTraining(config, stop);
     ASSERT_TRUE(result.ok()) << result.status();
