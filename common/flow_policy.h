@@ -155,7 +155,7 @@ class FlowPolicyImpl : public torch::nn::Module {
   torch::Tensor LogProb(const torch::Tensor& obs, const torch::Tensor& action);
   // Q_1, Q_2, V_1, V_2 on B rows, with one coupling pass shared by both heads.
   QVResult QV(const torch::Tensor& obs, const torch::Tensor& action);
-  // V_1, V_2 from the sigma-net and the shift heads alone (returned as QVResult.v1/.v2).
+  // {V_1, V_2} on B rows, from the sigma-net and the shift heads alone (no coupling pass).
   std::pair<torch::Tensor, torch::Tensor> Value(const torch::Tensor& obs);
 
   // Copies every parameter and buffer from `other` (same config) without recording gradients.

@@ -17,7 +17,8 @@
 #
 #   bash deploy/drills.sh [--meow=PATH] [--out=DIR] [--quick] [--loopback]
 #                         [--env=TASK] [--total_env_steps=N] [--load_streams=N] [--load_seconds=N]
-# --quick: a short run (the test suite's): fewer steps and a 5-second load.
+# --quick: a short run (the test suite's): fewer steps and a 15-second load (the replay's memory
+# levels off after 5-10 s of 64 streams; a 5-second load on a busy machine ended while it still grew).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,7 @@ while (($#)); do
     --total_env_steps=*) total_steps="${1#*=}" ;;
     --load_streams=*) load_streams="${1#*=}" ;;
     --load_seconds=*) load_seconds="${1#*=}" ;;
-    --quick) total_steps=6000; load_seconds=5 ;;
+    --quick) total_steps=6000; load_seconds=15 ;;
     --loopback) force_loopback=1 ;;
     *) echo "drills.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -369,10 +370,12 @@ check "load stored exactly once" $? "acknowledged $(field batches_acked) batches
 rss_report=$(awk -F, 'NR > 1 && $2 != "" { t[n] = $1; r[n] = $2; n++ }
   END {
     if (n < 4) { print "too few samples"; exit 1 }
-    h = int(n / 2); p1 = 0; p2 = 0
+    # The last third against what came before: filling the table and the stream buffers is
+    # allowed, growing on once they are full is not.
+    h = int(2 * n / 3); p1 = 0; p2 = 0
     for (i = 0; i < h; i++) if (r[i] > p1) p1 = r[i]
     for (i = h; i < n; i++) if (r[i] > p2) p2 = r[i]
-    printf "resident memory of replay: %.0f MiB after 1 s, peak %.0f MiB in the first half, %.0f MiB in the second half, %.0f MiB at the end",
+    printf "resident memory of replay: %.0f MiB after 1 s, peak %.0f MiB in the first two thirds, %.0f MiB in the last third, %.0f MiB at the end",
       r[1] / 1024, p1 / 1024, p2 / 1024, r[n - 1] / 1024
     exit (p2 <= p1 * 1.10 + 32768) ? 0 : 1
   }' "$out/load-rss.csv") && rc=0 || rc=$?

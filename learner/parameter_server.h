@@ -3,7 +3,8 @@
 // least min_version, else not_newer; WatchParameters streams each newer version as it appears.
 //
 // ParameterStore holds the newest published version as one immutable, pre-encoded response that
-// every reader shares, so publishing copies the weights once and serving copies nothing.
+// every reader shares: publishing encodes the weights once, and each answer copies that encoded
+// message into its reply (about 0.7 MB for Hopper-v4) without encoding anything again.
 // Versions must increase (across learner restarts too: the learner resumes its counter from its
 // checkpoint). Each store draws a random non-zero incarnation id that every answer carries, so a
 // client that last saw another incarnation (a learner restarted without its run dir, whose

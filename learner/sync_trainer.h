@@ -1,4 +1,6 @@
-// Single-threaded MEow training, exactly the reference loop (one env, one update per env step):
+// Single-threaded MEow training, the reference loop (one env, one update per env step) but for one
+// step: the first update comes at t = learning_starts, where the reference's
+// `global_step > learning_starts` makes its first one a step later:
 //   t < learning_starts: uniform random actions; otherwise stochastic policy actions (eval mode);
 //   store (s, a, r, s', terminated) with s' the final observation on truncation;
 //   t >= learning_starts: one MeowUpdater step on a uniform batch;
