@@ -8,6 +8,7 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "replay/tensor_codec.h"
 
 namespace meow {
@@ -16,6 +17,10 @@ absl::Status ActorConfig::Validate() const {
   if (num_envs < 1) return absl::InvalidArgumentError(absl::StrCat("num_envs must be >= 1, got ", num_envs));
   if (replay_addresses.empty()) return absl::InvalidArgumentError("at least one replay address is needed");
   if (learner_address.empty()) return absl::InvalidArgumentError("a learner address is needed");
+  for (const std::string& a : replay_addresses) {
+    if (absl::Status s = ValidateAddress("replay address", a); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateAddress("learner address", learner_address); !s.ok()) return s;
   if (steps_per_batch < 1) return absl::InvalidArgumentError(absl::StrCat("steps_per_batch must be >= 1, got ", steps_per_batch));
   if (refresh_interval < 1) return absl::InvalidArgumentError(absl::StrCat("refresh_interval must be >= 1, got ", refresh_interval));
   if (max_vector_steps < 0) return absl::InvalidArgumentError("max_vector_steps must be >= 0");

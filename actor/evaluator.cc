@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
 #include "replay/tensor_codec.h"
@@ -14,6 +15,7 @@ namespace meow {
 
 absl::Status EvaluatorConfig::Validate() const {
   if (learner_address.empty()) return absl::InvalidArgumentError("the evaluator needs a learner address");
+  if (absl::Status s = ValidateAddress("learner address", learner_address); !s.ok()) return s;
   if (interval < 1) return absl::InvalidArgumentError(absl::StrCat("eval interval must be >= 1, got ", interval));
   if (episodes < 1) return absl::InvalidArgumentError(absl::StrCat("eval episodes must be >= 1, got ", episodes));
   if (poll_interval <= absl::ZeroDuration()) return absl::InvalidArgumentError("poll_interval must be > 0");

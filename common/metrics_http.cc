@@ -15,6 +15,7 @@
 #include <httplib.h>
 
 #include "absl/strings/numbers.h"
+#include "common/address.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -106,12 +107,10 @@ std::string ProcessMetrics() {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& address,
                                                                             std::function<std::string()> render) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics address \"", address, "\" is not host:port"));
-  }
-  const std::string host = address.substr(0, colon);
+  auto parsed = ParseHostPort(address);
+  if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat("metrics address ", parsed.status().message()));
+  const std::string host = parsed->host;
+  const int port = parsed->port;
   std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer());
   server->server_ = std::make_unique<httplib::Server>();
   // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second process share the port.

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "replay/grpc_status.h"
@@ -126,9 +127,7 @@ grpc::Status ParameterServiceImpl::WatchParameters(grpc::ServerContext* context,
 }
 
 absl::Status ParameterServerConfig::Validate() const {
-  if (address.empty() || address.rfind(':') == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("address \"", address, "\" is not host:port"));
-  }
+  if (absl::Status s = ValidateAddress("address", address); !s.ok()) return s;
   if (max_message_bytes < (1 << 20) || max_message_bytes > (1ll << 31) - 1) {
     return absl::InvalidArgumentError("max_message_bytes must be in [1 MiB, 2 GiB)");
   }

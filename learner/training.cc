@@ -16,6 +16,7 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -61,9 +62,7 @@ absl::Status TrainConfig::Validate() const {
   if (run_dir.empty()) return absl::InvalidArgumentError("run_dir must be set");
   if (rate_tolerance < 0) return absl::InvalidArgumentError("rate_tolerance must be >= 0");
   for (const std::string& a : replay_addresses) {
-    if (a.rfind(':') == std::string::npos || a.rfind(':') == 0 || a.rfind(':') + 1 == a.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("replay address \"", a, "\" is not host:port"));
-    }
+    if (absl::Status s = ValidateAddress("replay address", a); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -112,31 +111,6 @@ struct ReplayView {
 };
 
 }  // namespace
-
-absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
-                         absl::Duration timeout) {
-  for (const std::string& address : addresses) {
-    const absl::Time deadline = absl::Now() + timeout;
-    absl::StatusOr<proto::InfoResponse> info;
-    while (true) {
-      info = GetReplayInfo(address, absl::Seconds(1));
-      if (info.ok() || absl::Now() >= deadline) break;
-      absl::SleepFor(absl::Milliseconds(250));
-    }
-    if (!info.ok()) {
-      return absl::UnavailableError(absl::StrCat("cannot reach replay at ", address, " within ",
-                                                 absl::FormatDuration(timeout), ": ",
-                                                 info.status().message()));
-    }
-    if (info->table().obs_dim() != obs_dim || info->table().action_dim() != action_dim) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "replay at ", address, " holds transitions with ", info->table().obs_dim(),
-          " observations and ", info->table().action_dim(), " actions; this task has ", obs_dim,
-          " and ", action_dim, " (was it started with another --env?)"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 namespace {
 

@@ -94,11 +94,6 @@ struct TrainResult {
   std::string learner_address;    // where the learner served
 };
 
-// Waits up to `timeout` until every replay shard answers, and checks that it holds transitions
-// of the given sizes. UNAVAILABLE naming the address when one cannot be reached.
-absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
-                           absl::Duration timeout);
-
 // Resolved `--run_dir` default: runs/<env>-seed<seed>.
 std::string DefaultRunDir(const std::string& env, uint64_t seed);
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "replay/grpc_status.h"
 
 namespace meow {
@@ -595,6 +596,31 @@ absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& ad
   grpc::Status status = stub->Checkpoint(&context, proto::CheckpointRequest(), &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
+}
+
+absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
+                           absl::Duration timeout) {
+  for (const std::string& address : addresses) {
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::StatusOr<proto::InfoResponse> info;
+    while (true) {
+      info = GetReplayInfo(address, absl::Seconds(1));
+      if (info.ok() || absl::Now() >= deadline) break;
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+    if (!info.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot reach replay at ", address, " within ",
+                                                 absl::FormatDuration(timeout), ": ",
+                                                 info.status().message()));
+    }
+    if (info->table().obs_dim() != obs_dim || info->table().action_dim() != action_dim) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "replay at ", address, " holds transitions with ", info->table().obs_dim(),
+          " observations and ", info->table().action_dim(), " actions; this task has ", obs_dim,
+          " and ", action_dim, " (was it started with another --env?)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace meow

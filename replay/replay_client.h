@@ -212,6 +212,12 @@ class ReplaySampler {
 // One Info call with deadline `timeout`.
 absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
                                                   absl::Duration timeout);
+
+// Waits up to `timeout` until every replay shard answers, and checks that it holds transitions
+// of the given sizes. UNAVAILABLE naming the address when one cannot be reached.
+absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
+                           absl::Duration timeout);
+
 // Tells the server that training is over (or running again); see ReplayService.SetTrainingDone.
 absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
                                    absl::Duration timeout);

@@ -6,6 +6,7 @@
 
 #include "replay/rpc_metrics.h"
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -18,10 +19,7 @@ constexpr char kServiceName[] = "meow.proto.ReplayService";
 }  // namespace
 
 absl::Status ReplayServerConfig::Validate() const {
-  if (address.empty() || address.rfind(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("address: expected host:port, got \"", address, "\""));
-  }
+  if (absl::Status s = ValidateAddress("address", address); !s.ok()) return s;
   if (absl::Status s = table.Validate(); !s.ok()) return s;
   if (absl::Status s = persistence.Validate(); !s.ok()) return s;
   if (insert_timeout <= absl::ZeroDuration()) {

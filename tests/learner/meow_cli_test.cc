@@ -8,6 +8,7 @@
 #include <fstream>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <torch/cuda.h>
 
@@ -19,6 +20,7 @@ namespace meow {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct CliRun {
   int exit_code = -1;
@@ -48,6 +50,36 @@ TEST(MeowCliTest, NoSubcommandOrAnUnknownOnePrintsUsage) {
   CliRun help = Meow("help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("train"));
+}
+
+TEST(MeowCliTest, EachSubcommandsHelpListsTheFlagsItReadsAndNoOthers) {
+  struct Case {
+    const char* command;
+    std::vector<const char*> listed;
+    std::vector<const char*> not_listed;
+  };
+  for (const Case& c : {Case{"train", {"--env", "--sync", "--actors", "--alpha", "--tls_ca"}, {"--streams", "--actor_id", "--replay_dir"}},
+                        Case{"learner", {"--replay", "--address", "--publish_interval"}, {"--sync", "--actor_id"}},
+                        Case{"replay", {"--replay_dir", "--min_replay_size", "--tls_key"}, {"--actor_id", "--alpha", "--tls_ca"}},
+                        Case{"actor", {"--actor_id", "--learner", "--refresh_interval"}, {"--replay_dir", "--streams", "--lr"}},
+                        Case{"eval", {"--policy", "--episodes", "--learner"}, {"--replay_dir", "--actor_id"}},
+                        Case{"load", {"--streams", "--duration"}, {"--alpha", "--replay_dir"}},
+                        Case{"report", {"--run_dirs", "--out"}, {"--env", "--seed"}}}) {
+    CliRun help = Meow(absl::StrCat(c.command, " --help"));
+    EXPECT_EQ(help.exit_code, 0) << c.command;
+    EXPECT_THAT(help.output, HasSubstr(absl::StrCat("meow ", c.command, ":"))) << c.command;
+    for (const char* flag : c.listed) {
+      EXPECT_THAT(help.output, HasSubstr(absl::StrCat(flag, "  "))) << c.command << " --help lacks " << flag;
+    }
+    for (const char* flag : c.not_listed) {
+      EXPECT_THAT(help.output, Not(HasSubstr(absl::StrCat(flag, "  ")))) << c.command << " --help lists " << flag;
+    }
+    EXPECT_THAT(help.output, Not(HasSubstr("(undefined)"))) << c.command;
+  }
+  // Without a subcommand, --help is the usage text.
+  CliRun usage = Meow("--help");
+  EXPECT_EQ(usage.exit_code, 0);
+  EXPECT_THAT(usage.output, HasSubstr("usage: meow <subcommand>"));
 }
 
 TEST(MeowCliTest, BadFlagValuesNameTheFlag) {

@@ -1,0 +1,260 @@
+#include "learner/cli/cli.h"
+
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <tuple>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/address.h"
+#include "common/presets.h"
+#include "common/runtime.h"
+
+ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
+ABSL_FLAG(std::string, run_dir, "",
+          "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed> (with --sync: "
+          "runs/<env>-seed<seed>-sync).");
+ABSL_FLAG(uint64_t, seed, 1, "Random seed (network init, actions, sampling, env resets).");
+ABSL_FLAG(std::string, device, "auto", "Learner device: auto, cpu or cuda.");
+ABSL_FLAG(std::optional<int64_t>, total_env_steps, std::nullopt, "Environment steps to train for (preset).");
+ABSL_FLAG(std::optional<int64_t>, learning_starts, std::nullopt, "Random actions and no updates before this many steps (preset).");
+ABSL_FLAG(std::optional<int64_t>, batch_size, std::nullopt, "Update batch size (preset: 256).");
+ABSL_FLAG(std::optional<int64_t>, buffer_size, std::nullopt, "Replay capacity in transitions (preset: 1e6).");
+ABSL_FLAG(std::optional<int64_t>, eval_interval, std::nullopt, "Environment steps between evaluations (preset).");
+ABSL_FLAG(std::optional<int64_t>, eval_episodes, std::nullopt, "Episodes per evaluation (preset: 10).");
+ABSL_FLAG(std::optional<bool>, deterministic_eval, std::nullopt, "Evaluate with the deterministic action (preset: true).");
+ABSL_FLAG(std::optional<double>, alpha, std::nullopt, "Entropy temperature alpha (preset).");
+ABSL_FLAG(std::optional<double>, tau, std::nullopt, "Polyak rate of the target network (preset).");
+ABSL_FLAG(std::optional<double>, sigma_max, std::nullopt, "Upper bound of the prior's log sigma (preset).");
+ABSL_FLAG(std::optional<double>, sigma_min, std::nullopt, "Lower bound of the prior's log sigma (preset).");
+ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
+ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
+ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
+ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
+ABSL_FLAG(std::string, address, "",
+          "HOST:PORT to listen on (default 127.0.0.1:7777 for replay, "
+          "127.0.0.1:7778 for the learner; 0.0.0.0:PORT serves other machines; port 0 picks one).");
+ABSL_FLAG(std::vector<std::string>, replay, {},
+          "Replay servers host:port, comma-separated (shards).");
+ABSL_FLAG(std::string, learner, "", "The learner's host:port.");
+ABSL_FLAG(std::string, metrics_address, "",
+          "HOST:PORT for Prometheus metrics (GET /metrics) and a liveness check (GET /healthz); empty: none.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
+          "How long to wait for replay and the learner at start.");
+ABSL_FLAG(int32_t, threads, 1,
+          "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
+          "More than one helps only on an otherwise idle machine with spare cores.");
+ABSL_FLAG(std::optional<int32_t>, actors, std::nullopt,
+          "Actor threads (preset: 1 on the MuJoCo tasks, where two learned markedly "
+          "worse on Hopper-v4; 2 on MultiGoal-v0, where two learned better than one).");
+ABSL_FLAG(int32_t, envs_per_actor, 1, "Environments each actor steps together.");
+ABSL_FLAG(int64_t, refresh_interval, 10, "Vector steps between weight fetches.");
+ABSL_FLAG(int32_t, max_unacked_batches, 1,
+          "Transition batches an actor may have sent to replay without "
+          "acknowledgement; past that it waits, so replay's rate limiter holds it back. More hides "
+          "network latency but lets the actors act further behind the learner.");
+ABSL_FLAG(std::optional<double>, samples_per_insert, std::nullopt,
+          "Sampled per inserted transitions to hold (e.g. 256 for one update of 256 per env "
+          "step); unset: sampling runs free.");
+ABSL_FLAG(std::optional<double>, samples_per_insert_tolerance, std::nullopt,
+          "Slack of the samples-per-insert ratio, in sampled transitions "
+          "(default: samples_per_insert, one inserted transition's worth). The actors may run this "
+          "far ahead of the learner, acting with weights that many updates old.");
+ABSL_FLAG(bool, run_free, false,
+          "No update-to-data ratio (the learner samples as fast as it can); default: one "
+          "update of batch_size per environment step, held by replay's rate limiter.");
+ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt,
+          "Stop once an evaluation's mean return reaches this.");
+ABSL_FLAG(int64_t, publish_interval, 10, "Updates between published weight versions.");
+ABSL_FLAG(int64_t, checkpoint_interval, 5000, "Updates between checkpoints.");
+ABSL_FLAG(std::string, tls_cert, "", "Servers: PEM certificate chain; with --tls_key, every server speaks TLS only.");
+ABSL_FLAG(std::string, tls_key, "", "Servers: PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_ca, "", "Clients: PEM roots that verify the servers; set, every client uses TLS.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Clients: the name the servers' certificate carries, when it is not the host dialled.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "A file holding the shared bearer token: sent on every call, and required by every server "
+          "(UNAUTHENTICATED otherwise; health checks stay open).");
+
+namespace meow::cli {
+
+const std::vector<const char*> kTrainingFlags = {
+    "env",        "seed",      "run_dir",        "device",  "total_env_steps",   "learning_starts",
+    "batch_size", "buffer_size", "eval_interval", "eval_episodes", "deterministic_eval", "alpha",
+    "tau",        "sigma_max", "sigma_min",      "gamma",   "lr",                "grad_clip",
+    "log_interval", "threads"};
+const std::vector<const char*> kClientSecurityFlags = {"tls_ca", "tls_server_name", "auth_token_file"};
+const std::vector<const char*> kServerSecurityFlags = {"tls_cert", "tls_key", "auth_token_file"};
+
+std::vector<const char*> Concat(std::initializer_list<std::vector<const char*>> lists) {
+  std::vector<const char*> all;
+  for (const auto& list : lists) {
+    for (const char* name : list) {
+      bool seen = false;
+      for (const char* have : all) seen |= std::string(have) == name;
+      if (!seen) all.push_back(name);
+    }
+  }
+  return all;
+}
+
+void PrintHelp(const Subcommand& command) {
+  absl::PrintF("meow %s: %s\n\nusage: %s\n\nflags (also from --flagfile=FILE):\n", command.name, command.summary,
+               command.usage);
+  for (const char* name : command.flags) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) {  // a list naming a flag nobody defines is a bug in this binary
+      absl::PrintF("  --%s (undefined)\n", name);
+      continue;
+    }
+    const std::string value = flag->DefaultValue();
+    absl::PrintF("  --%s  %s\n      default: %s\n", name, flag->Help(), value.empty() ? "(empty)" : value);
+  }
+  absl::PrintF("\n`meow help` lists the subcommands; `meow %s --helpfull` every flag of the binary.\n",
+               command.name);
+}
+
+int Fail(const absl::Status& status) {
+  absl::FPrintF(stderr, "meow: %s\n", status.ToString());
+  return status.code() == absl::StatusCode::kInvalidArgument || status.code() == absl::StatusCode::kNotFound ? 2
+                                                                                                             : 1;
+}
+
+absl::Status CheckRange(const char* flag, int64_t value, int64_t lo, int64_t hi) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bad flag: --", flag, "=", value, ": expected ", lo, " to ", hi));
+}
+
+absl::Status CheckAddress(const char* flag, const std::string& address) {
+  auto parsed = ParseHostPort(address);
+  if (parsed.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad flag: --", flag, "=", address, ": expected HOST:PORT (", parsed.status().message(), ")"));
+}
+
+absl::Status SetThreadsFromFlag() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (absl::Status s = CheckRange("threads", threads, 1, 256); !s.ok()) return s;
+  SetComputeThreads(threads);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags(bool sync_run_dir) {
+  const std::string env = absl::GetFlag(FLAGS_env);
+  auto preset = GetPreset(env);
+  if (!preset.ok()) {
+    return absl::NotFoundError(absl::StrCat("--env=", env, ": ", preset.status().message()));
+  }
+  SyncTrainConfig c;
+  c.env = env;
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.device = absl::GetFlag(FLAGS_device);
+  c.total_env_steps = absl::GetFlag(FLAGS_total_env_steps).value_or(preset->total_env_steps);
+  c.learning_starts = absl::GetFlag(FLAGS_learning_starts).value_or(preset->learning_starts);
+  c.batch_size = absl::GetFlag(FLAGS_batch_size).value_or(preset->batch_size);
+  c.buffer_size = absl::GetFlag(FLAGS_buffer_size).value_or(preset->buffer_size);
+  c.eval_interval = absl::GetFlag(FLAGS_eval_interval).value_or(preset->eval_interval);
+  c.eval_episodes = absl::GetFlag(FLAGS_eval_episodes).value_or(preset->eval_episodes);
+  c.deterministic_eval = absl::GetFlag(FLAGS_deterministic_eval).value_or(preset->deterministic_eval);
+  c.policy.alpha = absl::GetFlag(FLAGS_alpha).value_or(preset->alpha);
+  c.policy.sigma_max = absl::GetFlag(FLAGS_sigma_max).value_or(preset->sigma_max);
+  c.policy.sigma_min = absl::GetFlag(FLAGS_sigma_min).value_or(preset->sigma_min);
+  c.update.tau = absl::GetFlag(FLAGS_tau).value_or(preset->tau);
+  c.update.gamma = absl::GetFlag(FLAGS_gamma).value_or(preset->gamma);
+  c.update.lr = absl::GetFlag(FLAGS_lr).value_or(preset->lr);
+  c.update.grad_clip = absl::GetFlag(FLAGS_grad_clip).value_or(preset->grad_clip);
+  c.log_interval = absl::GetFlag(FLAGS_log_interval);
+  c.run_dir = absl::GetFlag(FLAGS_run_dir);
+  // --sync writes its own layout and cannot resume: its default run dir is its own.
+  if (c.run_dir.empty()) c.run_dir = absl::StrCat("runs/", env, "-seed", c.seed, sync_run_dir ? "-sync" : "");
+  // Name the flag in every validation error.
+  c.policy.obs_dim = c.policy.action_dim = 1;  // filled from the env later
+  if (absl::Status s = c.policy.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  }
+  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  return c;
+}
+
+absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
+  auto sync = TrainConfigFromFlags();
+  if (!sync.ok()) return sync.status();
+  TrainConfig c;
+  static_cast<SyncTrainConfig&>(c) = *sync;
+  if (absl::GetFlag(FLAGS_run_free)) {
+    c.samples_per_insert = 0;
+  } else if (auto spi = absl::GetFlag(FLAGS_samples_per_insert); spi.has_value()) {
+    if (!(*spi > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad flag: --samples_per_insert=", *spi, ": expected > 0 (or --run_free)"));
+    }
+    c.samples_per_insert = *spi;
+  }
+  c.stop_at_eval_return = absl::GetFlag(FLAGS_stop_at_return);
+  c.publish_interval = absl::GetFlag(FLAGS_publish_interval);
+  c.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  c.actor_refresh_interval = absl::GetFlag(FLAGS_refresh_interval);
+  c.actor_max_unacked_batches = absl::GetFlag(FLAGS_max_unacked_batches);
+  if (absl::Status s = CheckRange("max_unacked_batches", c.actor_max_unacked_batches, 1, 4096); !s.ok()) return s;
+  if (auto tolerance = absl::GetFlag(FLAGS_samples_per_insert_tolerance); tolerance.has_value()) {
+    if (!(*tolerance > 0) || !std::isfinite(*tolerance)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert_tolerance=", *tolerance,
+                                                     ": expected a finite value > 0"));
+    }
+    c.rate_tolerance = *tolerance;
+  }
+  c.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  c.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!c.metrics_address.empty()) {
+    if (absl::Status s = CheckAddress("metrics_address", c.metrics_address); !s.ok()) return s;
+  }
+  for (auto [flag, v, hi] : {std::tuple<const char*, int64_t, int64_t>{"publish_interval", c.publish_interval, 1'000'000},
+                             {"checkpoint_interval", c.checkpoint_interval, int64_t{1} << 40},
+                             {"refresh_interval", c.actor_refresh_interval, 1'000'000}}) {
+    if (absl::Status s = CheckRange(flag, v, 1, hi); !s.ok()) return s;
+  }
+  if (local) {
+    auto preset = GetPreset(c.env);
+    c.actors = absl::GetFlag(FLAGS_actors).value_or(preset.ok() ? preset->local_actors : 1);
+    if (absl::Status s = CheckRange("actors", c.actors, 1, 1024); !s.ok()) return s;
+    c.envs_per_actor = absl::GetFlag(FLAGS_envs_per_actor);
+    if (absl::Status s = CheckRange("envs_per_actor", c.envs_per_actor, 1, 4096); !s.ok()) return s;
+    c.address = "127.0.0.1:0";  // local mode binds loopback only
+  } else {
+    c.replay_addresses = absl::GetFlag(FLAGS_replay);
+    if (c.replay_addresses.empty()) {
+      return absl::InvalidArgumentError("meow learner needs --replay=HOST:PORT[,HOST:PORT...]");
+    }
+    for (const std::string& a : c.replay_addresses) {
+      if (absl::Status s = CheckAddress("replay", a); !s.ok()) return s;
+    }
+    c.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7778" : absl::GetFlag(FLAGS_address);
+    if (absl::Status s = CheckAddress("address", c.address); !s.ok()) return s;
+  }
+  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  return c;
+}
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void OnStopSignal(int) {
+  g_stop.store(true);
+  // A second signal ends the process at once.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+}  // namespace
+
+const std::atomic<bool>& InstallStopHandlers() {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  return g_stop;
+}
+
+}  // namespace meow::cli

@@ -1,0 +1,129 @@
+// `meow eval`: runs a saved policy (--policy=FILE), or follows a running learner and evaluates its
+// weights every --eval_interval environment steps (--learner=HOST:PORT, the evaluator process).
+#include <algorithm>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "actor/env_registry.h"
+#include "actor/evaluate.h"
+#include "actor/multi_goal.h"
+#include "actor/processes.h"
+#include "common/flow_policy.h"
+#include "common/runtime.h"
+#include "common/safetensors.h"
+#include "learner/cli/cli.h"
+
+ABSL_FLAG(std::string, policy, "", "Policy file (safetensors, from meow train or the reference code).");
+ABSL_FLAG(int64_t, episodes, 10, "Number of episodes (resets seeded seed, seed+1, ...).");
+ABSL_FLAG(bool, stochastic, false, "Sample actions instead of the deterministic rule.");
+ABSL_FLAG(int64_t, max_steps, 0, "Steps per episode at most (0: the task's limit).");
+
+namespace meow::cli {
+namespace {
+
+int RunEvaluator() {
+  auto training = TrainConfigFromFlags();
+  if (!training.ok()) return Fail(training.status());
+  EvaluatorProcessConfig p;
+  EvaluatorConfig& c = p.evaluator;
+  c.env = training->env;
+  c.policy = training->policy;
+  c.learner_address = absl::GetFlag(FLAGS_learner);
+  if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
+  c.interval = training->eval_interval;
+  c.episodes = training->eval_episodes;
+  if (absl::Status s = CheckRange("eval_episodes", c.episodes, 1, 1'000'000); !s.ok()) return Fail(s);
+  c.deterministic = !absl::GetFlag(FLAGS_stochastic) && training->deterministic_eval;
+  p.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  p.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!p.metrics_address.empty()) {
+    if (absl::Status s = CheckAddress("metrics_address", p.metrics_address); !s.ok()) return Fail(s);
+  }
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  const std::atomic<bool>& stop = InstallStopHandlers();
+  if (absl::Status s = RunEvaluatorProcess(p, stop); !s.ok()) return Fail(s);
+  return 0;
+}
+
+// Loads --policy for the task's sizes; errors name the file.
+absl::StatusOr<FlowPolicy> LoadPolicy(const std::string& path, const EnvSpec& spec) {
+  auto file = ReadSafetensors(path);
+  if (!file.ok()) return file.status();
+  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
+  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  if (config->obs_dim != spec.obs_dim || config->action_dim != spec.action_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " holds a policy for ", config->obs_dim,
+                                                   " observations and ", config->action_dim, " actions; ",
+                                                   spec.name, " has ", spec.obs_dim, " and ", spec.action_dim));
+  }
+  FlowPolicy policy(*config);
+  if (absl::Status s = policy->ImportWeights(*file); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
+  return policy;
+}
+
+int RunEval() {
+  const std::string path = absl::GetFlag(FLAGS_policy);
+  if (path.empty() && !absl::GetFlag(FLAGS_learner).empty()) return RunEvaluator();
+  if (path.empty()) {
+    return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE, or --learner=HOST:PORT to follow a run"));
+  }
+  const int64_t episodes = absl::GetFlag(FLAGS_episodes);
+  if (episodes < 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --episodes=", episodes, ": expected >= 1")));
+  }
+  const int64_t max_steps = absl::GetFlag(FLAGS_max_steps);
+  if (max_steps < 0) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --max_steps=", max_steps, ": expected >= 0")));
+  }
+  SetComputeThreads(std::max(1, absl::GetFlag(FLAGS_threads)));
+  auto env = MakeEnv(absl::GetFlag(FLAGS_env));
+  if (!env.ok()) return Fail(env.status());
+  auto policy = LoadPolicy(path, (*env)->spec());
+  if (!policy.ok()) return Fail(policy.status());
+  const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
+  // Actions are sampled from a stream seeded by --seed, so a stochastic evaluation repeats.
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
+  auto summary =
+      Evaluate(**policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed), generator, max_steps);
+  if (!summary.ok()) return Fail(summary.status());
+  for (size_t i = 0; i < summary->episodes.size(); ++i) {
+    const EpisodeResult& e = summary->episodes[i];
+    absl::PrintF("episode %d: return %.2f, %d steps, %s\n", i, e.episode_return, e.length,
+                 e.terminated ? "terminated" : "truncated or step limit");
+  }
+  absl::PrintF("%s, %d %s episodes: return %.2f +- %.2f\n", (*env)->spec().name, episodes,
+               deterministic ? "deterministic" : "stochastic", summary->mean, summary->std);
+  if ((*env)->spec().name == "MultiGoal-v0") {
+    // Which goal each episode ended at: a multi-modal policy reaches all four.
+    const MultiGoalCounts goals = CountMultiGoalEnds(*summary);
+    absl::PrintF("goals reached: (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d; unfinished %d of %d\n",
+                 goals.reached[0], goals.reached[1], goals.reached[2], goals.reached[3], goals.unfinished,
+                 episodes);
+  }
+  return 0;
+}
+
+}  // namespace
+
+const Subcommand& EvalCommand() {
+  static const Subcommand command{
+      "eval",
+      "meow eval --policy=FILE --env=TASK [--episodes=N]   or   meow eval --env=TASK --learner=HOST:PORT",
+      "runs a saved policy and prints each episode's return (on MultiGoal-v0 also the goals reached); "
+      "with --learner, the evaluator process of a run: evaluates the learner's weights every "
+      "--eval_interval environment steps and reports to it.",
+      Concat({{"policy", "env", "episodes", "stochastic", "max_steps", "seed", "threads", "learner", "eval_interval",
+               "eval_episodes", "deterministic_eval", "alpha", "sigma_max", "sigma_min", "connect_timeout",
+               "metrics_address"},
+              kClientSecurityFlags}),
+      /*speaks_grpc=*/true,
+      RunEval};
+  return command;
+}
+
+}  // namespace meow::cli

@@ -1,0 +1,90 @@
+// `meow train`: local mode (replay, learner, actors and an evaluator in this process, over gRPC on
+// 127.0.0.1), or with --sync the single-threaded reference loop.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "learner/cli/cli.h"
+
+ABSL_FLAG(bool, sync, false,
+          "The single-threaded reference loop (one env, one update per step) instead of "
+          "replay + learner + actors over gRPC.");
+
+namespace meow::cli {
+
+int RunDistributedTraining(const TrainConfig& config) {
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  const std::atomic<bool>& stop = InstallStopHandlers();
+  if (config.local()) {
+    absl::PrintF("meow train: %s, %d env steps, %d actor%s x %d env%s, run dir %s\n", config.env,
+                 config.total_env_steps, config.actors, config.actors == 1 ? "" : "s", config.envs_per_actor,
+                 config.envs_per_actor == 1 ? "" : "s", config.run_dir);
+  } else {
+    absl::PrintF("meow learner: %s, %d env steps, replay %s, serving on %s, run dir %s\n", config.env,
+                 config.total_env_steps, absl::StrJoin(config.replay_addresses, ","), config.address,
+                 config.run_dir);
+  }
+  std::fflush(stdout);
+  auto result = RunTraining(config, stop);
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
+               result->interrupted ? "stopped" : "done", result->env_steps, result->updates,
+               result->skipped_updates, result->version, result->seconds);
+  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
+               config.run_dir, config.run_dir);
+  if (result->interrupted) absl::PrintF("the same command resumes from the newest checkpoint\n");
+  return 0;
+}
+
+namespace {
+
+int RunSync() {
+  auto config = TrainConfigFromFlags(/*sync_run_dir=*/true);
+  if (!config.ok()) return Fail(config.status());
+  if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
+  absl::PrintF("meow train --sync: %s, %d env steps, run dir %s\n", config->env, config->total_env_steps,
+               config->run_dir);
+  auto result = TrainSync(*config);
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("done: %d updates (%d skipped as non-finite) in %.1f s", result->updates, result->skipped_updates,
+               result->seconds);
+  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir,
+               config->run_dir);
+  return 0;
+}
+
+int RunTrain() {
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--tls_cert without --tls_ca: in one process the clients must verify its own servers"));
+  }
+  if (absl::GetFlag(FLAGS_sync)) return RunSync();
+  auto config = DistributedConfigFromFlags(/*local=*/true);
+  if (!config.ok()) return Fail(config.status());
+  return RunDistributedTraining(*config);
+}
+
+}  // namespace
+
+const Subcommand& TrainCommand() {
+  static const Subcommand command{
+      "train",
+      "meow train [--env=TASK] [--seed=N] [--run_dir=DIR] [--sync] [flags]",
+      "train an agent: replay, learner, actors and an evaluator in this process over gRPC on 127.0.0.1 "
+      "(or --sync: the single-threaded reference loop). The same command resumes a stopped run.",
+      Concat({kTrainingFlags,
+              {"sync", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
+               "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
+               "stop_at_return", "metrics_address"},
+              kServerSecurityFlags, kClientSecurityFlags}),
+      /*speaks_grpc=*/true,
+      RunTrain};
+  return command;
+}
+
+}  // namespace meow::cli
