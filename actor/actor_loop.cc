@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/address.h"
-#include "replay/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 namespace meow {
 

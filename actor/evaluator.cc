@@ -6,10 +6,10 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/address.h"
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
-#include "replay/tensor_codec.h"
+#include "common/address.h"
+#include "common/tensor_codec.h"
 
 namespace meow {
 

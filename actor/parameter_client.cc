@@ -3,9 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "replay/grpc_status.h"
-#include "replay/replay_client.h"
-#include "replay/tensor_codec.h"
+#include "common/grpc_channel.h"
+#include "common/grpc_status.h"
+#include "common/tensor_codec.h"
 
 namespace meow {
 
@@ -14,7 +14,7 @@ ParameterClient::ParameterClient(std::string address, int64_t max_message_bytes)
 
 std::shared_ptr<grpc::Channel> ParameterClient::ChannelLocked() {
   if (channel_ == nullptr) {
-    channel_ = CreateReplayChannel(address_, max_message_bytes_);
+    channel_ = CreateChannel(address_, max_message_bytes_);
     stub_ = proto::ParameterService::NewStub(channel_);
     learner_stub_ = proto::LearnerService::NewStub(channel_);
   }
@@ -70,40 +70,6 @@ absl::StatusOr<proto::ReportResponse> ParameterClient::Report(const proto::Repor
     return absl::Status(s.code(), absl::StrCat("learner ", address_, ": ", s.message()));
   }
   return response;
-}
-
-absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response) {
-  PolicyWeights out;
-  out.version = response.version();
-  out.incarnation = response.incarnation();
-  if (out.version <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("GetParametersResponse.version must be > 0, got ", out.version));
-  }
-  auto weights = DecodeNamedTensors(response.tensors(), "GetParametersResponse.tensors");
-  if (!weights.ok()) return weights.status();
-  out.weights = *std::move(weights);
-  return out;
-}
-
-absl::StatusOr<SafetensorsFile> DecodeNamedTensors(
-    const google::protobuf::RepeatedPtrField<proto::NamedTensor>& tensors, const std::string& prefix) {
-  SafetensorsFile out;
-  for (const proto::NamedTensor& named : tensors) {
-    const std::string field = absl::StrCat(prefix, "[\"", named.name(), "\"]");
-    auto view = DecodeTensor(named.tensor(), field);
-    if (!view.ok()) return view.status();
-    if (view->dtype != proto::DTYPE_FLOAT32) {
-      return absl::InvalidArgumentError(absl::StrCat(field, " has dtype ", DTypeName(view->dtype), ", expected FLOAT32"));
-    }
-    RawTensor raw;
-    raw.dtype = "F32";
-    raw.shape.assign(view->shape.begin(), view->shape.end());
-    raw.data.assign(view->data, view->num_elements * sizeof(float));
-    if (!out.tensors.emplace(named.name(), std::move(raw)).second) {
-      return absl::InvalidArgumentError(absl::StrCat(field, " appears twice"));
-    }
-  }
-  return out;
 }
 
 }  // namespace meow

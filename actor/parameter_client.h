@@ -14,17 +14,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/safetensors.h"
+#include "common/weights_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/learner.grpc.pb.h"
 #include "proto/parameters.grpc.pb.h"
 
 namespace meow {
-
-struct PolicyWeights {
-  int64_t version = 0;
-  uint64_t incarnation = 0;  // the learner process that published them
-  SafetensorsFile weights;  // float32 tensors under the reference names
-};
 
 class ParameterClient {
  public:
@@ -56,11 +51,5 @@ class ParameterClient {
   std::unique_ptr<proto::LearnerService::Stub> learner_stub_ ABSL_GUARDED_BY(mu_);
   uint64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // of the last weights received
 };
-
-// Decodes a response's tensors (each validated: float32, byte count matching the shape).
-absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResponse& response);
-// Decodes named float32 tensors; errors name `field`["name"].
-absl::StatusOr<SafetensorsFile> DecodeNamedTensors(
-    const google::protobuf::RepeatedPtrField<proto::NamedTensor>& tensors, const std::string& field);
 
 }  // namespace meow

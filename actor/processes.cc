@@ -12,8 +12,8 @@
 #include "absl/time/clock.h"
 #include "actor/env_registry.h"
 #include "common/metrics_http.h"
+#include "common/rpc_metrics.h"
 #include "replay/replay_client.h"
-#include "replay/rpc_metrics.h"
 
 namespace meow {
 namespace {

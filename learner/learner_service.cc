@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "actor/parameter_client.h"
-#include "replay/grpc_security.h"
-#include "replay/grpc_status.h"
+#include "common/grpc_security.h"
+#include "common/grpc_status.h"
+#include "common/weights_codec.h"
 
 namespace meow {
 

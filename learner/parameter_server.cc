@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/address.h"
+#include "common/grpc_status.h"
+#include "common/rpc_metrics.h"
+#include "common/tensor_codec.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "replay/grpc_status.h"
-#include "replay/rpc_metrics.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 namespace {

@@ -21,10 +21,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
 #include "learner/learner_service.h"
-#include "replay/grpc_security.h"
 #include "proto/parameters.grpc.pb.h"
 
 namespace meow {

@@ -16,7 +16,6 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/address.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -24,7 +23,10 @@
 #include "actor/env_registry.h"
 #include "actor/evaluator.h"
 #include "actor/parameter_client.h"
+#include "common/address.h"
 #include "common/file_util.h"
+#include "common/metrics_http.h"
+#include "common/rpc_metrics.h"
 #include "common/run_dir.h"
 #include "common/tensorboard.h"
 #include "learner/learner_loop.h"
@@ -32,8 +34,6 @@
 #include "learner/report.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
-#include "replay/rpc_metrics.h"
-#include "common/metrics_http.h"
 
 namespace meow {
 
@@ -421,7 +421,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   // TLS, four times a second); gRPC reconnects it when a shard comes back.
   std::vector<std::unique_ptr<proto::ReplayService::Stub>> info_stubs;
   for (const std::string& address : replay_addresses) {
-    info_stubs.push_back(proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20)));
+    info_stubs.push_back(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20)));
   }
   auto poll_replay = [&] {
     ReplayView sum;

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/tensor_codec.h"
 #include "replay/replay_client.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 namespace {

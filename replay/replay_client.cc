@@ -1,13 +1,13 @@
 #include "replay/replay_client.h"
 
-#include "replay/grpc_security.h"
+#include "common/grpc_security.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "replay/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace meow {
 namespace {
@@ -51,26 +51,6 @@ absl::Status ValidateBackoff(const Backoff& backoff) {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> CreateReplayChannel(const std::string& address,
-                                                   int64_t max_message_bytes) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
-  args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
-  // Notice a dead peer within ~40 s even on a silent network.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  // Each client gets its own connection (gRPC would otherwise share one per target).
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // Reconnect within seconds after a replay restart (gRPC's default backoff grows to minutes).
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  // gRPC gives each connection attempt max(backoff, this) to complete (TCP, TLS, the server's
-  // HTTP/2 SETTINGS). At 100 ms a busy server, a far network or a TLS handshake lost every attempt
-  // ("timed out before receiving SETTINGS frame"); 20 s is gRPC's own default, kept explicit.
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
-  return MakeChannel(address, ProcessGrpcSecurity(), args);
-}
-
 // ---------------------------------------------------------------------------------------------
 // ReplayInserter
 
@@ -109,7 +89,7 @@ absl::StatusOr<std::unique_ptr<ReplayInserter>> ReplayInserter::Create(
 ReplayInserter::ReplayInserter(const ReplayInserterConfig& config)
     : config_(config),
       address_(config.addresses[config.actor_id % config.addresses.size()]),
-      channel_(CreateReplayChannel(address_, config.max_message_bytes)),
+      channel_(CreateChannel(address_, config.max_message_bytes)),
       stub_(proto::ReplayService::NewStub(channel_)),
       jitter_(config.actor_id * 0x9e3779b97f4a7c15ull + 1),
       incarnation_([] {
@@ -232,7 +212,7 @@ void ReplayInserter::Run() {
     // A gRPC channel that failed to connect can stay in TRANSIENT_FAILURE for seconds after the
     // server is back; a fresh channel connects on the next attempt, on our backoff schedule.
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      channel_ = CreateReplayChannel(address_, config_.max_message_bytes);
+      channel_ = CreateChannel(address_, config_.max_message_bytes);
       stub_ = proto::ReplayService::NewStub(channel_);
     }
   }
@@ -391,7 +371,7 @@ ReplaySampler::ReplaySampler(const ReplaySamplerConfig& config) : config_(config
   for (const std::string& address : config.addresses) {
     auto shard = std::make_unique<Shard>();
     shard->address = address;
-    shard->channel = CreateReplayChannel(address, config.max_message_bytes);
+    shard->channel = CreateChannel(address, config.max_message_bytes);
     shard->stub = proto::ReplayService::NewStub(shard->channel);
     shards_.push_back(std::move(shard));
   }
@@ -499,7 +479,7 @@ void ReplaySampler::Run(Shard* shard) {
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       // As for the inserter: a fresh channel reconnects on our schedule. Only this thread uses
       // the shard's channel and stub.
-      shard->channel = CreateReplayChannel(shard->address, config_.max_message_bytes);
+      shard->channel = CreateChannel(shard->address, config_.max_message_bytes);
       shard->stub = proto::ReplayService::NewStub(shard->channel);
     }
   }
@@ -564,7 +544,7 @@ grpc::Status ReplaySampler::RunStream(Shard* shard) {
 
 absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
                                                   absl::Duration timeout) {
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   proto::InfoResponse response;
@@ -575,7 +555,7 @@ absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
 
 absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
                                    absl::Duration timeout) {
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   proto::SetTrainingDoneRequest request;
@@ -589,7 +569,7 @@ absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_
 
 absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address,
                                                            absl::Duration timeout) {
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   proto::CheckpointResponse response;

@@ -17,16 +17,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_channel.h"
+#include "common/tensor_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/replay.grpc.pb.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
-
-// A channel to one replay (or learner) server with its own connection, message limits as given,
-// keepalive pings (so a dead server is noticed), and the process's TLS and token settings.
-std::shared_ptr<grpc::Channel> CreateReplayChannel(const std::string& address,
-                                                   int64_t max_message_bytes);
 
 // Reconnection schedule shared by the clients: exponential with jitter.
 struct Backoff {

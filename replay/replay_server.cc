@@ -4,10 +4,10 @@
 #include <iostream>
 #include <limits>
 
-#include "replay/rpc_metrics.h"
 #include "absl/strings/str_cat.h"
-#include "common/address.h"
 #include "absl/strings/string_view.h"
+#include "common/address.h"
+#include "common/rpc_metrics.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 

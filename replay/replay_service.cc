@@ -1,6 +1,6 @@
 #include "replay/replay_service.h"
 
-#include "replay/grpc_security.h"
+#include "common/grpc_security.h"
 
 #include <algorithm>
 #include <string>

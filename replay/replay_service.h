@@ -19,10 +19,10 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/replay.grpc.pb.h"
 #include "replay/cancellation.h"
-#include "replay/grpc_status.h"
 #include "replay/persistence.h"
 #include "replay/table.h"
 

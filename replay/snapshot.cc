@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/tensor_codec.h"
 #include "replay/record_io.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 

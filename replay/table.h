@@ -31,12 +31,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/tensor_codec.h"
 #include "proto/replay.pb.h"
 #include "proto/transition.pb.h"
 #include "replay/cancellation.h"
 #include "replay/rate_limiter.h"
 #include "replay/selectors/interface.h"
-#include "replay/tensor_codec.h"
 #include "replay/transition_store.h"
 
 namespace meow {

@@ -10,9 +10,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
+#include "common/grpc_security.h"
 #include "common/runtime.h"
 #include "learner/cli/cli.h"
-#include "replay/grpc_security.h"
 
 namespace meow::cli {
 namespace {

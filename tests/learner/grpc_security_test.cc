@@ -11,13 +11,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/parameter_client.h"
+#include "common/grpc_security.h"
+#include "common/tensor_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/parameter_server.h"
-#include "replay/grpc_security.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 namespace {
@@ -76,7 +76,7 @@ class GrpcSecurityTest : public ::testing::Test {
 
   // One batch through a raw Insert stream; the stream's final status.
   grpc::Status InsertOneBatch() {
-    auto stub = proto::ReplayService::NewStub(CreateReplayChannel(replay_->address(), 64 << 20));
+    auto stub = proto::ReplayService::NewStub(CreateChannel(replay_->address(), 64 << 20));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto stream = stub->Insert(&context);

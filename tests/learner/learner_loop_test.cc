@@ -12,9 +12,9 @@
 
 #include <torch/utils.h>
 
+#include "common/tensor_codec.h"
 #include "gtest/gtest.h"
 #include "replay/replay_server.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 namespace {

@@ -21,12 +21,12 @@
 #include "actor/parameter_client.h"
 #include "common/runtime.h"
 #include "common/safetensors.h"
+#include "common/tensor_codec.h"
 #include "common/tensorboard.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/checkpoint.h"
 #include "learner/report.h"
-#include "replay/tensor_codec.h"
 
 namespace meow {
 namespace {

@@ -13,13 +13,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/metrics_http.h"
+#include "common/rpc_metrics.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
-#include "replay/rpc_metrics.h"
 #include "tests/replay/health.grpc.pb.h"
 #include "tests/replay/slow_proxy.h"
 #include "tests/replay/test_util.h"
@@ -95,7 +95,7 @@ auto WhileUnavailable(Call call) {
 class RawInsertStream {
  public:
   explicit RawInsertStream(const std::string& address)
-      : stub_(proto::ReplayService::NewStub(CreateReplayChannel(address, 64 << 20))) {
+      : stub_(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20))) {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
     stream_ = stub_->Insert(&context_);
   }
@@ -185,7 +185,7 @@ TEST(ReplayServiceTest, ATakenPortIsAnErrorNotShared) {
 TEST(ReplayServiceTest, HealthCheckAndReflection) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
-  auto channel = CreateReplayChannel(server->address(), 1 << 20);
+  auto channel = CreateChannel(server->address(), 1 << 20);
   auto health = grpc::health::v1::Health::NewStub(channel);
   for (const std::string service : {"", "meow.proto.ReplayService"}) {
     grpc::ClientContext context;
@@ -427,7 +427,7 @@ TEST(ReplayServiceTest, SampleStreamHonoursCredit) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(server->table()->Insert(MakeBatch(1, 1, 64), 0, kLong, nullptr).ok());
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
   auto stream = stub->Sample(&context);
@@ -466,7 +466,7 @@ TEST(ReplayServiceTest, AReplaySlowToAnswerANewConnectionIsStillReached) {
 TEST(ReplayServiceTest, SampleStreamRefusesBadRequests) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
   struct Case {
     int batch_size, credit;
     grpc::StatusCode code;
@@ -734,7 +734,7 @@ TEST(ReplayServiceTest, ASampleLargerThanAMessageIsRefusedNamingTheLimit) {
   for (uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(inserter->Insert(MakeBatch(1, i, 64), kLong).ok());
   ASSERT_TRUE(inserter->Flush(kLong).ok());
 
-  auto stub = proto::ReplayService::NewStub(CreateReplayChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
   auto sample = [&](int64_t rows, proto::SampleResponse* response) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));

@@ -1,4 +1,4 @@
-#include "replay/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 #include <cmath>
 #include <limits>

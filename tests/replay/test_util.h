@@ -8,9 +8,9 @@
 #include <tuple>
 #include <vector>
 
+#include "common/tensor_codec.h"
 #include "proto/transition.pb.h"
 #include "replay/table.h"
-#include "replay/tensor_codec.h"
 
 namespace meow::testing {
 

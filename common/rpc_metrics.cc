@@ -1,4 +1,4 @@
-#include "replay/rpc_metrics.h"
+#include "common/rpc_metrics.h"
 
 #include <map>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "replay/grpc_status.h"
+#include "common/grpc_status.h"
 
 #include <string>
 

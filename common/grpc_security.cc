@@ -1,4 +1,4 @@
-#include "replay/grpc_security.h"
+#include "common/grpc_security.h"
 
 #include <utility>
 #include <vector>

@@ -3,7 +3,7 @@
 // one is set (grpc.health.v1 stays open, so that probes work without the token).
 //
 // Servers take a GrpcSecurity in their config (default: the process's); clients made through
-// CreateReplayChannel use the process's. The `meow` binary sets the process's from its flags
+// CreateChannel use the process's. The `meow` binary sets the process's from its flags
 // once, before it starts anything. Thread-safe.
 #pragma once
 

@@ -1,0 +1,26 @@
+#include "common/grpc_channel.h"
+
+#include "common/grpc_security.h"
+
+namespace meow {
+
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address, int64_t max_message_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  // Notice a dead peer within ~40 s even on a silent network.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Each client gets its own connection (gRPC would otherwise share one per target).
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // Reconnect within seconds after a replay restart (gRPC's default backoff grows to minutes).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // gRPC gives each connection attempt max(backoff, this) to complete (TCP, TLS, the server's
+  // HTTP/2 SETTINGS). At 100 ms a busy server, a far network or a TLS handshake lost every attempt
+  // ("timed out before receiving SETTINGS frame"); 20 s is gRPC's own default, kept explicit.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
+  return MakeChannel(address, ProcessGrpcSecurity(), args);
+}
+
+}  // namespace meow
