@@ -21,8 +21,10 @@ absl::Status ActorConfig::Validate() const {
     if (absl::Status s = ValidateAddress("replay address", a); !s.ok()) return s;
   }
   if (absl::Status s = ValidateAddress("learner address", learner_address); !s.ok()) return s;
-  if (steps_per_batch < 1) return absl::InvalidArgumentError(absl::StrCat("steps_per_batch must be >= 1, got ", steps_per_batch));
-  if (refresh_interval < 1) return absl::InvalidArgumentError(absl::StrCat("refresh_interval must be >= 1, got ", refresh_interval));
+  if (steps_per_batch < 1)
+    return absl::InvalidArgumentError(absl::StrCat("steps_per_batch must be >= 1, got ", steps_per_batch));
+  if (refresh_interval < 1)
+    return absl::InvalidArgumentError(absl::StrCat("refresh_interval must be >= 1, got ", refresh_interval));
   if (max_vector_steps < 0) return absl::InvalidArgumentError("max_vector_steps must be >= 0");
   return absl::OkStatus();
 }
@@ -44,8 +46,7 @@ absl::StatusOr<std::unique_ptr<Actor>> Actor::Create(const ActorConfig& input) {
   return std::unique_ptr<Actor>(new Actor(config, *std::move(envs), *std::move(inserter)));
 }
 
-Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs,
-             std::unique_ptr<ReplayInserter> inserter)
+Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs, std::unique_ptr<ReplayInserter> inserter)
     : config_(config),
       envs_(std::move(envs)),
       inserter_(std::move(inserter)),
@@ -85,8 +86,8 @@ absl::Status Actor::MaybeRefresh() {
   }
   if (!got->has_value()) return absl::OkStatus();
   if (absl::Status s = policy_->ImportWeights((*got)->weights); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights version ", (*got)->version, " from ",
-                                                   config_.learner_address, ": ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights version ", (*got)->version, " from ", config_.learner_address, ": ", s.message()));
   }
   absl::MutexLock lock(&mu_);
   stats_.policy_version = (*got)->version;
@@ -135,8 +136,8 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
 
   auto flush_rows = [&]() -> absl::Status {
     if (rew_rows.empty()) return absl::OkStatus();
-    proto::TransitionBatch batch = MakeTransitionBatch(s, a, obs_rows, act_rows, rew_rows, next_rows,
-                                                       term_rows, batch_version);
+    proto::TransitionBatch batch =
+        MakeTransitionBatch(s, a, obs_rows, act_rows, rew_rows, next_rows, term_rows, batch_version);
     obs_rows.clear();
     act_rows.clear();
     rew_rows.clear();

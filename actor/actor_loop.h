@@ -39,15 +39,15 @@ namespace meow {
 
 struct ActorConfig {
   std::string env = "MultiGoal-v0";
-  int num_envs = 1;                          // V
+  int num_envs = 1;  // V
   uint64_t actor_id = 0;
-  uint64_t seed = 1;                         // env resets (seed + actor_id * 1000 + i) and actions
+  uint64_t seed = 1;  // env resets (seed + actor_id * 1000 + i) and actions
   std::vector<std::string> replay_addresses;
   std::string learner_address;
-  FlowPolicyConfig policy;                   // alpha and sigmas; sizes come from the env
-  int64_t steps_per_batch = 8;               // vector steps per inserted batch (V x this rows)
-  int64_t refresh_interval = 50;             // vector steps between weight fetches
-  int64_t max_vector_steps = 0;              // 0: until stopped
+  FlowPolicyConfig policy;        // alpha and sigmas; sizes come from the env
+  int64_t steps_per_batch = 8;    // vector steps per inserted batch (V x this rows)
+  int64_t refresh_interval = 50;  // vector steps between weight fetches
+  int64_t max_vector_steps = 0;   // 0: until stopped
   absl::Duration rpc_timeout = absl::Seconds(2);
   // Batches sent to replay and not yet acknowledged, at most; past that the actor waits. Replay's
   // rate limiter holds inserts back while the learner is behind, so with a small window the actor
@@ -59,7 +59,7 @@ struct ActorConfig {
 };
 
 struct ActorStats {
-  int64_t env_steps = 0;           // transitions produced (V per vector step)
+  int64_t env_steps = 0;  // transitions produced (V per vector step)
   int64_t episodes = 0;
   double last_episode_return = 0;  // NaN until an episode ends
   int64_t policy_version = 0;      // 0: acting at random
@@ -67,9 +67,9 @@ struct ActorStats {
   int64_t fetch_errors = 0;        // weight fetches that failed (learner unreachable, ...)
   int64_t batches_queued = 0;
   int64_t simulator_warnings = 0;
-  int64_t report_errors = 0;       // episode reports that failed (resent later)
-  bool learner_done = false;       // the learner said training is over
-  ReplayInserter::Stats replay;    // the inserter's: acknowledged batches, reconnects, errors
+  int64_t report_errors = 0;     // episode reports that failed (resent later)
+  bool learner_done = false;     // the learner said training is over
+  ReplayInserter::Stats replay;  // the inserter's: acknowledged batches, reconnects, errors
 };
 
 class Actor {
@@ -81,8 +81,7 @@ class Actor {
   ActorStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs,
-        std::unique_ptr<ReplayInserter> inserter);
+  Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs, std::unique_ptr<ReplayInserter> inserter);
   // Loads newer weights when the learner has them. Errors other than malformed weights are
   // counted and swallowed.
   absl::Status MaybeRefresh();

@@ -16,9 +16,8 @@ using Factory = std::function<absl::StatusOr<std::unique_ptr<Env>>()>;
 const std::vector<std::pair<std::string, Factory>>& Registry() {
   static const auto* registry = [] {
     auto* entries = new std::vector<std::pair<std::string, Factory>>{
-        {"MultiGoal-v0", []() -> absl::StatusOr<std::unique_ptr<Env>> {
-           return std::unique_ptr<Env>(new MultiGoalEnv());
-         }},
+        {"MultiGoal-v0",
+         []() -> absl::StatusOr<std::unique_ptr<Env>> { return std::unique_ptr<Env>(new MultiGoalEnv()); }},
     };
     // The Gymnasium v4 MuJoCo tasks, on the embedded models.
     for (std::string& name : MujocoTaskNames()) {
@@ -40,8 +39,8 @@ absl::StatusOr<std::unique_ptr<Env>> MakeEnv(std::string_view name) {
   for (const auto& [known, factory] : Registry()) {
     if (known == name) return factory();
   }
-  return absl::NotFoundError(absl::StrCat("unknown task \"", std::string(name), "\"; known tasks: ",
-                                          absl::StrJoin(KnownEnvs(), ", ")));
+  return absl::NotFoundError(
+      absl::StrCat("unknown task \"", std::string(name), "\"; known tasks: ", absl::StrJoin(KnownEnvs(), ", ")));
 }
 
 std::vector<std::string> KnownEnvs() {

@@ -16,9 +16,8 @@ at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::De
   return device.is_cpu() ? t : t.to(device);
 }
 
-absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
-                                         std::optional<uint64_t> seed, bool deterministic,
-                                         int64_t max_steps,
+absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env, std::optional<uint64_t> seed,
+                                         bool deterministic, int64_t max_steps,
                                          std::optional<at::Generator> generator) {
   torch::NoGradGuard no_grad;
   const bool was_training = policy.is_training();
@@ -28,10 +27,9 @@ absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
   if (max_steps <= 0) max_steps = env.spec().max_episode_steps;
   EpisodeResult result;
   for (int64_t t = 0; t < max_steps; ++t) {
-    const at::Tensor action =
-        policy.Sample(ObservationTensor(env.Observation(), device), deterministic, generator)
-            .action.to(at::kCPU)
-            .contiguous();
+    const at::Tensor action = policy.Sample(ObservationTensor(env.Observation(), device), deterministic, generator)
+                                  .action.to(at::kCPU)
+                                  .contiguous();
     auto step = env.Step({action.data_ptr<float>(), static_cast<size_t>(action.numel())});
     if (!step.ok()) return step.status();
     result.episode_return += step->reward;
@@ -46,9 +44,8 @@ absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
   return result;
 }
 
-absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
-                                     bool deterministic, uint64_t seed_base,
-                                     std::optional<at::Generator> generator, int64_t max_steps) {
+absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes, bool deterministic,
+                                     uint64_t seed_base, std::optional<at::Generator> generator, int64_t max_steps) {
   EvalSummary summary;
   for (int64_t i = 0; i < episodes; ++i) {
     auto episode = RunEpisode(policy, env, seed_base + i, deterministic, max_steps, generator);

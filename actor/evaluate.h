@@ -36,16 +36,14 @@ at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::De
 
 // Runs one episode from Reset(seed) (nullopt: continue the env's stream), with at most
 // `max_steps` steps (<= 0: the task's limit). The policy is used in eval mode.
-absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env,
-                                         std::optional<uint64_t> seed, bool deterministic,
-                                         int64_t max_steps,
+absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env, std::optional<uint64_t> seed,
+                                         bool deterministic, int64_t max_steps,
                                          std::optional<at::Generator> generator = std::nullopt);
 
 // `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does,
 // each of at most `max_steps` steps (<= 0: the task's limit).
-absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes,
-                                     bool deterministic, uint64_t seed_base,
-                                     std::optional<at::Generator> generator = std::nullopt,
+absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes, bool deterministic,
+                                     uint64_t seed_base, std::optional<at::Generator> generator = std::nullopt,
                                      int64_t max_steps = 0);
 
 // MultiGoal-v0: the goal each episode ended at (a multi-modal policy reaches all four), counted

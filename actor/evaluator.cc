@@ -55,8 +55,8 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps) {
   if (!got->has_value()) return absl::OkStatus();  // no weights yet: nothing to evaluate
   const PolicyWeights& weights = **got;
   if (absl::Status s = policy_->ImportWeights(weights.weights); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights version ", weights.version, " from ",
-                                                   config_.learner_address, ": ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights version ", weights.version, " from ", config_.learner_address, ": ", s.message()));
   }
   auto summary = Evaluate(*policy_, *env_, config_.episodes, config_.deterministic, config_.seed);
   if (!summary.ok()) return summary.status();

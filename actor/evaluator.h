@@ -27,12 +27,12 @@ namespace meow {
 struct EvaluatorConfig {
   std::string env = "MultiGoal-v0";
   std::string learner_address;
-  FlowPolicyConfig policy;            // alpha and sigmas; sizes come from the env
-  int64_t interval = 10000;           // environment steps between evaluations
+  FlowPolicyConfig policy;   // alpha and sigmas; sizes come from the env
+  int64_t interval = 10000;  // environment steps between evaluations
   int64_t episodes = 10;
   bool deterministic = true;
-  uint64_t seed = 0;                  // episode i resets with seed + i
-  bool send_weights = true;           // include the evaluated weights in the report
+  uint64_t seed = 0;         // episode i resets with seed + i
+  bool send_weights = true;  // include the evaluated weights in the report
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration rpc_timeout = absl::Seconds(5);
 
@@ -45,7 +45,7 @@ struct EvaluatorStats {
   int64_t last_version = 0;
   double last_mean = 0;  // NaN before the first evaluation
   double last_std = 0;
-  int64_t errors = 0;    // learner calls that failed (retried)
+  int64_t errors = 0;  // learner calls that failed (retried)
   bool learner_done = false;
 };
 

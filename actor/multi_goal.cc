@@ -60,8 +60,8 @@ absl::StatusOr<StepResult> MultiGoalEnv::Step(absl::Span<const float> action) {
   const auto [goal, distance] = NearestGoal(state_);
   StepResult result;
   result.terminated = distance < kGoalThreshold;
-  result.reward = -kActionCost * action_sq - kDistanceCost * distance * distance +
-                  (result.terminated ? kGoalReward : 0.0);
+  result.reward =
+      -kActionCost * action_sq - kDistanceCost * distance * distance + (result.terminated ? kGoalReward : 0.0);
   ++steps_;
   result.truncated = !result.terminated && steps_ >= spec_.max_episode_steps;
   running_ = !(result.terminated || result.truncated);

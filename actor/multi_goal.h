@@ -14,8 +14,7 @@ namespace meow {
 
 class MultiGoalEnv : public Env {
  public:
-  static constexpr std::array<std::array<double, 2>, 4> kGoals = {
-      {{5.0, 0.0}, {-5.0, 0.0}, {0.0, 5.0}, {0.0, -5.0}}};
+  static constexpr std::array<std::array<double, 2>, 4> kGoals = {{{5.0, 0.0}, {-5.0, 0.0}, {0.0, 5.0}, {0.0, -5.0}}};
   static constexpr double kGoalThreshold = 1.0;
 
   MultiGoalEnv();

@@ -31,8 +31,7 @@ void ParameterClient::FailedLocked(const grpc::Status& status) {
   }
 }
 
-absl::StatusOr<std::optional<PolicyWeights>> ParameterClient::Get(int64_t min_version,
-                                                                  absl::Duration timeout) {
+absl::StatusOr<std::optional<PolicyWeights>> ParameterClient::Get(int64_t min_version, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   ChannelLocked();
   grpc::ClientContext context;

@@ -28,14 +28,14 @@ class ParameterClient {
   // The newest weights when their version is >= min_version; nullopt when the server has nothing
   // newer. min_version counts in the learner incarnation of the last weights this client
   // received: a different learner (restarted without its run dir, counting from 1 again) answers
-  // its newest weights whatever their version. UNAVAILABLE / DEADLINE_EXCEEDED when the learner cannot be reached in `timeout`;
-  // InvalidArgument (naming the tensor) for a malformed response.
+  // its newest weights whatever their version. UNAVAILABLE / DEADLINE_EXCEEDED when the learner cannot be reached in
+  // `timeout`; InvalidArgument (naming the tensor) for a malformed response.
   absl::StatusOr<std::optional<PolicyWeights>> Get(int64_t min_version, absl::Duration timeout)
       ABSL_LOCKS_EXCLUDED(mu_);
   // One LearnerService.Report call (finished episodes, an evaluation); the answer carries the
   // learner's progress and whether training is over. Errors as for Get.
-  absl::StatusOr<proto::ReportResponse> Report(const proto::ReportRequest& request,
-                                               absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<proto::ReportResponse> Report(const proto::ReportRequest& request, absl::Duration timeout)
+      ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& address() const { return address_; }
 
  private:

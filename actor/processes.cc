@@ -19,8 +19,8 @@ namespace meow {
 namespace {
 
 // The process's metrics page: `fill` adds the loop's figures, then the RPC counts of the process.
-absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartProcessMetrics(
-    const std::string& address, std::function<void(PrometheusText&)> fill) {
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartProcessMetrics(const std::string& address,
+                                                                       std::function<void(PrometheusText&)> fill) {
   if (address.empty()) return std::unique_ptr<MetricsHttpServer>();
   return MetricsHttpServer::Start(address, [fill = std::move(fill)] {
     PrometheusText text;
@@ -83,8 +83,7 @@ absl::Status WaitForLearner(ParameterClient& client, absl::Duration timeout) {
     if (response.ok()) return absl::OkStatus();
     if (absl::IsInvalidArgument(response.status()) || absl::Now() >= deadline) {
       return absl::UnavailableError(absl::StrCat("cannot reach the learner at ", client.address(), " within ",
-                                                 absl::FormatDuration(timeout), ": ",
-                                                 response.status().message()));
+                                                 absl::FormatDuration(timeout), ": ", response.status().message()));
     }
     absl::SleepFor(absl::Milliseconds(250));
   }
@@ -95,8 +94,8 @@ absl::Status RunActorProcess(const ActorProcessConfig& config, const std::atomic
   if (absl::Status s = c.Validate(); !s.ok()) return s;
   auto env = MakeEnv(c.env);
   if (!env.ok()) return env.status();
-  if (absl::Status s = WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim,
-                                     config.connect_timeout);
+  if (absl::Status s =
+          WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim, config.connect_timeout);
       !s.ok()) {
     return s;
   }
@@ -112,20 +111,20 @@ absl::Status RunActorProcess(const ActorProcessConfig& config, const std::atomic
                absl::StrJoin(c.replay_addresses, ","), c.learner_address);
   std::fflush(stdout);
   absl::Time next_line = absl::Now() + absl::Seconds(10);
-  absl::Status status = RunWithTicks([&] { return raw->Run(stop); }, [&] {
-    if (absl::Now() < next_line) return;
-    const ActorStats st = raw->stats();
-    absl::PrintF("actor %d: %d env steps, %d episodes (last return %.1f), policy version %d, %d fetch errors\n",
-                 c.actor_id, st.env_steps, st.episodes, st.last_episode_return, st.policy_version,
-                 st.fetch_errors);
-    std::fflush(stdout);
-    next_line += absl::Seconds(10);
-  });
+  absl::Status status = RunWithTicks(
+      [&] { return raw->Run(stop); },
+      [&] {
+        if (absl::Now() < next_line) return;
+        const ActorStats st = raw->stats();
+        absl::PrintF("actor %d: %d env steps, %d episodes (last return %.1f), policy version %d, %d fetch errors\n",
+                     c.actor_id, st.env_steps, st.episodes, st.last_episode_return, st.policy_version, st.fetch_errors);
+        std::fflush(stdout);
+        next_line += absl::Seconds(10);
+      });
   if (!status.ok()) return status;
   const ActorStats st = raw->stats();
   absl::PrintF("actor %d %s: %d env steps, %d episodes, policy version %d\n", c.actor_id,
-               st.learner_done ? "done (training is over)" : "stopped", st.env_steps, st.episodes,
-               st.policy_version);
+               st.learner_done ? "done (training is over)" : "stopped", st.env_steps, st.episodes, st.policy_version);
   return absl::OkStatus();
 }
 
@@ -144,14 +143,15 @@ absl::Status RunEvaluatorProcess(const EvaluatorProcessConfig& config, const std
                c.learner_address);
   std::fflush(stdout);
   int64_t printed = 0;
-  absl::Status status = RunWithTicks([&] { return raw->Run(stop); }, [&] {
-    const EvaluatorStats st = raw->stats();
-    if (st.evaluations <= printed) return;
-    printed = st.evaluations;
-    absl::PrintF("eval at %d env steps (version %d): return %.2f +- %.2f\n", st.last_env_steps, st.last_version,
-                 st.last_mean, st.last_std);
-    std::fflush(stdout);
-  });
+  absl::Status status = RunWithTicks([&] { return raw->Run(stop); },
+                                     [&] {
+                                       const EvaluatorStats st = raw->stats();
+                                       if (st.evaluations <= printed) return;
+                                       printed = st.evaluations;
+                                       absl::PrintF("eval at %d env steps (version %d): return %.2f +- %.2f\n",
+                                                    st.last_env_steps, st.last_version, st.last_mean, st.last_std);
+                                       std::fflush(stdout);
+                                     });
   if (!status.ok()) return status;
   absl::PrintF("evaluator %s after %d evaluations\n", raw->stats().learner_done ? "done" : "stopped",
                raw->stats().evaluations);

@@ -94,8 +94,7 @@ class VectorEnv::WorkerPool {
 
 absl::Status VectorEnvOptions::Validate() const {
   if (num_threads < 0 || num_threads > 256) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_threads must be in [0, 256], got ", num_threads));
+    return absl::InvalidArgumentError(absl::StrCat("num_threads must be in [0, 256], got ", num_threads));
   }
   return absl::OkStatus();
 }
@@ -125,17 +124,15 @@ absl::StatusOr<std::unique_ptr<VectorEnv>> VectorEnv::Create(std::vector<std::un
     const EnvSpec& a = envs[0]->spec();
     const EnvSpec& b = envs[i]->spec();
     if (a.name != b.name || a.obs_dim != b.obs_dim || a.action_dim != b.action_dim) {
-      return absl::InvalidArgumentError(absl::StrCat("VectorEnv: environment ", i, " is ", b.name,
-                                                     " (obs ", b.obs_dim, ", action ", b.action_dim,
-                                                     "), environment 0 is ", a.name, " (obs ",
-                                                     a.obs_dim, ", action ", a.action_dim, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("VectorEnv: environment ", i, " is ", b.name, " (obs ", b.obs_dim,
+                                                     ", action ", b.action_dim, "), environment 0 is ", a.name,
+                                                     " (obs ", a.obs_dim, ", action ", a.action_dim, ")"));
     }
   }
   return std::unique_ptr<VectorEnv>(new VectorEnv(std::move(envs), options.num_threads));
 }
 
-VectorEnv::VectorEnv(std::vector<std::unique_ptr<Env>> envs, int num_threads)
-    : envs_(std::move(envs)) {
+VectorEnv::VectorEnv(std::vector<std::unique_ptr<Env>> envs, int num_threads) : envs_(std::move(envs)) {
   const size_t n = envs_.size(), obs_dim = spec().obs_dim;
   observations_.assign(n * obs_dim, 0.0);
   final_observations_.assign(n * obs_dim, 0.0);
@@ -190,8 +187,8 @@ absl::Status VectorEnv::Step(absl::Span<const float> actions) {
   const size_t expected = static_cast<size_t>(num_envs()) * action_dim;
   if (actions.size() != expected) {
     return absl::InvalidArgumentError(absl::StrCat(spec().name, ": actions has ", actions.size(),
-                                                   " entries, expected num_envs x action_dim = ",
-                                                   num_envs(), " x ", action_dim, " = ", expected));
+                                                   " entries, expected num_envs x action_dim = ", num_envs(), " x ",
+                                                   action_dim, " = ", expected));
   }
   // Check every row before stepping any instance, so a bad row leaves all of them untouched.
   for (int i = 0; i < num_envs(); ++i) {
@@ -200,9 +197,7 @@ absl::Status VectorEnv::Step(absl::Span<const float> actions) {
       return absl::InvalidArgumentError(absl::StrCat("instance ", i, ": ", status.message()));
     }
   }
-  auto step_one = [&](int i) {
-    step_status_[i] = StepOne(i, actions.subspan(i * action_dim, action_dim));
-  };
+  auto step_one = [&](int i) { step_status_[i] = StepOne(i, actions.subspan(i * action_dim, action_dim)); };
   if (pool_ != nullptr) {
     pool_->ParallelFor(num_envs(), step_one);
   } else {
@@ -213,8 +208,7 @@ absl::Status VectorEnv::Step(absl::Span<const float> actions) {
   }
   for (int i = 0; i < num_envs(); ++i) {
     if (!step_status_[i].ok()) {
-      return absl::Status(step_status_[i].code(),
-                          absl::StrCat("instance ", i, ": ", step_status_[i].message()));
+      return absl::Status(step_status_[i].code(), absl::StrCat("instance ", i, ": ", step_status_[i].message()));
     }
   }
   return absl::OkStatus();

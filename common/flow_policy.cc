@@ -37,8 +37,8 @@ absl::Status FlowPolicyConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("alpha must be a finite value > 0, got ", alpha));
   }
   if (!std::isfinite(sigma_min) || !std::isfinite(sigma_max) || !(sigma_min < sigma_max)) {
-    return absl::InvalidArgumentError(absl::StrCat("sigma_min must be < sigma_max (both finite), got ",
-                                                   sigma_min, " and ", sigma_max));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sigma_min must be < sigma_max (both finite), got ", sigma_min, " and ", sigma_max));
   }
   if (flow_hidden <= 0 || shift_hidden <= 0) {
     return absl::InvalidArgumentError("flow_hidden and shift_hidden must be > 0");
@@ -115,13 +115,9 @@ torch::Tensor CouplingImpl::Shift(const torch::Tensor& z, const torch::Tensor& o
   return (1 - b) * t->forward(torch::cat({b * z, obs}, /*dim=*/1));
 }
 
-torch::Tensor CouplingImpl::Forward(const torch::Tensor& z, const torch::Tensor& obs) {
-  return z + Shift(z, obs);
-}
+torch::Tensor CouplingImpl::Forward(const torch::Tensor& z, const torch::Tensor& obs) { return z + Shift(z, obs); }
 
-torch::Tensor CouplingImpl::Inverse(const torch::Tensor& z, const torch::Tensor& obs) {
-  return z - Shift(z, obs);
-}
+torch::Tensor CouplingImpl::Inverse(const torch::Tensor& z, const torch::Tensor& obs) { return z - Shift(z, obs); }
 
 ShiftHeadsImpl::ShiftHeadsImpl(const FlowPolicyConfig& config) {
   MlpOptions options;
@@ -138,8 +134,7 @@ torch::Tensor ShiftHeadsImpl::forward(const torch::Tensor& obs) {
   return torch::cat({scale1->forward(obs), scale2->forward(obs)}, /*dim=*/1);
 }
 
-PriorImpl::PriorImpl(const FlowPolicyConfig& config)
-    : sigma_max_(config.sigma_max), sigma_min_(config.sigma_min) {
+PriorImpl::PriorImpl(const FlowPolicyConfig& config) : sigma_max_(config.sigma_max), sigma_min_(config.sigma_min) {
   MlpOptions options;
   options.in = config.obs_dim;
   options.hidden = config.flow_hidden;
@@ -177,10 +172,8 @@ SampleResult FlowPolicyImpl::Sample(const torch::Tensor& obs, bool deterministic
   if (deterministic) {
     z = torch::zeros_like(log_sigma);  // the prior mean
   } else {
-    const torch::Tensor noise =
-        generator.has_value()
-            ? at::randn(log_sigma.sizes(), *generator, log_sigma.options())
-            : at::randn(log_sigma.sizes(), log_sigma.options());
+    const torch::Tensor noise = generator.has_value() ? at::randn(log_sigma.sizes(), *generator, log_sigma.options())
+                                                      : at::randn(log_sigma.sizes(), log_sigma.options());
     z = noise * log_sigma.exp();
     log_q = log_q - 0.5 * noise.square().sum(1);
   }
@@ -192,8 +185,8 @@ SampleResult FlowPolicyImpl::Sample(const torch::Tensor& obs, bool deterministic
   return result;
 }
 
-std::pair<torch::Tensor, torch::Tensor> FlowPolicyImpl::InverseToLatent(
-    const torch::Tensor& obs, const torch::Tensor& action) {
+std::pair<torch::Tensor, torch::Tensor> FlowPolicyImpl::InverseToLatent(const torch::Tensor& obs,
+                                                                        const torch::Tensor& action) {
   const torch::Tensor clipped = action.clamp(-1.0 + kActionClip, 1.0 - kActionClip);
   torch::Tensor z = torch::atanh(clipped);
   const torch::Tensor tanh_log_det = torch::log(1 - clipped.square() + kLogDetEps).sum(1);
@@ -204,8 +197,8 @@ std::pair<torch::Tensor, torch::Tensor> FlowPolicyImpl::InverseToLatent(
 torch::Tensor FlowPolicyImpl::LogProb(const torch::Tensor& obs, const torch::Tensor& action) {
   auto [z, tanh_log_det] = InverseToLatent(obs, action);
   const torch::Tensor log_sigma = prior->LogSigma(obs);
-  const torch::Tensor log_q = -0.5 * (z * torch::exp(-log_sigma)).square().sum(1) -
-                              log_sigma.sum(1) - config_.action_dim * kHalfLog2Pi;
+  const torch::Tensor log_q =
+      -0.5 * (z * torch::exp(-log_sigma)).square().sum(1) - log_sigma.sum(1) - config_.action_dim * kHalfLog2Pi;
   return log_q - tanh_log_det;
 }
 
@@ -226,11 +219,9 @@ QVResult FlowPolicyImpl::QV(const torch::Tensor& obs, const torch::Tensor& actio
 }
 
 std::pair<torch::Tensor, torch::Tensor> FlowPolicyImpl::Value(const torch::Tensor& obs) {
-  const torch::Tensor v_base =
-      prior->LogSigma(obs).sum(1) + config_.action_dim * kHalfLog2Pi;
+  const torch::Tensor v_base = prior->LogSigma(obs).sum(1) + config_.action_dim * kHalfLog2Pi;
   const torch::Tensor shifts = shift->forward(obs);
-  return {config_.alpha * (shifts.select(1, 0) + v_base),
-          config_.alpha * (shifts.select(1, 1) + v_base)};
+  return {config_.alpha * (shifts.select(1, 0) + v_base), config_.alpha * (shifts.select(1, 1) + v_base)};
 }
 
 void FlowPolicyImpl::CopyWeightsFrom(FlowPolicyImpl& other) {
@@ -252,12 +243,23 @@ RawTensor ToRawTensor(const at::Tensor& tensor) {
   const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
   RawTensor raw;
   switch (cpu.scalar_type()) {
-    case at::kFloat: raw.dtype = "F32"; break;
-    case at::kDouble: raw.dtype = "F64"; break;
-    case at::kLong: raw.dtype = "I64"; break;
-    case at::kInt: raw.dtype = "I32"; break;
-    case at::kByte: raw.dtype = "U8"; break;
-    default: TORCH_CHECK(false, "ToRawTensor: unsupported dtype ", cpu.scalar_type());
+    case at::kFloat:
+      raw.dtype = "F32";
+      break;
+    case at::kDouble:
+      raw.dtype = "F64";
+      break;
+    case at::kLong:
+      raw.dtype = "I64";
+      break;
+    case at::kInt:
+      raw.dtype = "I32";
+      break;
+    case at::kByte:
+      raw.dtype = "U8";
+      break;
+    default:
+      TORCH_CHECK(false, "ToRawTensor: unsupported dtype ", cpu.scalar_type());
   }
   raw.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
   raw.data.assign(static_cast<const char*>(cpu.data_ptr()), cpu.nbytes());
@@ -294,14 +296,13 @@ absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
       return absl::InvalidArgumentError(absl::StrCat("missing tensor \"", name, "\""));
     }
     if (it->second.dtype != "F32") {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" has dtype ",
-                                                     it->second.dtype, ", expected F32"));
-    }
-    if (!std::equal(it->second.shape.begin(), it->second.shape.end(), target.sizes().begin(),
-                    target.sizes().end())) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", name, "\" has shape [", absl::StrJoin(it->second.shape, ","),
-                       "], expected ", ShapeString(target.sizes())));
+          absl::StrCat("tensor \"", name, "\" has dtype ", it->second.dtype, ", expected F32"));
+    }
+    if (!std::equal(it->second.shape.begin(), it->second.shape.end(), target.sizes().begin(), target.sizes().end())) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" has shape [",
+                                                     absl::StrJoin(it->second.shape, ","), "], expected ",
+                                                     ShapeString(target.sizes())));
     }
   }
   if (file.tensors.size() != targets.size()) {
@@ -340,8 +341,7 @@ absl::Status FlowPolicyImpl::LoadSafetensors(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FlowPolicyConfig> ConfigFromWeights(const SafetensorsFile& file,
-                                                   const FlowPolicyConfig& defaults) {
+absl::StatusOr<FlowPolicyConfig> ConfigFromWeights(const SafetensorsFile& file, const FlowPolicyConfig& defaults) {
   FlowPolicyConfig config = defaults;
   auto dim = [&](const std::string& key, int index) -> absl::StatusOr<int64_t> {
     auto it = file.tensors.find(key);
@@ -366,15 +366,13 @@ absl::StatusOr<FlowPolicyConfig> ConfigFromWeights(const SafetensorsFile& file,
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) return absl::OkStatus();
     if (!absl::SimpleAtod(it->second, out)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metadata \"", key, "\" = \"", it->second, "\" is not a number"));
+      return absl::InvalidArgumentError(absl::StrCat("metadata \"", key, "\" = \"", it->second, "\" is not a number"));
     }
     return absl::OkStatus();
   };
-  for (auto [key, field] : {std::pair{"meow.alpha", &config.alpha},
-                            std::pair{"meow.sigma_max", &config.sigma_max},
-                            std::pair{"meow.sigma_min", &config.sigma_min},
-                            std::pair{"meow.dropout", &config.dropout}}) {
+  for (auto [key, field] :
+       {std::pair{"meow.alpha", &config.alpha}, std::pair{"meow.sigma_max", &config.sigma_max},
+        std::pair{"meow.sigma_min", &config.sigma_min}, std::pair{"meow.dropout", &config.dropout}}) {
     absl::Status status = number(key, field);
     if (!status.ok()) return status;
   }

@@ -180,8 +180,7 @@ class FlowPolicyImpl : public torch::nn::Module {
  private:
   // z from the action: inverse tanh (with the clip) and inverse couplings 3..0. Returns z and
   // sum_j log(1 - a~_j^2 + eps) (the tanh log-determinant, forward direction).
-  std::pair<torch::Tensor, torch::Tensor> InverseToLatent(const torch::Tensor& obs,
-                                                          const torch::Tensor& action);
+  std::pair<torch::Tensor, torch::Tensor> InverseToLatent(const torch::Tensor& obs, const torch::Tensor& action);
   FlowPolicyConfig config_;
 };
 TORCH_MODULE(FlowPolicy);
@@ -193,7 +192,6 @@ RawTensor ToRawTensor(const at::Tensor& tensor);
 // Reads the FlowPolicyConfig stored in a safetensors file's metadata by ExportWeights; for a file
 // from the reference code (no such metadata) obs and action sizes come from the tensor shapes and
 // the remaining fields from `defaults`.
-absl::StatusOr<FlowPolicyConfig> ConfigFromWeights(const SafetensorsFile& file,
-                                                   const FlowPolicyConfig& defaults);
+absl::StatusOr<FlowPolicyConfig> ConfigFromWeights(const SafetensorsFile& file, const FlowPolicyConfig& defaults);
 
 }  // namespace meow

@@ -17,7 +17,8 @@ GrpcSecurity* process_security ABSL_GUARDED_BY(security_mu) = nullptr;
 
 absl::StatusOr<std::string> ReadPem(const std::string& file, const char* flag) {
   auto text = ReadFile(file);
-  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat("--", flag, "=", file, ": ", text.status().message()));
+  if (!text.ok())
+    return absl::Status(text.status().code(), absl::StrCat("--", flag, "=", file, ": ", text.status().message()));
   if (text->find("-----BEGIN ") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", file, ": not a PEM file"));
   }
@@ -29,8 +30,7 @@ class TokenInterceptor final : public grpc::experimental::Interceptor {
  public:
   explicit TokenInterceptor(const std::string* value) : value_(value) {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
       methods->GetSendInitialMetadata()->insert({"authorization", *value_});
     }
     methods->Proceed();
@@ -83,14 +83,15 @@ absl::StatusOr<GrpcSecurity> LoadGrpcSecurity(const std::string& cert_file, cons
   if (!token_file.empty()) {
     auto token = ReadFile(token_file);
     if (!token.ok()) {
-      return absl::Status(token.status().code(), absl::StrCat("--auth_token_file=", token_file, ": ", token.status().message()));
+      return absl::Status(token.status().code(),
+                          absl::StrCat("--auth_token_file=", token_file, ": ", token.status().message()));
     }
     s.token = std::string(absl::StripAsciiWhitespace(*token));
     if (s.token.empty()) return absl::InvalidArgumentError(absl::StrCat("--auth_token_file=", token_file, " is empty"));
     for (char c : s.token) {
       if (c < 0x21 || c > 0x7e) {
-        return absl::InvalidArgumentError(absl::StrCat("--auth_token_file=", token_file,
-                                                       ": the token must be printable ASCII without spaces"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--auth_token_file=", token_file, ": the token must be printable ASCII without spaces"));
       }
     }
   }
@@ -128,8 +129,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Grp
   if (security.token.empty()) return grpc::CreateCustomChannel(address, credentials, args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<TokenInterceptorFactory>(security.token));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args,
-                                                                 std::move(interceptors));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args, std::move(interceptors));
 }
 
 grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token) {
@@ -142,8 +142,7 @@ grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& t
     }
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      begin == end ? "this server requires a bearer token (--auth_token_file)"
-                                   : "wrong bearer token");
+                      begin == end ? "this server requires a bearer token (--auth_token_file)" : "wrong bearer token");
 }
 
 }  // namespace meow

@@ -16,11 +16,11 @@
 namespace meow {
 
 struct GrpcSecurity {
-  std::string token;            // empty: no token sent or required
-  std::string cert_pem;         // server: its certificate chain (TLS on when set)
-  std::string key_pem;          // server: its private key
-  std::string ca_pem;           // client: roots that verify servers (TLS on when set)
-  std::string server_name;      // client: expected name in the server's certificate (optional)
+  std::string token;        // empty: no token sent or required
+  std::string cert_pem;     // server: its certificate chain (TLS on when set)
+  std::string key_pem;      // server: its private key
+  std::string ca_pem;       // client: roots that verify servers (TLS on when set)
+  std::string server_name;  // client: expected name in the server's certificate (optional)
 
   bool server_tls() const { return !cert_pem.empty(); }
   bool client_tls() const { return !ca_pem.empty(); }

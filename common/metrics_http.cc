@@ -15,9 +15,9 @@
 #include <httplib.h>
 
 #include "absl/strings/numbers.h"
-#include "common/address.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/address.h"
 
 namespace meow {
 namespace {
@@ -121,9 +121,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
   server->server_->Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
     res.set_content(absl::StrCat(render(), ProcessMetrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
-  server->server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
+  server->server_->Get("/healthz",
+                       [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   if (port == 0) {
     server->port_ = server->server_->bind_to_any_port(host);
   } else {

@@ -8,8 +8,8 @@ namespace {
 
 std::vector<TaskPreset> AllPresets() {
   std::vector<TaskPreset> presets;
-  auto mujoco = [&](std::string env, double alpha, double tau, double sigma_max,
-                    int64_t learning_starts, int64_t total) {
+  auto mujoco = [&](std::string env, double alpha, double tau, double sigma_max, int64_t learning_starts,
+                    int64_t total) {
     TaskPreset p;
     p.env = std::move(env);
     p.alpha = alpha;
@@ -50,8 +50,8 @@ absl::StatusOr<TaskPreset> GetPreset(std::string_view env) {
   for (const TaskPreset& p : AllPresets()) {
     if (p.env == env) return p;
   }
-  return absl::NotFoundError(absl::StrCat("no preset for task \"", std::string(env), "\"; known tasks: ",
-                                          absl::StrJoin(PresetNames(), ", ")));
+  return absl::NotFoundError(
+      absl::StrCat("no preset for task \"", std::string(env), "\"; known tasks: ", absl::StrJoin(PresetNames(), ", ")));
 }
 
 std::vector<std::string> PresetNames() {

@@ -13,10 +13,11 @@ namespace meow {
 namespace {
 
 const char* CodeName(int code) {
-  static const char* const kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                       "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* const kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
 }
 
@@ -64,13 +65,14 @@ std::map<std::pair<std::string, std::string>, int64_t> RpcMetrics::Snapshot() co
 void RpcMetrics::AppendTo(PrometheusText& text) const {
   std::map<std::string, int64_t> errors;
   for (const auto& [key, n] : Snapshot()) {
-    text.Counter("rpc_total", "RPCs this process's gRPC servers finished (streams when they end), by method and status code.",
+    text.Counter("rpc_total",
+                 "RPCs this process's gRPC servers finished (streams when they end), by method and status code.",
                  static_cast<double>(n), {{"method", key.first}, {"code", key.second}});
     errors[key.first] += key.second == "OK" ? 0 : n;
   }
   for (const auto& [method, n] : errors) {
-    text.Counter("rpc_errors_total", "RPCs answered with a status other than OK, by method.",
-                 static_cast<double>(n), {{"method", method}});
+    text.Counter("rpc_errors_total", "RPCs answered with a status other than OK, by method.", static_cast<double>(n),
+                 {{"method", method}});
   }
 }
 
@@ -94,12 +96,18 @@ void AppendMapNumbers(PrometheusText& text, const std::string& prefix, const goo
   auto number = [](const google::protobuf::Message& entry, const FD* field) -> std::optional<double> {
     const google::protobuf::Reflection* r = entry.GetReflection();
     switch (field->cpp_type()) {
-      case FD::CPPTYPE_INT32: return r->GetInt32(entry, field);
-      case FD::CPPTYPE_INT64: return static_cast<double>(r->GetInt64(entry, field));
-      case FD::CPPTYPE_UINT32: return r->GetUInt32(entry, field);
-      case FD::CPPTYPE_UINT64: return static_cast<double>(r->GetUInt64(entry, field));
-      case FD::CPPTYPE_DOUBLE: return r->GetDouble(entry, field);
-      default: return std::nullopt;
+      case FD::CPPTYPE_INT32:
+        return r->GetInt32(entry, field);
+      case FD::CPPTYPE_INT64:
+        return static_cast<double>(r->GetInt64(entry, field));
+      case FD::CPPTYPE_UINT32:
+        return r->GetUInt32(entry, field);
+      case FD::CPPTYPE_UINT64:
+        return static_cast<double>(r->GetUInt64(entry, field));
+      case FD::CPPTYPE_DOUBLE:
+        return r->GetDouble(entry, field);
+      default:
+        return std::nullopt;
     }
   };
   const std::string name = absl::StrCat(prefix, "_", f->name().substr(0, by));
@@ -109,12 +117,18 @@ void AppendMapNumbers(PrometheusText& text, const std::string& prefix, const goo
   auto key_text = [key](const google::protobuf::Message& entry) -> std::optional<std::string> {
     const google::protobuf::Reflection* r = entry.GetReflection();
     switch (key->cpp_type()) {
-      case FD::CPPTYPE_INT32: return absl::StrCat(r->GetInt32(entry, key));
-      case FD::CPPTYPE_INT64: return absl::StrCat(r->GetInt64(entry, key));
-      case FD::CPPTYPE_UINT32: return absl::StrCat(r->GetUInt32(entry, key));
-      case FD::CPPTYPE_UINT64: return absl::StrCat(r->GetUInt64(entry, key));
-      case FD::CPPTYPE_STRING: return r->GetString(entry, key);
-      default: return std::nullopt;
+      case FD::CPPTYPE_INT32:
+        return absl::StrCat(r->GetInt32(entry, key));
+      case FD::CPPTYPE_INT64:
+        return absl::StrCat(r->GetInt64(entry, key));
+      case FD::CPPTYPE_UINT32:
+        return absl::StrCat(r->GetUInt32(entry, key));
+      case FD::CPPTYPE_UINT64:
+        return absl::StrCat(r->GetUInt64(entry, key));
+      case FD::CPPTYPE_STRING:
+        return r->GetString(entry, key);
+      default:
+        return std::nullopt;
     }
   };
   std::map<std::string, double> samples;
@@ -143,15 +157,32 @@ void AppendProtoNumbers(PrometheusText& text, const std::string& prefix, const g
     const std::string help = absl::StrCat(d->name(), ".", f->name());
     double v;
     switch (f->cpp_type()) {
-      case FD::CPPTYPE_INT32: v = r->GetInt32(message, f); break;
-      case FD::CPPTYPE_INT64: v = static_cast<double>(r->GetInt64(message, f)); break;
-      case FD::CPPTYPE_UINT32: v = r->GetUInt32(message, f); break;
-      case FD::CPPTYPE_UINT64: v = static_cast<double>(r->GetUInt64(message, f)); break;
-      case FD::CPPTYPE_DOUBLE: v = r->GetDouble(message, f); break;
-      case FD::CPPTYPE_FLOAT: v = r->GetFloat(message, f); break;
-      case FD::CPPTYPE_BOOL: v = r->GetBool(message, f) ? 1 : 0; break;
-      case FD::CPPTYPE_MESSAGE: AppendProtoNumbers(text, name, r->GetMessage(message, f)); continue;
-      default: continue;
+      case FD::CPPTYPE_INT32:
+        v = r->GetInt32(message, f);
+        break;
+      case FD::CPPTYPE_INT64:
+        v = static_cast<double>(r->GetInt64(message, f));
+        break;
+      case FD::CPPTYPE_UINT32:
+        v = r->GetUInt32(message, f);
+        break;
+      case FD::CPPTYPE_UINT64:
+        v = static_cast<double>(r->GetUInt64(message, f));
+        break;
+      case FD::CPPTYPE_DOUBLE:
+        v = r->GetDouble(message, f);
+        break;
+      case FD::CPPTYPE_FLOAT:
+        v = r->GetFloat(message, f);
+        break;
+      case FD::CPPTYPE_BOOL:
+        v = r->GetBool(message, f) ? 1 : 0;
+        break;
+      case FD::CPPTYPE_MESSAGE:
+        AppendProtoNumbers(text, name, r->GetMessage(message, f));
+        continue;
+      default:
+        continue;
     }
     text.Gauge(name, help, v);
   }

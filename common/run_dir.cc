@@ -30,18 +30,18 @@ std::string ExistingKind(const std::string& dir) {
 absl::Status ClaimRunDir(const std::string& dir, const std::string& kind, bool resumable) {
   const std::string existing = ExistingKind(dir);
   auto describe = [](const std::string& k) {
-    return k == kSyncRun ? std::string("a `meow train --sync` run")
-                         : std::string("a local-mode or `meow learner` run");
+    return k == kSyncRun ? std::string("a `meow train --sync` run") : std::string("a local-mode or `meow learner` run");
   };
   if (!existing.empty() && existing != kind) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "run dir ", dir, " holds ", describe(existing), "; ", describe(kind),
-        " would overwrite its metrics and policies: pick another --run_dir"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("run dir ", dir, " holds ", describe(existing), "; ", describe(kind),
+                     " would overwrite its metrics and policies: pick another --run_dir"));
   }
   if (!existing.empty() && !resumable) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "run dir ", dir, " holds an earlier ", describe(existing), ", which cannot be resumed and "
-        "would be overwritten: pick another --run_dir (or remove that one)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("run dir ", dir, " holds an earlier ", describe(existing),
+                     ", which cannot be resumed and "
+                     "would be overwritten: pick another --run_dir (or remove that one)"));
   }
   return WriteFileAtomically(dir + "/run_kind", kind + "\n");
 }

@@ -26,8 +26,7 @@ absl::Status Malformed(const std::string& source, const std::string& what) {
 }
 
 // A JSON number that must be a non-negative integer representable exactly in a double.
-absl::StatusOr<uint64_t> NonNegativeInteger(const Value& v, const std::string& source,
-                                            const std::string& where) {
+absl::StatusOr<uint64_t> NonNegativeInteger(const Value& v, const std::string& source, const std::string& where) {
   if (v.kind_case() != Value::kNumberValue) {
     return Malformed(source, absl::StrCat(where, " is not a number"));
   }
@@ -43,11 +42,21 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -68,30 +77,27 @@ int DtypeSize(const std::string& dtype) {
   if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
   if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
   if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
-  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" ||
-      dtype == "F8_E5M2") {
+  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2") {
     return 1;
   }
   return 0;
 }
 
-absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
-                                                 const std::string& source) {
+absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const std::string& source) {
   if (bytes.size() < 8) {
-    return Malformed(source, absl::StrCat("file is ", bytes.size(),
-                                          " bytes, shorter than the 8-byte header length"));
+    return Malformed(source, absl::StrCat("file is ", bytes.size(), " bytes, shorter than the 8-byte header length"));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) {
     header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
   }
   if (header_len > kMaxHeaderBytes) {
-    return Malformed(source, absl::StrCat("header length ", header_len, " exceeds the limit of ",
-                                          kMaxHeaderBytes, " bytes"));
+    return Malformed(source,
+                     absl::StrCat("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes, " bytes"));
   }
   if (header_len > bytes.size() - 8) {
-    return Malformed(source, absl::StrCat("header length ", header_len, " runs past the end of the ",
-                                          bytes.size(), "-byte file (truncated?)"));
+    return Malformed(source, absl::StrCat("header length ", header_len, " runs past the end of the ", bytes.size(),
+                                          "-byte file (truncated?)"));
   }
   const std::string header = bytes.substr(8, header_len);
   const uint64_t data_begin = 8 + header_len;
@@ -101,8 +107,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
   google::protobuf::util::JsonParseOptions options;
   const auto parsed = google::protobuf::util::JsonStringToMessage(header, &root, options);
   if (!parsed.ok()) {
-    return Malformed(source, absl::StrCat("header is not a JSON object: ",
-                                          std::string(parsed.message())));
+    return Malformed(source, absl::StrCat("header is not a JSON object: ", std::string(parsed.message())));
   }
 
   SafetensorsFile file;
@@ -143,8 +148,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
     }
     uint64_t numel = 1;
     for (int i = 0; i < shape.list_value().values_size(); ++i) {
-      auto dim = NonNegativeInteger(shape.list_value().values(i), source,
-                                    absl::StrCat(where, " shape[", i, "]"));
+      auto dim = NonNegativeInteger(shape.list_value().values(i), source, absl::StrCat(where, " shape[", i, "]"));
       if (!dim.ok()) return dim.status();
       if (*dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / *dim) {
         return Malformed(source, absl::StrCat(where, " shape is too large"));
@@ -156,22 +160,18 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
     if (offsets.kind_case() != Value::kListValue || offsets.list_value().values_size() != 2) {
       return Malformed(source, absl::StrCat(where, " data_offsets is not a [begin, end] pair"));
     }
-    auto begin = NonNegativeInteger(offsets.list_value().values(0), source,
-                                    absl::StrCat(where, " data_offsets[0]"));
+    auto begin = NonNegativeInteger(offsets.list_value().values(0), source, absl::StrCat(where, " data_offsets[0]"));
     if (!begin.ok()) return begin.status();
-    auto end = NonNegativeInteger(offsets.list_value().values(1), source,
-                                  absl::StrCat(where, " data_offsets[1]"));
+    auto end = NonNegativeInteger(offsets.list_value().values(1), source, absl::StrCat(where, " data_offsets[1]"));
     if (!end.ok()) return end.status();
     if (*begin > *end || *end > data_size) {
-      return Malformed(source, absl::StrCat(where, " data_offsets [", *begin, ", ", *end,
-                                            "] fall outside the ", data_size,
-                                            "-byte data section (truncated?)"));
+      return Malformed(source, absl::StrCat(where, " data_offsets [", *begin, ", ", *end, "] fall outside the ",
+                                            data_size, "-byte data section (truncated?)"));
     }
     const uint64_t expected = numel * DtypeSize(tensor.dtype);
     if (*end - *begin != expected) {
-      return Malformed(source, absl::StrCat(where, " holds ", *end - *begin, " bytes but dtype ",
-                                            tensor.dtype, " and shape [",
-                                            absl::StrJoin(tensor.shape, ","), "] need ", expected));
+      return Malformed(source, absl::StrCat(where, " holds ", *end - *begin, " bytes but dtype ", tensor.dtype,
+                                            " and shape [", absl::StrJoin(tensor.shape, ","), "] need ", expected));
     }
     tensor.data = bytes.substr(data_begin + *begin, *end - *begin);
     regions.emplace_back(*begin, *end, name);
@@ -209,8 +209,7 @@ absl::StatusOr<std::string> SerializeSafetensors(const SafetensorsFile& file) {
     }
     const int elem = DtypeSize(tensor.dtype);
     if (elem == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", name, "\" has unknown dtype \"", tensor.dtype, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" has unknown dtype \"", tensor.dtype, "\""));
     }
     uint64_t numel = 1;
     for (int64_t d : tensor.shape) {
@@ -220,9 +219,8 @@ absl::StatusOr<std::string> SerializeSafetensors(const SafetensorsFile& file) {
       numel *= static_cast<uint64_t>(d);
     }
     if (numel * elem != tensor.data.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" has ",
-                                                     tensor.data.size(), " bytes, expected ",
-                                                     numel * elem));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\" has ", tensor.data.size(), " bytes, expected ", numel * elem));
     }
     if (!first) header += ",";
     first = false;

@@ -36,8 +36,7 @@ struct SafetensorsFile {
 int DtypeSize(const std::string& dtype);
 
 // Parses a whole file held in memory. `source` names it in error messages.
-absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes,
-                                                 const std::string& source = "<memory>");
+absl::StatusOr<SafetensorsFile> ParseSafetensors(const std::string& bytes, const std::string& source = "<memory>");
 // Serialises to the on-disk layout (header padded with spaces to a multiple of 8 bytes, tensors in
 // name order, contiguous). Fails if a tensor's byte count does not match its dtype and shape.
 absl::StatusOr<std::string> SerializeSafetensors(const SafetensorsFile& file);

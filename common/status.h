@@ -7,10 +7,10 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define MEOW_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    ::absl::Status meow_status_ = (expr);           \
-    if (!meow_status_.ok()) return meow_status_;    \
+#define MEOW_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status meow_status_ = (expr);        \
+    if (!meow_status_.ok()) return meow_status_; \
   } while (false)
 
 #define MEOW_STATUS_CONCAT_INNER_(a, b) a##b
@@ -19,7 +19,7 @@
 // `MEOW_ASSIGN_OR_RETURN(auto x, StatusOrExpr());` declares/assigns x or returns the error.
 #define MEOW_ASSIGN_OR_RETURN(lhs, expr) \
   MEOW_ASSIGN_OR_RETURN_IMPL_(MEOW_STATUS_CONCAT_(meow_statusor_, __LINE__), lhs, expr)
-#define MEOW_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define MEOW_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)

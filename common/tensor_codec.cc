@@ -38,8 +38,7 @@ int64_t FirstBad(const char* p, int64_t n, bool unit_range) {
     if (unit_range) {
       for (int64_t i = start; i < end; ++i) bad |= (LoadBits(p, i) & kAbsMask) > kOneBits;
     } else {
-      for (int64_t i = start; i < end; ++i)
-        bad |= (LoadBits(p, i) & kExponentMask) == kExponentMask;
+      for (int64_t i = start; i < end; ++i) bad |= (LoadBits(p, i) & kExponentMask) == kExponentMask;
     }
     if (bad == 0) continue;
     for (int64_t i = start; i < end; ++i) {
@@ -58,19 +57,16 @@ std::string ElementIndex(int64_t i, int64_t cols) {
   return absl::StrCat("[", i / cols, ", ", i % cols, "]");
 }
 
-absl::Status CheckFloats(const char* data, int64_t n, int64_t cols, absl::string_view field,
-                         bool unit_range) {
+absl::Status CheckFloats(const char* data, int64_t n, int64_t cols, absl::string_view field, bool unit_range) {
   const int64_t bad = FirstBad(data, n, unit_range);
   if (bad < 0) return absl::OkStatus();
   const float v = LoadFloat(data, bad);
   if (!std::isfinite(v)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ElementIndex(bad, cols),
-                                                   ": expected a finite value, got ",
-                                                   absl::StrFormat("%g", v)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ElementIndex(bad, cols), ": expected a finite value, got ", absl::StrFormat("%g", v)));
   }
-  return absl::InvalidArgumentError(absl::StrCat(field, ElementIndex(bad, cols),
-                                                 ": expected a value in [-1, 1], got ",
-                                                 absl::StrFormat("%g", v)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ElementIndex(bad, cols), ": expected a value in [-1, 1], got ", absl::StrFormat("%g", v)));
 }
 
 }  // namespace
@@ -100,9 +96,7 @@ std::string DTypeName(proto::DType dtype) {
   return name.rfind("DTYPE_", 0) == 0 ? name.substr(6) : name;
 }
 
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
+std::string ShapeString(absl::Span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 
 absl::StatusOr<TensorView> DecodeTensor(const proto::Tensor& tensor, absl::string_view field) {
   TensorView view;
@@ -119,8 +113,7 @@ absl::StatusOr<TensorView> DecodeTensor(const proto::Tensor& tensor, absl::strin
   for (int d = 0; d < static_cast<int>(view.shape.size()); ++d) {
     const int64_t dim = view.shape[d];
     if (dim < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".shape[", d, "]: expected a size >= 0, got ", dim));
+      return absl::InvalidArgumentError(absl::StrCat(field, ".shape[", d, "]: expected a size >= 0, got ", dim));
     }
     if (dim != 0 && elements > kMaxElements / dim) {
       return absl::InvalidArgumentError(
@@ -130,9 +123,9 @@ absl::StatusOr<TensorView> DecodeTensor(const proto::Tensor& tensor, absl::strin
   }
   const int64_t expected_bytes = elements * size;
   if (static_cast<int64_t>(tensor.data().size()) != expected_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".data: expected ", expected_bytes, " bytes for ", DTypeName(view.dtype), " ",
-        ShapeString(view.shape), ", got ", tensor.data().size()));
+    return absl::InvalidArgumentError(absl::StrCat(field, ".data: expected ", expected_bytes, " bytes for ",
+                                                   DTypeName(view.dtype), " ", ShapeString(view.shape), ", got ",
+                                                   tensor.data().size()));
   }
   view.num_elements = elements;
   view.data = tensor.data().data();
@@ -142,8 +135,8 @@ absl::StatusOr<TensorView> DecodeTensor(const proto::Tensor& tensor, absl::strin
 absl::Status ExpectTensor(const TensorView& view, absl::string_view field, proto::DType dtype,
                           absl::Span<const int64_t> shape) {
   if (view.dtype != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".dtype: expected ", DTypeName(dtype),
-                                                   ", got ", DTypeName(view.dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".dtype: expected ", DTypeName(dtype), ", got ", DTypeName(view.dtype)));
   }
   bool match = view.shape.size() == shape.size();
   for (size_t d = 0; match && d < shape.size(); ++d) {
@@ -152,15 +145,13 @@ absl::Status ExpectTensor(const TensorView& view, absl::string_view field, proto
   if (!match) {
     std::vector<std::string> want;
     for (int64_t d : shape) want.push_back(d < 0 ? std::string("*") : absl::StrCat(d));
-    return absl::InvalidArgumentError(absl::StrCat(field, ".shape: expected [",
-                                                   absl::StrJoin(want, ", "), "], got ",
-                                                   ShapeString(view.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".shape: expected [", absl::StrJoin(want, ", "), "], got ", ShapeString(view.shape)));
   }
   return absl::OkStatus();
 }
 
-proto::Tensor EncodeTensor(proto::DType dtype, absl::Span<const int64_t> shape, const void* data,
-                           size_t bytes) {
+proto::Tensor EncodeTensor(proto::DType dtype, absl::Span<const int64_t> shape, const void* data, size_t bytes) {
   proto::Tensor tensor;
   tensor.set_dtype(dtype);
   tensor.mutable_shape()->Add(shape.begin(), shape.end());
@@ -207,18 +198,16 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
   const TensorView& terminated = views[4];
 
   // obs fixes the row count and (when the signature leaves it open) the observation size.
-  absl::Status status = ExpectTensor(obs, columns[0].name, proto::DTYPE_FLOAT32,
-                                     {-1, static_cast<int64_t>(signature.obs_dim)});
+  absl::Status status =
+      ExpectTensor(obs, columns[0].name, proto::DTYPE_FLOAT32, {-1, static_cast<int64_t>(signature.obs_dim)});
   if (!status.ok()) return status;
   const int64_t rows = obs.shape[0];
   const int64_t obs_dim = obs.shape[1];
   if (rows == 0) {
-    return absl::InvalidArgumentError(
-        "TransitionBatch.obs.shape: expected at least one row, got 0");
+    return absl::InvalidArgumentError("TransitionBatch.obs.shape: expected at least one row, got 0");
   }
   if (rows > signature.max_rows) {
-    return absl::ResourceExhaustedError(absl::StrCat("TransitionBatch.obs.shape: ", rows,
-                                                     " rows exceed the limit of ",
+    return absl::ResourceExhaustedError(absl::StrCat("TransitionBatch.obs.shape: ", rows, " rows exceed the limit of ",
                                                      signature.max_rows, " per batch"));
   }
   // The other columns must agree with obs on the row count.
@@ -230,8 +219,7 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
   if (status = ExpectTensor(reward, columns[2].name, proto::DTYPE_FLOAT32, {rows}); !status.ok()) {
     return status;
   }
-  if (status = ExpectTensor(next_obs, columns[3].name, proto::DTYPE_FLOAT32, {rows, obs_dim});
-      !status.ok()) {
+  if (status = ExpectTensor(next_obs, columns[3].name, proto::DTYPE_FLOAT32, {rows, obs_dim}); !status.ok()) {
     return status;
   }
   if (status = ExpectTensor(terminated, columns[4].name, proto::DTYPE_BOOL, {rows}); !status.ok()) {
@@ -239,33 +227,28 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
   }
   const int64_t action_dim = action.shape[1];
   if (obs_dim == 0 || action_dim == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(obs_dim == 0 ? "TransitionBatch.obs" : "TransitionBatch.action",
-                     ".shape: expected at least one column, got 0"));
+    return absl::InvalidArgumentError(absl::StrCat(obs_dim == 0 ? "TransitionBatch.obs" : "TransitionBatch.action",
+                                                   ".shape: expected at least one column, got 0"));
   }
 
   // Values: finite everywhere, actions in [-1, 1], terminated 0 or 1.
-  if (status = CheckFloats(obs.data, obs.num_elements, obs_dim, columns[0].name, false);
-      !status.ok()) {
+  if (status = CheckFloats(obs.data, obs.num_elements, obs_dim, columns[0].name, false); !status.ok()) {
     return status;
   }
-  if (status = CheckFloats(action.data, action.num_elements, action_dim, columns[1].name, true);
-      !status.ok()) {
+  if (status = CheckFloats(action.data, action.num_elements, action_dim, columns[1].name, true); !status.ok()) {
     return status;
   }
-  if (status = CheckFloats(reward.data, reward.num_elements, 0, columns[2].name, false);
-      !status.ok()) {
+  if (status = CheckFloats(reward.data, reward.num_elements, 0, columns[2].name, false); !status.ok()) {
     return status;
   }
-  if (status = CheckFloats(next_obs.data, next_obs.num_elements, obs_dim, columns[3].name, false);
-      !status.ok()) {
+  if (status = CheckFloats(next_obs.data, next_obs.num_elements, obs_dim, columns[3].name, false); !status.ok()) {
     return status;
   }
   const auto* done = reinterpret_cast<const uint8_t*>(terminated.data);
   for (int64_t i = 0; i < rows; ++i) {
     if (done[i] > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "TransitionBatch.terminated[", i, "]: expected 0 or 1, got ", static_cast<int>(done[i])));
+      return absl::InvalidArgumentError(
+          absl::StrCat("TransitionBatch.terminated[", i, "]: expected 0 or 1, got ", static_cast<int>(done[i])));
     }
   }
 
@@ -283,10 +266,8 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
 }
 
 proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Span<const float> obs,
-                                           absl::Span<const float> action,
-                                           absl::Span<const float> reward,
-                                           absl::Span<const float> next_obs,
-                                           absl::Span<const uint8_t> terminated,
+                                           absl::Span<const float> action, absl::Span<const float> reward,
+                                           absl::Span<const float> next_obs, absl::Span<const uint8_t> terminated,
                                            int64_t policy_version) {
   const int64_t rows = static_cast<int64_t>(reward.size());
   proto::TransitionBatch batch;
@@ -294,25 +275,22 @@ proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Sp
   *batch.mutable_action() = EncodeFloat32({rows, action_dim}, action);
   *batch.mutable_reward() = EncodeFloat32({rows}, reward);
   *batch.mutable_next_obs() = EncodeFloat32({rows, obs_dim}, next_obs);
-  *batch.mutable_terminated() =
-      EncodeTensor(proto::DTYPE_BOOL, {rows}, terminated.data(), terminated.size());
+  *batch.mutable_terminated() = EncodeTensor(proto::DTYPE_BOOL, {rows}, terminated.data(), terminated.size());
   batch.set_policy_version(policy_version);
   return batch;
 }
 
 absl::StatusOr<SampledBatch> DecodeSampleResponse(const proto::SampleResponse& response,
-                                                  const BatchSignature& signature,
-                                                  int64_t expected_rows) {
+                                                  const BatchSignature& signature, int64_t expected_rows) {
   auto view = ValidateTransitionBatch(response.batch(), signature);
   if (!view.ok()) return view.status();
   if (expected_rows >= 0 && view->rows != expected_rows) {
-    return absl::InvalidArgumentError(absl::StrCat("SampleResponse.batch.obs.shape: expected ",
-                                                   expected_rows, " rows, got ", view->rows));
+    return absl::InvalidArgumentError(
+        absl::StrCat("SampleResponse.batch.obs.shape: expected ", expected_rows, " rows, got ", view->rows));
   }
   auto versions = DecodeTensor(response.policy_version(), "SampleResponse.policy_version");
   if (!versions.ok()) return versions.status();
-  if (absl::Status s = ExpectTensor(*versions, "SampleResponse.policy_version", proto::DTYPE_INT64,
-                                    {view->rows});
+  if (absl::Status s = ExpectTensor(*versions, "SampleResponse.policy_version", proto::DTYPE_INT64, {view->rows});
       !s.ok()) {
     return s;
   }
@@ -331,8 +309,7 @@ absl::StatusOr<SampledBatch> DecodeSampleResponse(const proto::SampleResponse& r
   out.terminated.resize(static_cast<size_t>(out.rows));
   for (int64_t i = 0; i < out.rows; ++i) out.terminated[i] = view->terminated[i] ? 1.0f : 0.0f;
   out.policy_version.resize(static_cast<size_t>(out.rows));
-  std::memcpy(out.policy_version.data(), versions->data,
-              static_cast<size_t>(out.rows) * sizeof(int64_t));
+  std::memcpy(out.policy_version.data(), versions->data, static_cast<size_t>(out.rows) * sizeof(int64_t));
   out.table_size = response.table_size();
   return out;
 }

@@ -47,8 +47,7 @@ absl::Status ExpectTensor(const TensorView& view, absl::string_view field, proto
 // "[64, 11]"
 std::string ShapeString(absl::Span<const int64_t> shape);
 
-proto::Tensor EncodeTensor(proto::DType dtype, absl::Span<const int64_t> shape, const void* data,
-                           size_t bytes);
+proto::Tensor EncodeTensor(proto::DType dtype, absl::Span<const int64_t> shape, const void* data, size_t bytes);
 proto::Tensor EncodeFloat32(absl::Span<const int64_t> shape, absl::Span<const float> values);
 proto::Tensor EncodeInt64(absl::Span<const int64_t> shape, absl::Span<const int64_t> values);
 
@@ -83,10 +82,8 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
 // sets them). Sizes must agree: obs and next_obs rows*obs_dim, action rows*action_dim, reward and
 // terminated (0 or 1) rows. Validation happens when the batch is inserted.
 proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Span<const float> obs,
-                                           absl::Span<const float> action,
-                                           absl::Span<const float> reward,
-                                           absl::Span<const float> next_obs,
-                                           absl::Span<const uint8_t> terminated,
+                                           absl::Span<const float> action, absl::Span<const float> reward,
+                                           absl::Span<const float> next_obs, absl::Span<const uint8_t> terminated,
                                            int64_t policy_version);
 
 // A sampled batch decoded for the learner: row-major float columns (terminated as 0.0 / 1.0, ready
@@ -102,7 +99,6 @@ struct SampledBatch {
 
 // Validates and copies a SampleResponse; the batch must hold `expected_rows` rows when >= 0.
 absl::StatusOr<SampledBatch> DecodeSampleResponse(const proto::SampleResponse& response,
-                                                  const BatchSignature& signature,
-                                                  int64_t expected_rows);
+                                                  const BatchSignature& signature, int64_t expected_rows);
 
 }  // namespace meow

@@ -101,8 +101,7 @@ absl::StatusOr<std::vector<ScalarEvent>> ReadTensorBoardScalars(const std::strin
     }
     if (length > bytes->size() - offset - 16) return corrupt("is torn (payload runs past the end)");
     const std::string payload(p + 12, length);
-    if (UnmaskCrc32c(static_cast<uint32_t>(GetLE(p + 12 + length, 4))) !=
-        Crc32c(payload.data(), payload.size())) {
+    if (UnmaskCrc32c(static_cast<uint32_t>(GetLE(p + 12 + length, 4))) != Crc32c(payload.data(), payload.size())) {
       return corrupt("has a bad payload checksum");
     }
     tensorboard::Event event;

@@ -28,7 +28,8 @@ absl::StatusOr<SafetensorsFile> DecodeNamedTensors(
     auto view = DecodeTensor(named.tensor(), field);
     if (!view.ok()) return view.status();
     if (view->dtype != proto::DTYPE_FLOAT32) {
-      return absl::InvalidArgumentError(absl::StrCat(field, " has dtype ", DTypeName(view->dtype), ", expected FLOAT32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " has dtype ", DTypeName(view->dtype), ", expected FLOAT32"));
     }
     RawTensor raw;
     raw.dtype = "F32";

@@ -75,8 +75,7 @@ absl::Status CheckpointStore::Save(const MeowUpdater& updater, const LearnerCoun
   return absl::OkStatus();
 }
 
-absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& path,
-                                                             MeowUpdater& updater) {
+absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& path, MeowUpdater& updater) {
   auto file = ReadSafetensors(path);
   if (!file.ok()) return file.status();
   for (const char* name : {"params", "target", "adam_m", "adam_v", "torch_rng"}) {
@@ -92,10 +91,9 @@ absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& 
     }
   }
   LearnerCounters counters;
-  for (auto [key, field] : {std::pair{"meow.env_steps", &counters.env_steps},
-                            std::pair{"meow.updates", &counters.updates},
-                            std::pair{"meow.skipped", &counters.skipped},
-                            std::pair{"meow.version", &counters.version}}) {
+  for (auto [key, field] :
+       {std::pair{"meow.env_steps", &counters.env_steps}, std::pair{"meow.updates", &counters.updates},
+        std::pair{"meow.skipped", &counters.skipped}, std::pair{"meow.version", &counters.version}}) {
     auto it = file->metadata.find(key);
     if (it == file->metadata.end() || !absl::SimpleAtoi(it->second, field) || *field < 0) {
       return absl::DataLossError(absl::StrCat("bad or missing counter ", key));
@@ -114,8 +112,7 @@ absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& 
   for (const auto* t : {&params, &target, &m, &v}) {
     if (!t->ok()) return t->status();
   }
-  if (absl::Status s = updater.RestoreState(*params, *target, *m, *v, counters.updates, counters.skipped);
-      !s.ok()) {
+  if (absl::Status s = updater.RestoreState(*params, *target, *m, *v, counters.updates, counters.skipped); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("does not fit this network: ", s.message()));
   }
   const RawTensor& rng = file->tensors.at("torch_rng");
@@ -142,8 +139,8 @@ absl::StatusOr<RestoreResult> CheckpointStore::RestoreLatest(MeowUpdater& update
       result.path = path;
       return result;
     }
-    result.problems.push_back(absl::StrCat("checkpoint ", path, " is unusable (", counters.status().message(),
-                                           "); trying the previous one"));
+    result.problems.push_back(
+        absl::StrCat("checkpoint ", path, " is unusable (", counters.status().message(), "); trying the previous one"));
   }
   return result;
 }

@@ -23,9 +23,9 @@ namespace meow {
 
 struct LearnerCounters {
   int64_t env_steps = 0;
-  int64_t updates = 0;   // applied updates (MeowUpdater::steps)
-  int64_t skipped = 0;   // non-finite updates skipped
-  int64_t version = 0;   // weight version last published
+  int64_t updates = 0;  // applied updates (MeowUpdater::steps)
+  int64_t skipped = 0;  // non-finite updates skipped
+  int64_t version = 0;  // weight version last published
 };
 
 struct RestoreResult {

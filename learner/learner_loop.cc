@@ -49,8 +49,7 @@ absl::Status LearnerConfig::Validate() const {
   return update.Validate();
 }
 
-absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& config,
-                                                         ParameterStore* store) {
+absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& config, ParameterStore* store) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   auto device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
@@ -92,8 +91,8 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   return learner;
 }
 
-Learner::Learner(const LearnerConfig& config, ParameterStore* store,
-                 std::unique_ptr<MeowUpdater> updater, std::unique_ptr<ReplaySampler> sampler)
+Learner::Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
+                 std::unique_ptr<ReplaySampler> sampler)
     : config_(config), store_(store), updater_(std::move(updater)), sampler_(std::move(sampler)) {}
 
 LearnerStats Learner::stats() const {
@@ -135,8 +134,7 @@ absl::Status Learner::ReserveVersion(int64_t version) {
   if (ec) {
     return absl::InternalError(absl::StrCat("cannot create the run directory ", config_.run_dir, ": ", ec.message()));
   }
-  if (absl::Status s = WriteFileAtomically(ReservationPath(config_.run_dir), absl::StrCat(reserved, "\n"));
-      !s.ok()) {
+  if (absl::Status s = WriteFileAtomically(ReservationPath(config_.run_dir), absl::StrCat(reserved, "\n")); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("reserving weight versions: ", s.message()));
   }
   absl::MutexLock lock(&mu_);

@@ -37,31 +37,30 @@ struct LearnerConfig {
   int batch_size = 256;
   int prefetch_batches = 8;
   std::string device = "cpu";
-  std::string run_dir;                // empty: no checkpoints
-  int64_t publish_interval = 10;      // updates between published weight versions
-  int64_t checkpoint_interval = 5000; // updates between checkpoints
-  int64_t max_updates = 0;            // 0: until stopped
+  std::string run_dir;                 // empty: no checkpoints
+  int64_t publish_interval = 10;       // updates between published weight versions
+  int64_t checkpoint_interval = 5000;  // updates between checkpoints
+  int64_t max_updates = 0;             // 0: until stopped
   absl::Duration sample_timeout = absl::Milliseconds(500);
 
   absl::Status Validate() const;
 };
 
 struct LearnerStats {
-  int64_t updates = 0;          // applied
-  int64_t skipped = 0;          // non-finite, skipped
-  int64_t version = 0;          // last published weight version
-  int64_t sample_waits = 0;     // Next() calls that timed out (replay not ready or rate-limited)
+  int64_t updates = 0;       // applied
+  int64_t skipped = 0;       // non-finite, skipped
+  int64_t version = 0;       // last published weight version
+  int64_t sample_waits = 0;  // Next() calls that timed out (replay not ready or rate-limited)
   double last_loss = 0;
-  UpdateStats last_update;      // of the newest applied update
-  double mean_staleness = 0;    // version - policy_version of the rows in the last batch
-  std::string restored_from;    // checkpoint file, if any
+  UpdateStats last_update;    // of the newest applied update
+  double mean_staleness = 0;  // version - policy_version of the rows in the last batch
+  std::string restored_from;  // checkpoint file, if any
   std::vector<std::string> checkpoint_problems;
 };
 
 class Learner {
  public:
-  static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config,
-                                                         ParameterStore* store);
+  static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config, ParameterStore* store);
   absl::Status Run(const std::atomic<bool>& stop);
   LearnerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
   MeowUpdater& updater() { return *updater_; }

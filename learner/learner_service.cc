@@ -85,12 +85,12 @@ absl::Status CheckEpisode(const proto::Episode& e, const std::string& field) {
     return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return is not finite"));
   }
   if (std::abs(e.episode_return()) > LearnerServiceImpl::kMaxAbsReturn) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return ", e.episode_return(),
-                                                   " is beyond +-", LearnerServiceImpl::kMaxAbsReturn));
+    return absl::InvalidArgumentError(absl::StrCat(field, ".episode_return ", e.episode_return(), " is beyond +-",
+                                                   LearnerServiceImpl::kMaxAbsReturn));
   }
   if (e.length() < 1 || e.length() > LearnerServiceImpl::kMaxEpisodeLength) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".length must be in [1, ",
-                                                   LearnerServiceImpl::kMaxEpisodeLength, "], got ", e.length()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".length must be in [1, ", LearnerServiceImpl::kMaxEpisodeLength, "], got ", e.length()));
   }
   return absl::OkStatus();
 }
@@ -141,7 +141,8 @@ absl::StatusOr<EvaluationRecord> LearnerServiceImpl::ToRecord(const proto::Repor
   EvaluationRecord record;
   record.source = request.source();
   if (eval.env_steps() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.env_steps must be >= 0, got ", eval.env_steps()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReportRequest.evaluation.env_steps must be >= 0, got ", eval.env_steps()));
   }
   const int64_t newest = newest_version_ ? newest_version_() : 0;
   if (eval.policy_version() < 1 || eval.policy_version() > newest) {

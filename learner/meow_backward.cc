@@ -21,12 +21,12 @@ constexpr double kLogDetEps = std::numeric_limits<float>::epsilon();
 // What an MLP forward keeps for its backward: per hidden layer the layer input, the LayerNorm
 // input/statistics, the Swish input and its sigmoid, and the dropout mask.
 struct LayerCache {
-  at::Tensor input;           // h_{l-1}
-  at::Tensor pre_norm;        // W h + b (LayerNorm input), when there is a LayerNorm
-  at::Tensor mean, rstd;      // LayerNorm statistics
-  at::Tensor swish_in;        // n
-  at::Tensor sig;             // sigmoid(beta * n)
-  at::Tensor mask;            // dropout mask (scaled), undefined without dropout
+  at::Tensor input;       // h_{l-1}
+  at::Tensor pre_norm;    // W h + b (LayerNorm input), when there is a LayerNorm
+  at::Tensor mean, rstd;  // LayerNorm statistics
+  at::Tensor swish_in;    // n
+  at::Tensor sig;         // sigmoid(beta * n)
+  at::Tensor mask;        // dropout mask (scaled), undefined without dropout
 };
 
 struct MlpCache {
@@ -43,9 +43,8 @@ bool FusableCpuFloat(const at::Tensor& t) {
 // (times the dropout mask when there is one),
 //   grad_n = g s + beta g n s (1 - s),   grad_beta = sum_rows g n^2 s (1 - s).
 // ATen would need about eight passes over the (B, H) operands for the same result.
-at::Tensor SwishBackwardFused(const at::Tensor& g, const at::Tensor& mask, const at::Tensor& n,
-                              const at::Tensor& sig, const at::Tensor& beta,
-                              at::Tensor& grad_beta) {
+at::Tensor SwishBackwardFused(const at::Tensor& g, const at::Tensor& mask, const at::Tensor& n, const at::Tensor& sig,
+                              const at::Tensor& beta, at::Tensor& grad_beta) {
   const int64_t rows = g.size(0), cols = g.size(1);
   at::Tensor grad_n = at::empty_like(g);
   const at::Tensor gc = g.contiguous();
@@ -73,8 +72,7 @@ at::Tensor SwishBackwardFused(const at::Tensor& g, const at::Tensor& mask, const
 
 // Forward of the reference MLP, recording what the backward needs. `masks` are the dropout masks
 // of this MLP's hidden layers (empty: none).
-at::Tensor MlpForward(MlpImpl& mlp, const at::Tensor& x_in, const at::Tensor* masks,
-                      MlpCache* cache) {
+at::Tensor MlpForward(MlpImpl& mlp, const at::Tensor& x_in, const at::Tensor* masks, MlpCache* cache) {
   at::Tensor x = x_in;
   const size_t hidden = mlp.swishes.size();
   cache->layers.resize(hidden);
@@ -102,8 +100,7 @@ at::Tensor MlpForward(MlpImpl& mlp, const at::Tensor& x_in, const at::Tensor* ma
 
 // Backward of MlpForward: writes the parameter gradients into their .grad() and returns the
 // gradient with respect to the MLP input when `input_grad` is set.
-at::Tensor MlpBackward(MlpImpl& mlp, const MlpCache& cache, const at::Tensor& grad_out,
-                       bool input_grad) {
+at::Tensor MlpBackward(MlpImpl& mlp, const MlpCache& cache, const at::Tensor& grad_out, bool input_grad) {
   auto& out = mlp.linears.back();
   at::mm_out(out->weight.mutable_grad(), grad_out.t(), cache.last_input);
   at::sum_out(out->bias.mutable_grad(), grad_out, {0});
@@ -124,8 +121,8 @@ at::Tensor MlpBackward(MlpImpl& mlp, const MlpCache& cache, const at::Tensor& gr
     if (!mlp.norms.empty()) {
       auto& norm = mlp.norms[i];
       at::Tensor gw, gb;
-      std::tie(g, gw, gb) = at::native_layer_norm_backward(
-          g, c.pre_norm, {g.size(1)}, c.mean, c.rstd, norm->weight, norm->bias, {true, true, true});
+      std::tie(g, gw, gb) = at::native_layer_norm_backward(g, c.pre_norm, {g.size(1)}, c.mean, c.rstd, norm->weight,
+                                                           norm->bias, {true, true, true});
       norm->weight.mutable_grad().copy_(gw);
       norm->bias.mutable_grad().copy_(gb);
     }
@@ -179,8 +176,8 @@ std::vector<at::Tensor> DrawDropoutMasks(const FlowPolicyConfig& config, int64_t
   return masks;
 }
 
-ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                           double gamma, const std::vector<at::Tensor>& masks) {
+ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
+                           const std::vector<at::Tensor>& masks) {
   torch::NoGradGuard no_grad;
   const FlowPolicyConfig& config = policy.config();
   const double alpha = config.alpha;
@@ -211,8 +208,7 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
     keep[k] = c->b;
     shift_mask[k] = 1 - c->b;
     const at::Tensor x = at::cat({z * keep[k], obs_c}, 1);
-    const at::Tensor t =
-        MlpForward(*c->t, x, masks.empty() ? nullptr : &masks[2 * k], &coupling_cache[k]);
+    const at::Tensor t = MlpForward(*c->t, x, masks.empty() ? nullptr : &masks[2 * k], &coupling_cache[k]);
     z = at::addcmul(z, shift_mask[k], t, -1);
   }
   MlpCache sigma_cache;
@@ -244,8 +240,7 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
   MlpBackward(**heads[0], head_cache[0], (alpha * g_q1).unsqueeze(1), /*input_grad=*/false);
   MlpBackward(**heads[1], head_cache[1], (alpha * g_q2).unsqueeze(1), /*input_grad=*/false);
   // dL/dcommon per coupling row: alpha dL/dQ_k of the head the row feeds (both heads unstacked).
-  const at::Tensor g_common =
-      (stacked ? at::cat({alpha * g_q1, alpha * g_q2}, 0) : alpha * (g_q1 + g_q2)).unsqueeze(1);
+  const at::Tensor g_common = (stacked ? at::cat({alpha * g_q1, alpha * g_q2}, 0) : alpha * (g_q1 + g_q2)).unsqueeze(1);
   const at::Tensor g_e = -g_common * e;
   // log sigma -> h: d log_sigma / d h = half_range (1 - tanh(h)^2); stacked rows add up.
   at::Tensor g_log_sigma = -g_e * e;  // g_common e^2

@@ -39,7 +39,7 @@ struct ManualLoss {
 // Masks of B rows are shared by Q_1 and Q_2; masks of 2B rows run the couplings on [s; s] as the
 // reference's get_qv does, Q_1 from the first B rows and Q_2 from the second.
 // Every parameter of `policy` must have a defined .grad() of its shape; it is overwritten.
-ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                           double gamma, const std::vector<at::Tensor>& masks);
+ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
+                           const std::vector<at::Tensor>& masks);
 
 }  // namespace meow

@@ -27,8 +27,7 @@ absl::Status MeowUpdateConfig::Validate() const {
   return absl::OkStatus();
 }
 
-absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim,
-                           const c10::Device& device) {
+absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim, const c10::Device& device) {
   struct Field {
     const char* name;
     const at::Tensor* tensor;
@@ -46,27 +45,27 @@ absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_d
     if (!f.tensor->defined()) return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " is missing"));
     const at::Tensor& t = *f.tensor;
     if (t.scalar_type() != at::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " has dtype ",
-                                                     c10::toString(t.scalar_type()), ", expected float32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch field ", f.name, " has dtype ", c10::toString(t.scalar_type()), ", expected float32"));
     }
-    const bool shape_ok = f.cols < 0 ? (t.dim() == 1 && t.size(0) == rows)
-                                     : (t.dim() == 2 && t.size(0) == rows && t.size(1) == f.cols);
+    const bool shape_ok =
+        f.cols < 0 ? (t.dim() == 1 && t.size(0) == rows) : (t.dim() == 2 && t.size(0) == rows && t.size(1) == f.cols);
     if (!shape_ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "batch field ", f.name, " has shape [", absl::StrJoin(t.sizes(), ","), "], expected [",
-          rows, f.cols < 0 ? "" : absl::StrCat(",", f.cols), "]"));
+      return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " has shape [",
+                                                     absl::StrJoin(t.sizes(), ","), "], expected [", rows,
+                                                     f.cols < 0 ? "" : absl::StrCat(",", f.cols), "]"));
     }
     // "cuda" (no index) accepts any CUDA device; "cuda:1" only that one.
     if (t.device().type() != device.type() || (device.has_index() && t.device().index() != device.index())) {
-      return absl::InvalidArgumentError(absl::StrCat("batch field ", f.name, " is on ", t.device().str(),
-                                                     ", expected ", device.str()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch field ", f.name, " is on ", t.device().str(), ", expected ", device.str()));
     }
   }
   return absl::OkStatus();
 }
 
-MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                       double gamma, bool stack_heads) {
+MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
+                       bool stack_heads) {
   MeowLossTerms terms;
   {
     // Target: exact soft value of s' from the target net's sigma-net and shift heads.
@@ -77,8 +76,8 @@ MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Bat
   if (stack_heads) {
     const int64_t rows = batch.obs.size(0);
     const QVResult both = policy.QV(at::cat({batch.obs, batch.obs}, 0), at::cat({batch.action, batch.action}, 0));
-    terms.qv = QVResult{both.q1.narrow(0, 0, rows), both.q2.narrow(0, rows, rows),
-                        both.v1.narrow(0, 0, rows), both.v2.narrow(0, rows, rows)};
+    terms.qv = QVResult{both.q1.narrow(0, 0, rows), both.q2.narrow(0, rows, rows), both.v1.narrow(0, 0, rows),
+                        both.v2.narrow(0, rows, rows)};
   } else {
     terms.qv = policy.QV(batch.obs, batch.action);
   }
@@ -88,11 +87,7 @@ MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Bat
 
 MeowUpdater::MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
                          const c10::Device& device)
-    : policy_config_(policy_config),
-      config_(config),
-      device_(device),
-      policy_(policy_config),
-      target_(policy_config) {
+    : policy_config_(policy_config), config_(config), device_(device), policy_(policy_config), target_(policy_config) {
   policy_->to(device_);
   target_->to(device_);
   target_->CopyWeightsFrom(*policy_);
@@ -129,9 +124,9 @@ at::Tensor MeowUpdater::Flatten(FlowPolicyImpl& policy, const at::Tensor& grads)
   return flat;
 }
 
-absl::StatusOr<std::unique_ptr<MeowUpdater>> MeowUpdater::Create(
-    const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
-    const c10::Device& device) {
+absl::StatusOr<std::unique_ptr<MeowUpdater>> MeowUpdater::Create(const FlowPolicyConfig& policy_config,
+                                                                 const MeowUpdateConfig& config,
+                                                                 const c10::Device& device) {
   absl::Status status = policy_config.Validate();
   if (!status.ok()) return status;
   status = config.Validate();
@@ -149,15 +144,13 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
     // Dropout masks drawn here play the role of train mode; the gradient lands in flat_grads_.
     const int64_t mask_rows = (config_.independent_head_dropout ? 2 : 1) * batch.obs.size(0);
     ManualLoss manual = MeowLossAndGrad(*policy_, *target_, batch, config_.gamma,
-                                        DrawDropoutMasks(policy_config_, mask_rows,
-                                                         batch.obs.options()));
+                                        DrawDropoutMasks(policy_config_, mask_rows, batch.obs.options()));
     loss = manual.loss;
     y = manual.y;
     qv = QVResult{manual.q1, manual.q2, manual.v1, manual.v2};
   } else {
     policy_->train();
-    MeowLossTerms terms =
-        MeowLoss(*policy_, *target_, batch, config_.gamma, config_.independent_head_dropout);
+    MeowLossTerms terms = MeowLoss(*policy_, *target_, batch, config_.gamma, config_.independent_head_dropout);
     policy_->eval();
     loss = terms.loss;
     y = terms.y;
@@ -229,8 +222,7 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   return stats;
 }
 
-void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, double step_size,
-                                  double bias2_sqrt) {
+void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt) {
   // One pass over the flat buffers instead of about ten; the arithmetic is PyTorch's, in float:
   //   g *= clip; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   //   p -= step_size * m / (sqrt(v) / sqrt(bias2) + eps); target += tau (p - target).
@@ -240,9 +232,8 @@ void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, doubl
   float* v = adam_v_.data_ptr<float>();
   float* p = flat_params_.data_ptr<float>();
   float* t = flat_target_.data_ptr<float>();
-  const float c = static_cast<float>(clip), b1 = static_cast<float>(beta1),
-              b2 = static_cast<float>(beta2), lr = static_cast<float>(step_size),
-              inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt),
+  const float c = static_cast<float>(clip), b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2),
+              lr = static_cast<float>(step_size), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt),
               eps = static_cast<float>(config_.adam_eps), tau = static_cast<float>(config_.tau);
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] * c;
@@ -257,9 +248,8 @@ void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, doubl
   }
 }
 
-absl::Status MeowUpdater::RestoreState(const at::Tensor& params, const at::Tensor& target,
-                                       const at::Tensor& adam_m, const at::Tensor& adam_v,
-                                       int64_t steps, int64_t skipped_steps) {
+absl::Status MeowUpdater::RestoreState(const at::Tensor& params, const at::Tensor& target, const at::Tensor& adam_m,
+                                       const at::Tensor& adam_v, int64_t steps, int64_t skipped_steps) {
   const int64_t n = flat_params_.numel();
   const std::pair<const char*, const at::Tensor*> parts[] = {
       {"params", &params}, {"target", &target}, {"adam_m", &adam_m}, {"adam_v", &adam_v}};

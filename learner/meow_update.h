@@ -27,12 +27,12 @@ namespace meow {
 
 struct MeowUpdateConfig {
   double gamma = 0.99;
-  double tau = 0.005;        // polyak rate: target <- tau * online + (1 - tau) * target
-  double lr = 1e-3;          // Adam, PyTorch defaults otherwise
+  double tau = 0.005;  // polyak rate: target <- tau * online + (1 - tau) * target
+  double lr = 1e-3;    // Adam, PyTorch defaults otherwise
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
-  double grad_clip = 30.0;   // global L2 norm; <= 0 disables clipping
+  double grad_clip = 30.0;  // global L2 norm; <= 0 disables clipping
   // true: the hand-written gradient of meow_backward.h; false: autograd through MeowLoss().
   bool manual_backward = true;
   // true: Q_1 and Q_2 see independent coupling dropout masks, as in the reference (its get_qv
@@ -52,8 +52,7 @@ struct Batch {
 };
 
 // Checks every field's dtype, shape and device; the error names the field.
-absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim,
-                           const c10::Device& device);
+absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim, const c10::Device& device);
 
 // The MEow loss on a batch, as the update computes it (any floating dtype, so that tests can check
 // its gradient in double precision): y from target.Value(s') without gradient, then
@@ -65,8 +64,8 @@ struct MeowLossTerms {
   at::Tensor y;
   QVResult qv;
 };
-MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                       double gamma, bool stack_heads = false);
+MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
+                       bool stack_heads = false);
 
 struct UpdateStats {
   double loss = 0;
@@ -82,8 +81,7 @@ class MeowUpdater {
   // Builds the online network (fresh initialisation from the current LibTorch RNG state), its
   // target copy and the optimiser state on `device`.
   static absl::StatusOr<std::unique_ptr<MeowUpdater>> Create(const FlowPolicyConfig& policy_config,
-                                                             const MeowUpdateConfig& config,
-                                                             const c10::Device& device);
+                                                             const MeowUpdateConfig& config, const c10::Device& device);
 
   // One update. InvalidArgument for a malformed batch (nothing changes).
   absl::StatusOr<UpdateStats> Step(const Batch& batch);
@@ -102,16 +100,13 @@ class MeowUpdater {
   const at::Tensor& flat_target() const { return flat_target_; }
   const at::Tensor& adam_m() const { return adam_m_; }
   const at::Tensor& adam_v() const { return adam_v_; }
-  absl::Status RestoreState(const at::Tensor& params, const at::Tensor& target,
-                            const at::Tensor& adam_m, const at::Tensor& adam_v, int64_t steps,
-                            int64_t skipped_steps);
+  absl::Status RestoreState(const at::Tensor& params, const at::Tensor& target, const at::Tensor& adam_m,
+                            const at::Tensor& adam_v, int64_t steps, int64_t skipped_steps);
 
  private:
-  MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
-              const c10::Device& device);
+  MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config, const c10::Device& device);
   // Clip, Adam and polyak over the CPU float buffers in one pass.
-  void AdamPolyakFused(double clip, double beta1, double beta2, double step_size,
-                       double bias2_sqrt);
+  void AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt);
   // Makes every parameter of `policy` a view into one flat buffer (returned); when `grads` is
   // defined, every gradient becomes a view into it as well.
   static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads);

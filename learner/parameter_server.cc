@@ -58,8 +58,7 @@ std::shared_ptr<const proto::GetParametersResponse> ParameterStore::Latest() con
   return latest_;
 }
 
-std::shared_ptr<const proto::GetParametersResponse> ParameterStore::WaitFor(int64_t min_version,
-                                                                            absl::Time deadline) {
+std::shared_ptr<const proto::GetParametersResponse> ParameterStore::WaitFor(int64_t min_version, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return closed_ || (latest_ != nullptr && latest_->version() >= min_version);
@@ -136,8 +135,7 @@ absl::Status ParameterServerConfig::Validate() const {
 
 absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
-  std::unique_ptr<ParameterServer> server(
-      new ParameterServer(config.security.token, config.evaluated_weight_shapes));
+  std::unique_ptr<ParameterServer> server(new ParameterServer(config.security.token, config.evaluated_weight_shapes));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -152,8 +150,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("parameter server cannot listen on ", config.address,
-                                               " (address in use or not local?)"));
+    return absl::UnavailableError(
+        absl::StrCat("parameter server cannot listen on ", config.address, " (address in use or not local?)"));
   }
   const std::string host = config.address.substr(0, config.address.rfind(':'));
   server->address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);

@@ -70,8 +70,8 @@ class ParameterServiceImpl final : public proto::ParameterService::Service {
 };
 
 struct ParameterServerConfig {
-  std::string address = "127.0.0.1:0";  // host:port; port 0 picks a free one
-  int64_t max_message_bytes = 256 << 20;  // Humanoid-size weights are about 2 MB
+  std::string address = "127.0.0.1:0";            // host:port; port 0 picks a free one
+  int64_t max_message_bytes = 256 << 20;          // Humanoid-size weights are about 2 MB
   GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
   // The tensor names and shapes an evaluation's weights must have (the policy's); empty: reports
   // with weights are refused.
@@ -92,8 +92,7 @@ class ParameterServer {
   void Shutdown(absl::Duration grace = absl::Milliseconds(500));
 
  private:
-  friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(
-      const ParameterServerConfig& config);
+  friend absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config);
   ParameterServer(const std::string& token, WeightShapes weight_shapes)
       : service_(&store_, token),
         learner_service_(&board_, token, std::move(weight_shapes), [this] { return store_.version(); }) {}

@@ -25,11 +25,20 @@ std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -78,10 +87,9 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     for (const std::string& column : spec.y_columns) {
       if (!run.values.count(column)) continue;
       const auto& ys = run.values.at(column);
-      const std::vector<double>* band =
-          column == spec.y_columns.front() && run.values.count(spec.band_column)
-              ? &run.values.at(spec.band_column)
-              : nullptr;
+      const std::vector<double>* band = column == spec.y_columns.front() && run.values.count(spec.band_column)
+                                            ? &run.values.at(spec.band_column)
+                                            : nullptr;
       for (size_t i = 0; i < run.rows; ++i) {
         if (!std::isfinite(xs[i]) || !std::isfinite(ys[i])) continue;
         any = true;
@@ -146,14 +154,12 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     absl::StrAppendFormat(&svg,
                           "<line class=\"grid\" x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\"/>"
                           "<text class=\"tick\" x=\"%.2f\" y=\"%g\" text-anchor=\"middle\">%s</text>\n",
-                          px(t), px(t), kTop, kHeight - kBottom, px(t), kHeight - kBottom + 16,
-                          FormatTick(t));
+                          px(t), px(t), kTop, kHeight - kBottom, px(t), kHeight - kBottom + 16, FormatTick(t));
   }
   absl::StrAppendFormat(&svg,
                         "<rect class=\"frame\" x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\"/>\n"
                         "<text class=\"label\" x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n",
-                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 8,
-                        Escape(spec.x_label));
+                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 8, Escape(spec.x_label));
 
   std::string legend;
   for (size_t r = 0; r < runs.size(); ++r) {
@@ -202,8 +208,9 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     }
   }
   if (std::isfinite(clipped_above)) {
-    legend += absl::StrFormat("<span class=\"note\" data-clipped-above=\"%g\">values above %s drawn on the top edge</span>",
-                              clipped_above, FormatTick(clipped_above));
+    legend +=
+        absl::StrFormat("<span class=\"note\" data-clipped-above=\"%g\">values above %s drawn on the top edge</span>",
+                        clipped_above, FormatTick(clipped_above));
   }
   svg += "</svg>\n<figcaption>" + legend + "</figcaption></figure>\n";
   return svg;
@@ -213,7 +220,12 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
 
 const std::vector<ChartSpec>& ReportCharts() {
   static const auto* charts = new std::vector<ChartSpec>{
-      {"eval", "Evaluation return (mean +- std)", "env_steps", "environment steps", {"eval_return_mean"}, "eval_return_std"},
+      {"eval",
+       "Evaluation return (mean +- std)",
+       "env_steps",
+       "environment steps",
+       {"eval_return_mean"},
+       "eval_return_std"},
       {"episode", "Actors' episode return", "env_steps", "environment steps", {"episode_return"}, ""},
       {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, "", true},
       {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, "", true},
@@ -245,15 +257,15 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
   for (size_t line = 1; line < lines.size(); ++line) {
     std::vector<std::string> cells = absl::StrSplit(lines[line], ',');
     if (cells.size() != run.columns.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, " line ", line + 1, ": ", cells.size(),
-                                                     " fields, the header has ", run.columns.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " line ", line + 1, ": ", cells.size(), " fields, the header has ", run.columns.size()));
     }
     for (size_t c = 0; c < cells.size(); ++c) {
       double v = std::numeric_limits<double>::quiet_NaN();
       const std::string cell(absl::StripAsciiWhitespace(cells[c]));
       if (!cell.empty() && !absl::SimpleAtod(cell, &v)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, " line ", line + 1, " column ",
-                                                       run.columns[c], ": \"", cell, "\" is not a number"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, " line ", line + 1, " column ", run.columns[c], ": \"", cell, "\" is not a number"));
       }
       run.values[run.columns[c]].push_back(v);
     }
@@ -265,21 +277,24 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
 std::string RenderReport(const std::vector<RunMetrics>& runs) {
   std::string title = "meow-rl report";
   if (runs.size() == 1) title += ": " + runs[0].name;
-  std::string html = absl::StrCat(
-      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", Escape(title),
-      "</title>\n<style>\n"
-      "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\n"
-      "h1{font-size:20px} figure{display:inline-block;margin:0 16px 24px 0;vertical-align:top}\n"
-      "svg.chart{background:#fff;border:1px solid #ddd}\n"
-      ".title{font-weight:600;font-size:14px}.tick,.label{font-size:11px;fill:#555}\n"
-      ".grid{stroke:#eee}.frame{fill:none;stroke:#999}\n"
-      ".series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}\n"
-      ".band{opacity:.18;stroke:none}.key{margin-right:14px;white-space:nowrap}.note{color:#777}\n"
-      ".key svg{vertical-align:middle;margin-right:4px} table{border-collapse:collapse}\n"
-      "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
-      "#selfcheck{display:none}\n</style></head><body>\n<h1>", Escape(title), "</h1>\n");
+  std::string html =
+      absl::StrCat("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", Escape(title),
+                   "</title>\n<style>\n"
+                   "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\n"
+                   "h1{font-size:20px} figure{display:inline-block;margin:0 16px 24px 0;vertical-align:top}\n"
+                   "svg.chart{background:#fff;border:1px solid #ddd}\n"
+                   ".title{font-weight:600;font-size:14px}.tick,.label{font-size:11px;fill:#555}\n"
+                   ".grid{stroke:#eee}.frame{fill:none;stroke:#999}\n"
+                   ".series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}\n"
+                   ".band{opacity:.18;stroke:none}.key{margin-right:14px;white-space:nowrap}.note{color:#777}\n"
+                   ".key svg{vertical-align:middle;margin-right:4px} table{border-collapse:collapse}\n"
+                   "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
+                   "#selfcheck{display:none}\n</style></head><body>\n<h1>",
+                   Escape(title), "</h1>\n");
   // A summary table: the last value of every run's columns (rows may leave a column empty).
-  html += "<table><tr><th>run</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval return</th><th>best eval return</th></tr>\n";
+  html +=
+      "<table><tr><th>run</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval return</th><th>best eval "
+      "return</th></tr>\n";
   for (const RunMetrics& run : runs) {
     auto last = [&](const std::string& c) -> std::string {
       if (!run.values.count(c)) return "-";
@@ -296,8 +311,8 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
       }
     }
     absl::StrAppendFormat(&html, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
-                          Escape(run.name), run.rows, last("env_steps"), last("updates"),
-                          last("eval_return_mean"), std::isfinite(best) ? absl::StrFormat("%g", best) : "-");
+                          Escape(run.name), run.rows, last("env_steps"), last("updates"), last("eval_return_mean"),
+                          std::isfinite(best) ? absl::StrFormat("%g", best) : "-");
   }
   html += "</table>\n";
   for (const ChartSpec& spec : ReportCharts()) {

@@ -8,13 +8,11 @@
 
 namespace meow {
 
-std::pair<at::Tensor, at::Tensor> StackedQV(FlowPolicyImpl& policy, const at::Tensor& obs2,
-                                            const at::Tensor& action2) {
+std::pair<at::Tensor, at::Tensor> StackedQV(FlowPolicyImpl& policy, const at::Tensor& obs2, const at::Tensor& action2) {
   const FlowPolicyConfig& c = policy.config();
   const at::Tensor clipped = action2.clamp(-1.0 + 1e-5, 1.0 - 1e-5);
   at::Tensor z = at::atanh(clipped);
-  const at::Tensor tanh_log_det =
-      at::log(1 - clipped.square() + std::numeric_limits<float>::epsilon()).sum(1);
+  const at::Tensor tanh_log_det = at::log(1 - clipped.square() + std::numeric_limits<float>::epsilon()).sum(1);
   for (int k = 3; k >= 0; --k) z = policy.couplings[k]->Inverse(z, obs2);
   const at::Tensor log_sigma = policy.prior->LogSigma(obs2);
   const double half_log_2pi = 0.5 * std::log(2 * M_PI);
@@ -22,9 +20,8 @@ std::pair<at::Tensor, at::Tensor> StackedQV(FlowPolicyImpl& policy, const at::Te
   const at::Tensor v_base = log_sigma.sum(1) + c.action_dim * half_log_2pi;
   const int64_t half = obs2.size(0) / 2;
   const at::Tensor context = obs2.narrow(0, 0, half);
-  const at::Tensor shift = at::cat({policy.shift->scale1->forward(context),
-                                    policy.shift->scale2->forward(context)}, 0)
-                               .squeeze(1);
+  const at::Tensor shift =
+      at::cat({policy.shift->scale1->forward(context), policy.shift->scale2->forward(context)}, 0).squeeze(1);
   at::Tensor q = c.alpha * (shift - tanh_log_det + log_q_unnormalised);
   at::Tensor v = c.alpha * (shift + v_base);
   return {q, v};
@@ -40,9 +37,7 @@ StraightforwardUpdater::StraightforwardUpdater(FlowPolicyImpl& init, const MeowU
   target_->eval();
   adam_ = std::make_unique<torch::optim::Adam>(
       policy_->parameters(),
-      torch::optim::AdamOptions(config.lr)
-          .betas({config.adam_beta1, config.adam_beta2})
-          .eps(config.adam_eps));
+      torch::optim::AdamOptions(config.lr).betas({config.adam_beta1, config.adam_beta2}).eps(config.adam_eps));
 }
 
 double StraightforwardUpdater::Step(const Batch& batch) {
@@ -50,15 +45,13 @@ double StraightforwardUpdater::Step(const Batch& batch) {
   {
     torch::NoGradGuard no_grad;
     const at::Tensor next2 = at::cat({batch.next_obs, batch.next_obs}, 0);
-    auto [q_unused, v] = StackedQV(*target_, next2, at::zeros({next2.size(0), target_->config().action_dim},
-                                                            next2.options()));
+    auto [q_unused, v] =
+        StackedQV(*target_, next2, at::zeros({next2.size(0), target_->config().action_dim}, next2.options()));
     const int64_t b = batch.next_obs.size(0);
-    y = batch.reward + (1 - batch.terminated) * config_.gamma *
-                           at::minimum(v.narrow(0, 0, b), v.narrow(0, b, b));
+    y = batch.reward + (1 - batch.terminated) * config_.gamma * at::minimum(v.narrow(0, 0, b), v.narrow(0, b, b));
   }
   policy_->train();
-  auto [q, v] = StackedQV(*policy_, at::cat({batch.obs, batch.obs}, 0),
-                          at::cat({batch.action, batch.action}, 0));
+  auto [q, v] = StackedQV(*policy_, at::cat({batch.obs, batch.obs}, 0), at::cat({batch.action, batch.action}, 0));
   policy_->eval();
   const at::Tensor loss = (q - at::cat({y, y}, 0)).square().mean();
   adam_->zero_grad();

@@ -17,8 +17,7 @@ namespace meow {
 
 // get_qv of the reference on a stacked batch of 2B rows: head b_1 on the first half, b_2 on the
 // second, both evaluated on obs[:B]. Returns (q, v), each (2B).
-std::pair<at::Tensor, at::Tensor> StackedQV(FlowPolicyImpl& policy, const at::Tensor& obs2,
-                                            const at::Tensor& action2);
+std::pair<at::Tensor, at::Tensor> StackedQV(FlowPolicyImpl& policy, const at::Tensor& obs2, const at::Tensor& action2);
 
 class StraightforwardUpdater {
  public:

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -28,13 +28,18 @@
 namespace meow {
 
 absl::Status SyncTrainConfig::Validate() const {
-  if (total_env_steps <= 0) return absl::InvalidArgumentError(absl::StrCat("total_env_steps must be > 0, got ", total_env_steps));
-  if (learning_starts < 0) return absl::InvalidArgumentError(absl::StrCat("learning_starts must be >= 0, got ", learning_starts));
+  if (total_env_steps <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("total_env_steps must be > 0, got ", total_env_steps));
+  if (learning_starts < 0)
+    return absl::InvalidArgumentError(absl::StrCat("learning_starts must be >= 0, got ", learning_starts));
   if (batch_size <= 0) return absl::InvalidArgumentError(absl::StrCat("batch_size must be > 0, got ", batch_size));
   if (buffer_size <= 0) return absl::InvalidArgumentError(absl::StrCat("buffer_size must be > 0, got ", buffer_size));
-  if (eval_interval <= 0) return absl::InvalidArgumentError(absl::StrCat("eval_interval must be > 0, got ", eval_interval));
-  if (eval_episodes < 0) return absl::InvalidArgumentError(absl::StrCat("eval_episodes must be >= 0, got ", eval_episodes));
-  if (log_interval <= 0) return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
+  if (eval_interval <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("eval_interval must be > 0, got ", eval_interval));
+  if (eval_episodes < 0)
+    return absl::InvalidArgumentError(absl::StrCat("eval_episodes must be >= 0, got ", eval_episodes));
+  if (log_interval <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
   return update.Validate();
 }
 
@@ -114,7 +119,8 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
   if (!config.run_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(config.run_dir, ec);
-    if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --run_dir=", config.run_dir, ": ", ec.message()));
+    if (ec)
+      return absl::PermissionDeniedError(absl::StrCat("cannot create --run_dir=", config.run_dir, ": ", ec.message()));
     auto lock = DirectoryLock::Acquire(config.run_dir, "run dir");
     if (!lock.ok()) return lock.status();
     run_dir_lock.emplace(*std::move(lock));
@@ -123,10 +129,9 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
         "env=%s\nseed=%d\ndevice=%s\ntotal_env_steps=%d\nlearning_starts=%d\nbatch_size=%d\n"
         "buffer_size=%d\neval_interval=%d\neval_episodes=%d\ndeterministic_eval=%d\nalpha=%g\n"
         "sigma_max=%g\nsigma_min=%g\ngamma=%g\ntau=%g\nlr=%g\ngrad_clip=%g\n",
-        config.env, config.seed, device->str(), config.total_env_steps, config.learning_starts,
-        config.batch_size, config.buffer_size, config.eval_interval, config.eval_episodes,
-        config.deterministic_eval, config.policy.alpha, config.policy.sigma_max,
-        config.policy.sigma_min, config.update.gamma, config.update.tau, config.update.lr,
+        config.env, config.seed, device->str(), config.total_env_steps, config.learning_starts, config.batch_size,
+        config.buffer_size, config.eval_interval, config.eval_episodes, config.deterministic_eval, config.policy.alpha,
+        config.policy.sigma_max, config.policy.sigma_min, config.update.gamma, config.update.tau, config.update.lr,
         config.update.grad_clip);
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
     metrics.open(config.run_dir + "/metrics.csv");
@@ -168,8 +173,9 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
       for (float& a : action) a = uniform(rng);
     } else {
       torch::NoGradGuard no_grad;
-      const at::Tensor a = policy.Sample(ObservationTensor(env->Observation(), *device),
-                                         /*deterministic=*/false, gen)
+      const at::Tensor a = policy
+                               .Sample(ObservationTensor(env->Observation(), *device),
+                                       /*deterministic=*/false, gen)
                                .action.to(at::kCPU);
       std::copy(a.data_ptr<float>(), a.data_ptr<float>() + action_dim, action.begin());
     }
@@ -190,12 +196,11 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
 
     if (t >= config.learning_starts) {
       store.Sample(config.batch_size, rng, host.obs.data_ptr<float>(), host.action.data_ptr<float>(),
-                   host.reward.data_ptr<float>(), host.next_obs.data_ptr<float>(),
-                   host.terminated.data_ptr<float>());
+                   host.reward.data_ptr<float>(), host.next_obs.data_ptr<float>(), host.terminated.data_ptr<float>());
       Batch batch = host;
       if (!device->is_cpu()) {
-        batch = Batch{host.obs.to(*device), host.action.to(*device), host.reward.to(*device),
-                      host.next_obs.to(*device), host.terminated.to(*device)};
+        batch = Batch{host.obs.to(*device), host.action.to(*device), host.reward.to(*device), host.next_obs.to(*device),
+                      host.terminated.to(*device)};
       }
       auto stats = updater.Step(batch);
       if (!stats.ok()) return stats.status();
@@ -203,8 +208,7 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
     }
 
     const int64_t steps_done = t + 1;
-    if (steps_done % config.eval_interval == 0 && steps_done > config.learning_starts &&
-        config.eval_episodes > 0) {
+    if (steps_done % config.eval_interval == 0 && steps_done > config.learning_starts && config.eval_episodes > 0) {
       auto summary = Evaluate(policy, *eval_env, config.eval_episodes, config.deterministic_eval,
                               /*seed_base=*/0, gen);
       if (!summary.ok()) return summary.status();
@@ -232,31 +236,36 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
         const bool updated = updater.steps() + updater.skipped_steps() > 0;
         const double nan = std::numeric_limits<double>::quiet_NaN();
         metrics << absl::StrFormat("%.3f,%d,%d,%d,%g,%g,%g,%g,%g,%g,%g,%d,%.2f,%.2f\n", now, steps_done,
-                                   updater.steps(), episodes, last_episode_return, last_eval.mean,
-                                   last_eval.std, updated ? last_stats.loss : nan,
-                                   updated ? last_stats.q_mean : nan, updated ? last_stats.v_mean : nan,
-                                   updated ? last_stats.grad_norm : nan, updater.skipped_steps(), sps, ups);
+                                   updater.steps(), episodes, last_episode_return, last_eval.mean, last_eval.std,
+                                   updated ? last_stats.loss : nan, updated ? last_stats.q_mean : nan,
+                                   updated ? last_stats.v_mean : nan, updated ? last_stats.grad_norm : nan,
+                                   updater.skipped_steps(), sps, ups);
         metrics.flush();
         const auto wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-        absl::Status tb = tensorboard->AddScalars(
-            steps_done, wall,
-            {{"eval/return_mean", last_eval.mean}, {"eval/return_std", last_eval.std},
-             {"actor/episode_return", last_episode_return}, {"learner/loss", updated ? last_stats.loss : nan},
-             {"learner/q_mean", updated ? last_stats.q_mean : nan}, {"learner/v_mean", updated ? last_stats.v_mean : nan},
-             {"learner/grad_norm", updated ? last_stats.grad_norm : nan},
-             {"learner/skipped_updates", static_cast<double>(updater.skipped_steps())},
-             {"throughput/steps_per_s", sps}, {"throughput/updates_per_s", ups}});
+        absl::Status tb =
+            tensorboard->AddScalars(steps_done, wall,
+                                    {{"eval/return_mean", last_eval.mean},
+                                     {"eval/return_std", last_eval.std},
+                                     {"actor/episode_return", last_episode_return},
+                                     {"learner/loss", updated ? last_stats.loss : nan},
+                                     {"learner/q_mean", updated ? last_stats.q_mean : nan},
+                                     {"learner/v_mean", updated ? last_stats.v_mean : nan},
+                                     {"learner/grad_norm", updated ? last_stats.grad_norm : nan},
+                                     {"learner/skipped_updates", static_cast<double>(updater.skipped_steps())},
+                                     {"throughput/steps_per_s", sps},
+                                     {"throughput/updates_per_s", ups}});
         if (tb.ok()) tb = tensorboard->Flush();
         if (!tb.ok()) return tb;
       }
       if (config.progress) {
         // The recent rate: warm-up steps (no updates) run far faster than the rest.
         const double eta = (config.total_env_steps - steps_done) / std::max(sps, 1e-9);
-        absl::PrintF("%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  episode return %.1f  "
-                    "eval %.1f  loss %.3g  skipped %d  ETA %s%s",
-                    tty ? "\r\033[K" : "", config.env, steps_done, config.total_env_steps,
-                    updater.steps(), sps, ups, last_episode_return, last_eval.mean, last_stats.loss,
-                    updater.skipped_steps(), FormatDuration(eta), tty ? "" : "\n");
+        absl::PrintF(
+            "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  episode return %.1f  "
+            "eval %.1f  loss %.3g  skipped %d  ETA %s%s",
+            tty ? "\r\033[K" : "", config.env, steps_done, config.total_env_steps, updater.steps(), sps, ups,
+            last_episode_return, last_eval.mean, last_stats.loss, updater.skipped_steps(), FormatDuration(eta),
+            tty ? "" : "\n");
         std::fflush(stdout);
       }
     }

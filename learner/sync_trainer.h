@@ -34,8 +34,8 @@ struct SyncTrainConfig {
   int64_t eval_episodes = 10;
   bool deterministic_eval = true;
   uint64_t seed = 1;
-  std::string device = "cpu";  // "cpu", "cuda" or "auto"
-  std::string run_dir;         // empty: write nothing
+  std::string device = "cpu";   // "cpu", "cuda" or "auto"
+  std::string run_dir;          // empty: write nothing
   int64_t log_interval = 1000;  // env steps between metrics rows / progress lines
   bool progress = true;         // print progress lines on stdout
 

@@ -67,9 +67,7 @@ absl::Status TrainConfig::Validate() const {
   return absl::OkStatus();
 }
 
-std::string DefaultRunDir(const std::string& env, uint64_t seed) {
-  return absl::StrCat("runs/", env, "-seed", seed);
-}
+std::string DefaultRunDir(const std::string& env, uint64_t seed) { return absl::StrCat("runs/", env, "-seed", seed); }
 
 namespace {
 
@@ -154,17 +152,27 @@ class RunWriter {
   absl::Status Row(const std::vector<std::pair<std::string, double>>& row, int64_t step) {
     std::vector<std::string> cells;
     std::map<std::string, double> scalars;
-    static const std::map<std::string, std::string>* tags = new std::map<std::string, std::string>{
-        {"eval_return_mean", "eval/return_mean"}, {"eval_return_std", "eval/return_std"},
-        {"episode_return", "actor/episode_return"}, {"episodes", "actor/episodes"},
-        {"loss", "learner/loss"}, {"q_mean", "learner/q_mean"}, {"v_mean", "learner/v_mean"},
-        {"grad_norm", "learner/grad_norm"}, {"skipped_updates", "learner/skipped_updates"},
-        {"staleness", "learner/staleness"}, {"version", "learner/version"},
-        {"updates", "learner/updates"}, {"steps_per_s", "throughput/steps_per_s"},
-        {"updates_per_s", "throughput/updates_per_s"}, {"replay_size", "replay/size"},
-        {"insert_waits", "replay/insert_waits"}, {"sample_waits", "replay/sample_waits"},
-        {"insert_wait_s", "replay/insert_wait_s"}, {"sample_wait_s", "replay/sample_wait_s"},
-        {"acting_lag", "learner/acting_lag"}};
+    static const std::map<std::string, std::string>* tags =
+        new std::map<std::string, std::string>{{"eval_return_mean", "eval/return_mean"},
+                                               {"eval_return_std", "eval/return_std"},
+                                               {"episode_return", "actor/episode_return"},
+                                               {"episodes", "actor/episodes"},
+                                               {"loss", "learner/loss"},
+                                               {"q_mean", "learner/q_mean"},
+                                               {"v_mean", "learner/v_mean"},
+                                               {"grad_norm", "learner/grad_norm"},
+                                               {"skipped_updates", "learner/skipped_updates"},
+                                               {"staleness", "learner/staleness"},
+                                               {"version", "learner/version"},
+                                               {"updates", "learner/updates"},
+                                               {"steps_per_s", "throughput/steps_per_s"},
+                                               {"updates_per_s", "throughput/updates_per_s"},
+                                               {"replay_size", "replay/size"},
+                                               {"insert_waits", "replay/insert_waits"},
+                                               {"sample_waits", "replay/sample_waits"},
+                                               {"insert_wait_s", "replay/insert_wait_s"},
+                                               {"sample_wait_s", "replay/sample_wait_s"},
+                                               {"acting_lag", "learner/acting_lag"}};
     for (const auto& [name, value] : row) {
       cells.push_back(Num(value));
       if (auto it = tags->find(name); it != tags->end()) scalars[it->second] = value;
@@ -201,7 +209,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   if (!device.ok()) return device.status();
   std::error_code ec;
   std::filesystem::create_directories(config.run_dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run dir ", config.run_dir, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot create run dir ", config.run_dir, ": ", ec.message()));
   // One learner per run dir: a second would interleave checkpoints, metrics and weight versions.
   auto run_dir_lock = DirectoryLock::Acquire(config.run_dir, "run dir");
   if (!run_dir_lock.ok()) return run_dir_lock.status();
@@ -228,15 +237,14 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     rc.insert_timeout = absl::Seconds(10);
     auto started = StartReplayServer(rc);
     if (!started.ok()) {
-      return absl::Status(started.status().code(),
-                          absl::StrCat("embedded replay (", rc.persistence.directory, "): ",
-                                       started.status().message()));
+      return absl::Status(started.status().code(), absl::StrCat("embedded replay (", rc.persistence.directory,
+                                                                "): ", started.status().message()));
     }
     replay = *std::move(started);
     replay_addresses = {replay->address()};
   } else {
     if (absl::Status s = WaitForReplay(replay_addresses, static_cast<int>(config.policy.obs_dim),
-                                     static_cast<int>(config.policy.action_dim), config.connect_timeout);
+                                       static_cast<int>(config.policy.action_dim), config.connect_timeout);
         !s.ok()) {
       return s;
     }
@@ -265,13 +273,12 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
         "sigma_max=%g\nsigma_min=%g\ngamma=%g\ntau=%g\nlr=%g\ngrad_clip=%g\nsamples_per_insert=%g\n"
         "rate_tolerance=%g\nreplay=%s\nlearner=%s\nactors=%d\nenvs_per_actor=%d\n"
         "publish_interval=%d\ncheckpoint_interval=%d\nrefresh_interval=%d\nmax_unacked_batches=%d\n",
-        config.env, config.local() ? "local" : "learner", config.seed, device->str(),
-        config.total_env_steps, config.learning_starts, config.batch_size, config.buffer_size,
-        config.eval_interval, config.eval_episodes, config.deterministic_eval, config.policy.alpha,
-        config.policy.sigma_max, config.policy.sigma_min, config.update.gamma, config.update.tau,
-        config.update.lr, config.update.grad_clip, spi, tolerance, absl::StrJoin(replay_addresses, ","),
-        server->address(), config.local() ? config.actors : 0, config.envs_per_actor,
-        config.publish_interval, config.checkpoint_interval, config.actor_refresh_interval,
+        config.env, config.local() ? "local" : "learner", config.seed, device->str(), config.total_env_steps,
+        config.learning_starts, config.batch_size, config.buffer_size, config.eval_interval, config.eval_episodes,
+        config.deterministic_eval, config.policy.alpha, config.policy.sigma_max, config.policy.sigma_min,
+        config.update.gamma, config.update.tau, config.update.lr, config.update.grad_clip, spi, tolerance,
+        absl::StrJoin(replay_addresses, ","), server->address(), config.local() ? config.actors : 0,
+        config.envs_per_actor, config.publish_interval, config.checkpoint_interval, config.actor_refresh_interval,
         config.actor_max_unacked_batches);
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
   }
@@ -300,8 +307,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       absl::FPrintF(stderr, "meow: checkpoint skipped: %s\n", problem);
     }
     if (config.progress && !restored.restored_from.empty()) {
-      absl::PrintF("resumed from %s (update %d, weight version %d)\n", restored.restored_from,
-                   restored.updates, restored.version);
+      absl::PrintF("resumed from %s (update %d, weight version %d)\n", restored.restored_from, restored.updates,
+                   restored.version);
     }
   }
 
@@ -378,7 +385,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       const LearnerStats st = live->stats();
       text.Gauge("learner_version", "Weight version last published (never goes backwards, also across restarts).",
                  static_cast<double>(st.version));
-      text.Counter("learner_updates_total", "Updates applied, restored ones included.", static_cast<double>(st.updates));
+      text.Counter("learner_updates_total", "Updates applied, restored ones included.",
+                   static_cast<double>(st.updates));
       {
         absl::MutexLock lock(&latest_mu);
         for (const auto& [name, value] : latest_row) {
@@ -452,28 +460,28 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     // all random).
     const std::optional<int64_t> lag = learner->UpdatesBehind(view.newest_policy_version);
     std::vector<std::pair<std::string, double>> row = {
-         {"wall_time", writer->wall_offset() + elapsed()},
-         {"env_steps", static_cast<double>(env_steps)},
-         {"updates", static_cast<double>(ls.updates)},
-         {"episodes", static_cast<double>(episodes)},
-         {"episode_return", periodic(last_episode_mean)},
-         {"eval_return_mean", eval_mean},
-         {"eval_return_std", eval_std},
-         {"loss", updated ? ls.last_update.loss : nan},
-         {"q_mean", updated ? ls.last_update.q_mean : nan},
-         {"v_mean", updated ? ls.last_update.v_mean : nan},
-         {"grad_norm", updated ? ls.last_update.grad_norm : nan},
-         {"skipped_updates", periodic(static_cast<double>(ls.skipped))},
-         {"steps_per_s", periodic(sps)},
-         {"updates_per_s", periodic(ups)},
-         {"staleness", updated ? ls.mean_staleness : nan},
-         {"version", static_cast<double>(ls.version)},
-         {"replay_size", periodic(static_cast<double>(view.size))},
-         {"insert_waits", periodic(static_cast<double>(view.insert_waits))},
-         {"sample_waits", periodic(static_cast<double>(view.sample_waits))},
-         {"insert_wait_s", periodic(view.insert_wait_s)},
-         {"sample_wait_s", periodic(view.sample_wait_s)},
-         {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)}};
+        {"wall_time", writer->wall_offset() + elapsed()},
+        {"env_steps", static_cast<double>(env_steps)},
+        {"updates", static_cast<double>(ls.updates)},
+        {"episodes", static_cast<double>(episodes)},
+        {"episode_return", periodic(last_episode_mean)},
+        {"eval_return_mean", eval_mean},
+        {"eval_return_std", eval_std},
+        {"loss", updated ? ls.last_update.loss : nan},
+        {"q_mean", updated ? ls.last_update.q_mean : nan},
+        {"v_mean", updated ? ls.last_update.v_mean : nan},
+        {"grad_norm", updated ? ls.last_update.grad_norm : nan},
+        {"skipped_updates", periodic(static_cast<double>(ls.skipped))},
+        {"steps_per_s", periodic(sps)},
+        {"updates_per_s", periodic(ups)},
+        {"staleness", updated ? ls.mean_staleness : nan},
+        {"version", static_cast<double>(ls.version)},
+        {"replay_size", periodic(static_cast<double>(view.size))},
+        {"insert_waits", periodic(static_cast<double>(view.insert_waits))},
+        {"sample_waits", periodic(static_cast<double>(view.sample_waits))},
+        {"insert_wait_s", periodic(view.insert_wait_s)},
+        {"sample_wait_s", periodic(view.sample_wait_s)},
+        {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)}};
     {
       absl::MutexLock lock(&latest_mu);
       for (const auto& [name, value] : row) {
@@ -511,7 +519,8 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
                         record.source, s.message());
           continue;
         }
-        if (absl::Status s = export_policy->SaveSafetensors(config.run_dir + "/policy_best.safetensors"); !s.ok()) return s;
+        if (absl::Status s = export_policy->SaveSafetensors(config.run_dir + "/policy_best.safetensors"); !s.ok())
+          return s;
         writer->set_best_eval(record.mean);
       }
       if (config.stop_at_eval_return.has_value() && record.mean >= *config.stop_at_eval_return) {
@@ -525,12 +534,12 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
     const LearnerStats ls = learner->stats();
     const double rate = std::isfinite(sps) && sps > 0 ? sps : 0;
     const double eta = rate > 0 ? (config.total_env_steps - view.inserted) / rate : NAN;
-    absl::PrintF("%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  "
-                 "episode %.1f  eval %.1f  replay %d  ETA %s%s",
-                 tty ? "\r\033[K" : "", config.env, view.inserted, config.total_env_steps, ls.updates,
-                 std::isfinite(sps) ? sps : 0.0, std::isfinite(ups) ? ups : 0.0, ls.version,
-                 last_episode_mean, last_eval_mean, view.size,
-                 final_line ? std::string("-") : FormatDuration(eta), tty && !final_line ? "" : "\n");
+    absl::PrintF(
+        "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  "
+        "episode %.1f  eval %.1f  replay %d  ETA %s%s",
+        tty ? "\r\033[K" : "", config.env, view.inserted, config.total_env_steps, ls.updates,
+        std::isfinite(sps) ? sps : 0.0, std::isfinite(ups) ? ups : 0.0, ls.version, last_episode_mean, last_eval_mean,
+        view.size, final_line ? std::string("-") : FormatDuration(eta), tty && !final_line ? "" : "\n");
     std::fflush(stdout);
   };
 
@@ -578,14 +587,16 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
       next_progress = now + absl::Seconds(1);
     }
     if (learner_worker.finished.load()) {
-      failure = learner_worker.status.ok() ? absl::InternalError("the learner loop ended early")
-                                           : learner_worker.status;
+      failure =
+          learner_worker.status.ok() ? absl::InternalError("the learner loop ended early") : learner_worker.status;
       break;
     }
     for (auto& w : actor_workers) {
-      if (w->finished.load() && !w->status.ok()) failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
+      if (w->finished.load() && !w->status.ok())
+        failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
     }
-    if (eval_worker.finished.load() && !eval_worker.status.ok()) failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
+    if (eval_worker.finished.load() && !eval_worker.status.ok())
+      failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
     if (!failure.ok()) break;
     if (stop.load()) {
       result.interrupted = true;
@@ -618,10 +629,12 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   actor_stop.store(true);
   for (auto& w : actor_workers) {
     w->Join();
-    if (failure.ok() && !w->status.ok()) failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
+    if (failure.ok() && !w->status.ok())
+      failure = absl::Status(w->status.code(), absl::StrCat(w->name, ": ", w->status.message()));
   }
   eval_worker.Join();
-  if (failure.ok() && !eval_worker.status.ok()) failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
+  if (failure.ok() && !eval_worker.status.ok())
+    failure = absl::Status(eval_worker.status.code(), absl::StrCat("evaluator: ", eval_worker.status.message()));
   if (!config.local() && failure.ok() && !result.interrupted && board->evaluations_received() > 0 &&
       last_eval_steps < view.inserted) {
     // The evaluator process evaluates the final weights once it hears "done": wait for it.

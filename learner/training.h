@@ -87,11 +87,11 @@ struct TrainResult {
   int64_t skipped_updates = 0;
   int64_t version = 0;  // last published weight version
   double seconds = 0;
-  std::vector<EvalPoint> evals;   // evaluations received in this run, in order
+  std::vector<EvalPoint> evals;         // evaluations received in this run, in order
   std::vector<int64_t> actor_versions;  // local mode: each actor's policy version at the end
-  std::string restored_from;      // the checkpoint resumed from, if any
-  bool interrupted = false;       // `stop` was set before the end
-  std::string learner_address;    // where the learner served
+  std::string restored_from;            // the checkpoint resumed from, if any
+  bool interrupted = false;             // `stop` was set before the end
+  std::string learner_address;          // where the learner served
 };
 
 // Resolved `--run_dir` default: runs/<env>-seed<seed>.

@@ -29,8 +29,7 @@ void Cancellation::Unregister(uint64_t id) {
   callbacks_.erase(id);
 }
 
-std::unique_ptr<Cancellation::Registration> RegisterIfPresent(Cancellation* cancellation,
-                                                              std::function<void()> wake) {
+std::unique_ptr<Cancellation::Registration> RegisterIfPresent(Cancellation* cancellation, std::function<void()> wake) {
   if (cancellation == nullptr) return nullptr;
   return cancellation->Register(std::move(wake));
 }

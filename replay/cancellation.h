@@ -45,8 +45,7 @@ class Cancellation {
 
   // Runs `wake` on Cancel(), or right away when already cancelled, until the returned
   // registration is destroyed. The Cancellation must outlive the registration.
-  [[nodiscard]] std::unique_ptr<Registration> Register(std::function<void()> wake)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  [[nodiscard]] std::unique_ptr<Registration> Register(std::function<void()> wake) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Unregister(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -58,7 +57,7 @@ class Cancellation {
 };
 
 // Registers `wake` with `cancellation` when it is non-null; null otherwise.
-[[nodiscard]] std::unique_ptr<Cancellation::Registration> RegisterIfPresent(
-    Cancellation* cancellation, std::function<void()> wake);
+[[nodiscard]] std::unique_ptr<Cancellation::Registration> RegisterIfPresent(Cancellation* cancellation,
+                                                                            std::function<void()> wake);
 
 }  // namespace meow

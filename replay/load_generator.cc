@@ -162,15 +162,13 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
     const double window = absl::ToDoubleSeconds(now - last_report);
     std::string replay_line = "replay info unavailable";
     if (auto info = GetReplayInfo(config.address, absl::Seconds(2)); info.ok()) {
-      replay_line = absl::StrFormat("replay size %d/%d, limiter insert waits %d (%.1f s), blocked now %d",
-                                    info->table().size(), info->table().capacity(),
-                                    info->rate_limiter().insert_waits() - before->rate_limiter().insert_waits(),
-                                    info->rate_limiter().insert_wait_seconds() -
-                                        before->rate_limiter().insert_wait_seconds(),
-                                    info->rate_limiter().blocked_inserts());
+      replay_line = absl::StrFormat(
+          "replay size %d/%d, limiter insert waits %d (%.1f s), blocked now %d", info->table().size(),
+          info->table().capacity(), info->rate_limiter().insert_waits() - before->rate_limiter().insert_waits(),
+          info->rate_limiter().insert_wait_seconds() - before->rate_limiter().insert_wait_seconds(),
+          info->rate_limiter().blocked_inserts());
     }
-    progress(absl::StrFormat("load %4.0fs: %.0f rows/s in, %.0f batches/s out; %s",
-                             absl::ToDoubleSeconds(now - start),
+    progress(absl::StrFormat("load %4.0fs: %.0f rows/s in, %.0f batches/s out; %s", absl::ToDoubleSeconds(now - start),
                              (acked - last_acked) * config.rows_per_batch / window,
                              (sampled_now - last_sampled) / window, replay_line));
     last_acked = acked;

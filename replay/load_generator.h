@@ -17,11 +17,11 @@
 namespace meow {
 
 struct ReplayLoadConfig {
-  std::string address;             // one replay server
-  int streams = 64;                // concurrent insert streams, actor ids first_actor_id + i
+  std::string address;  // one replay server
+  int streams = 64;     // concurrent insert streams, actor ids first_actor_id + i
   uint64_t first_actor_id = 1'000'000;
-  int rows_per_batch = 32;         // transitions per inserted batch
-  int samplers = 1;                // prefetching samplers drawing batches of sample_batch_size
+  int rows_per_batch = 32;  // transitions per inserted batch
+  int samplers = 1;         // prefetching samplers drawing batches of sample_batch_size
   int sample_batch_size = 256;
   absl::Duration duration = absl::Seconds(60);
   absl::Duration report_interval = absl::Seconds(5);
@@ -32,16 +32,16 @@ struct ReplayLoadConfig {
 
 struct ReplayLoadResult {
   double seconds = 0;
-  int64_t batches_acked = 0;      // acknowledged by replay, all streams
+  int64_t batches_acked = 0;  // acknowledged by replay, all streams
   int64_t rows_acked = 0;
-  int64_t batches_unacked = 0;    // still queued when the run ended (not errors)
-  int64_t duplicates = 0;         // acknowledged as already stored (resends after a reconnect)
-  int64_t insert_errors = 0;      // Insert calls that failed other than by waiting
-  int64_t rejected = 0;           // batches replay refused as bad input
-  int64_t reconnects = 0;         // insert streams opened beyond the first per stream
+  int64_t batches_unacked = 0;  // still queued when the run ended (not errors)
+  int64_t duplicates = 0;       // acknowledged as already stored (resends after a reconnect)
+  int64_t insert_errors = 0;    // Insert calls that failed other than by waiting
+  int64_t rejected = 0;         // batches replay refused as bad input
+  int64_t reconnects = 0;       // insert streams opened beyond the first per stream
   int64_t sampled_batches = 0;
   int64_t sample_errors = 0;
-  std::string first_error;        // the first error seen, if any
+  std::string first_error;  // the first error seen, if any
   // Replay's own view, before and after: stored batches of the load's actors must equal
   // batches_acked (each acknowledged batch stored exactly once).
   proto::InfoResponse before;

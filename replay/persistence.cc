@@ -60,15 +60,14 @@ proto::LogHeader MakeLogHeader(const Table& table, int64_t generation) {
   return header;
 }
 
-absl::Status CheckSignature(const std::string& path, int obs_dim, int action_dim,
-                            const Table& table) {
+absl::Status CheckSignature(const std::string& path, int obs_dim, int action_dim, const Table& table) {
   if (obs_dim == table.config().obs_dim && action_dim == table.config().action_dim) {
     return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      path, " holds transitions with obs_dim=", obs_dim, ", action_dim=", action_dim,
-      " but the table has obs_dim=", table.config().obs_dim,
-      ", action_dim=", table.config().action_dim, "; use another directory or the matching task"));
+  return absl::FailedPreconditionError(
+      absl::StrCat(path, " holds transitions with obs_dim=", obs_dim, ", action_dim=", action_dim,
+                   " but the table has obs_dim=", table.config().obs_dim, ", action_dim=", table.config().action_dim,
+                   "; use another directory or the matching task"));
 }
 
 // Loads the good chunks and the state of `snapshot` into `table`. The per-actor sequence numbers
@@ -104,8 +103,7 @@ absl::Status PersistenceConfig::Validate() const {
   if (directory.empty()) return absl::OkStatus();
   if (snapshot_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("persistence.snapshot_interval: expected > 0, got ",
-                     absl::FormatDuration(snapshot_interval)));
+        absl::StrCat("persistence.snapshot_interval: expected > 0, got ", absl::FormatDuration(snapshot_interval)));
   }
   if (snapshot_log_bytes < 0) {
     return absl::InvalidArgumentError(
@@ -140,17 +138,14 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
     const std::string path = SnapshotPath(directory, *it);
     absl::StatusOr<LoadedSnapshot> loaded = ReadSnapshot(path);
     if (loaded.ok() && loaded->header.generation() != *it) {
-      loaded = absl::DataLossError(
-          absl::StrCat(path, ": header says generation ", loaded->header.generation()));
+      loaded = absl::DataLossError(absl::StrCat(path, ": header says generation ", loaded->header.generation()));
     }
     if (!loaded.ok()) {
       if (loaded.status().code() == absl::StatusCode::kFailedPrecondition) return loaded.status();
       report.errors.push_back(std::string(loaded.status().message()));
       continue;
     }
-    if (absl::Status s =
-            CheckSignature(path, loaded->header.obs_dim(), loaded->header.action_dim(), *table);
-        !s.ok()) {
+    if (absl::Status s = CheckSignature(path, loaded->header.obs_dim(), loaded->header.action_dim(), *table); !s.ok()) {
       return s;
     }
     if (loaded->complete) {
@@ -174,10 +169,10 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
     report.snapshot_complete = chosen->complete;
     report.snapshot_rows = chosen->rows;
     if (!chosen->complete) {
-      report.errors.push_back(absl::StrCat(
-          SnapshotPath(directory, chosen_generation), " is partial (", chosen->rows, " of ",
-          chosen->header.rows(), " rows): its per-actor sequence numbers are not restored, so "
-          "actors resend what they still hold"));
+      report.errors.push_back(absl::StrCat(SnapshotPath(directory, chosen_generation), " is partial (", chosen->rows,
+                                           " of ", chosen->header.rows(),
+                                           " rows): its per-actor sequence numbers are not restored, so "
+                                           "actors resend what they still hold"));
     }
     chosen.reset();  // free the copy before replaying logs
   }
@@ -205,20 +200,17 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
           report.errors.push_back(absl::StrCat(path, ": unparsable log header"));
           break;
         }
-        if (absl::Status s = CheckSignature(path, header.obs_dim(), header.action_dim(), *table);
-            !s.ok()) {
+        if (absl::Status s = CheckSignature(path, header.obs_dim(), header.action_dim(), *table); !s.ok()) {
           return s;
         }
         header_seen = true;
         continue;
       }
       proto::TransitionBatch batch;
-      absl::StatusOr<bool> stored = batch.ParseFromString(**payload)
-                                        ? table->Replay(batch)
-                                        : absl::DataLossError("unparsable batch");
+      absl::StatusOr<bool> stored =
+          batch.ParseFromString(**payload) ? table->Replay(batch) : absl::DataLossError("unparsable batch");
       if (!stored.ok()) {
-        report.errors.push_back(absl::StrCat(path, ": record ending at offset ",
-                                             (*reader)->offset(),
+        report.errors.push_back(absl::StrCat(path, ": record ending at offset ", (*reader)->offset(),
                                              " skipped: ", stored.status().message()));
         continue;
       }
@@ -237,8 +229,7 @@ absl::StatusOr<RecoveryReport> RecoverTable(const std::string& directory, Table*
   return report;
 }
 
-absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const PersistenceConfig& config,
-                                                               Table* table) {
+absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const PersistenceConfig& config, Table* table) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   if (config.directory.empty()) {
     return absl::InvalidArgumentError("persistence.directory: expected a path, got \"\"");
@@ -263,21 +254,17 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
   if (!recovery.ok()) return recovery.status();
   for (const std::string& error : recovery->errors) Report(absl::StrCat("recovery: ", error));
   if (recovery->snapshot_generation >= 0 || recovery->log_batches > 0) {
-    Report(absl::StrCat("recovered ", table->size(), " transitions from ", config.directory,
-                        " (snapshot generation ", recovery->snapshot_generation, ": ",
-                        recovery->snapshot_rows, " rows; ", recovery->log_batches,
-                        " logged batches", recovery->rate_limiter_centered
-                                               ? "; rate limiter put mid-band, as samples are not logged"
-                                               : "",
+    Report(absl::StrCat("recovered ", table->size(), " transitions from ", config.directory, " (snapshot generation ",
+                        recovery->snapshot_generation, ": ", recovery->snapshot_rows, " rows; ", recovery->log_batches,
+                        " logged batches",
+                        recovery->rate_limiter_centered ? "; rate limiter put mid-band, as samples are not logged" : "",
                         ")"));
   }
 
-  std::unique_ptr<Persistence> persistence(
-      new Persistence(config, table, *std::move(dir_lock), *std::move(recovery)));
+  std::unique_ptr<Persistence> persistence(new Persistence(config, table, *std::move(dir_lock), *std::move(recovery)));
   const int64_t generation = persistence->recovery_.max_generation + 1;
-  absl::StatusOr<std::unique_ptr<ReplayLog>> log =
-      ReplayLog::Create(LogPath(config.directory, generation), MakeLogHeader(*table, generation),
-                        config.fsync_before_ack);
+  absl::StatusOr<std::unique_ptr<ReplayLog>> log = ReplayLog::Create(
+      LogPath(config.directory, generation), MakeLogHeader(*table, generation), config.fsync_before_ack);
   if (!log.ok()) return log.status();
   persistence->log_ = *std::move(log);
   {
@@ -290,16 +277,14 @@ absl::StatusOr<std::unique_ptr<Persistence>> Persistence::Open(const Persistence
   table->SetLog(persistence->log_.get());
   // A fresh snapshot folds the replayed logs in and supersedes damaged files. Failing to write
   // it is reported, not fatal: the logs still hold everything.
-  if (absl::StatusOr<proto::CheckpointResponse> snapshot = persistence->Snapshot();
-      !snapshot.ok()) {
+  if (absl::StatusOr<proto::CheckpointResponse> snapshot = persistence->Snapshot(); !snapshot.ok()) {
     Report(absl::StrCat("start-up snapshot failed: ", snapshot.status().message()));
   }
   persistence->thread_ = std::thread([p = persistence.get()] { p->SnapshotLoop(); });
   return persistence;
 }
 
-Persistence::Persistence(const PersistenceConfig& config, Table* table, DirectoryLock dir_lock,
-                         RecoveryReport recovery)
+Persistence::Persistence(const PersistenceConfig& config, Table* table, DirectoryLock dir_lock, RecoveryReport recovery)
     : config_(config), table_(table), dir_lock_(std::move(dir_lock)), recovery_(std::move(recovery)) {
   absl::MutexLock lock(&mu_);
   last_snapshot_time_ = absl::Now();
@@ -392,8 +377,7 @@ void Persistence::DeleteOldFiles(int64_t previous_good, int64_t newest) {
 }
 
 void Persistence::SnapshotLoop() {
-  const int64_t log_limit =
-      config_.snapshot_log_bytes > 0 ? config_.snapshot_log_bytes : table_->Info().bytes();
+  const int64_t log_limit = config_.snapshot_log_bytes > 0 ? config_.snapshot_log_bytes : table_->Info().bytes();
   const absl::Duration poll = std::min(absl::Seconds(1), config_.snapshot_interval);
   for (;;) {
     bool due;

@@ -51,12 +51,12 @@ struct RecoveryReport {
   int64_t snapshot_generation = -1;  // generation loaded, -1 when none
   bool snapshot_complete = false;
   int64_t snapshot_rows = 0;
-  int64_t log_batches = 0;          // batches replayed from logs
-  int64_t log_duplicates = 0;       // logged batches already in the snapshot (skipped)
-  int64_t max_generation = 0;       // highest generation seen in the directory
-  int64_t transitions = 0;          // rows in the table after recovery
+  int64_t log_batches = 0;             // batches replayed from logs
+  int64_t log_duplicates = 0;          // logged batches already in the snapshot (skipped)
+  int64_t max_generation = 0;          // highest generation seen in the directory
+  int64_t transitions = 0;             // rows in the table after recovery
   bool rate_limiter_centered = false;  // logs were replayed: see Table::CenterRateLimiter
-  std::vector<std::string> errors;  // each names its file
+  std::vector<std::string> errors;     // each names its file
 };
 
 // Loads `directory` into `table` (see the class comment of Persistence). Errors only for a
@@ -72,8 +72,7 @@ class Persistence {
   // Locks `config.directory` against a second server, recovers it into `table` (which must be
   // empty and not serving yet), starts a new log generation attached to the table, writes a
   // fresh snapshot and starts the periodic snapshot thread.
-  static absl::StatusOr<std::unique_ptr<Persistence>> Open(const PersistenceConfig& config,
-                                                           Table* table);
+  static absl::StatusOr<std::unique_ptr<Persistence>> Open(const PersistenceConfig& config, Table* table);
   ~Persistence();  // Stop()s; writes no snapshot (call Snapshot() first for a clean shutdown)
   Persistence(const Persistence&) = delete;
   Persistence& operator=(const Persistence&) = delete;
@@ -82,9 +81,7 @@ class Persistence {
   absl::StatusOr<proto::CheckpointResponse> Snapshot() ABSL_LOCKS_EXCLUDED(snapshot_mu_, mu_);
 
   // Returns once log `position` (from InsertResult) is durable in the configured sense.
-  absl::Status WaitDurable(uint64_t position, absl::Time deadline) {
-    return log_->WaitDurable(position, deadline);
-  }
+  absl::Status WaitDurable(uint64_t position, absl::Time deadline) { return log_->WaitDurable(position, deadline); }
   // The log's sticky write error, OK when none.
   absl::Status log_status() const { return log_->status(); }
 
@@ -102,7 +99,7 @@ class Persistence {
   void DeleteOldFiles(int64_t previous_good, int64_t newest);
 
   const PersistenceConfig config_;
-  Table* const table_;  // not owned
+  Table* const table_;      // not owned
   DirectoryLock dir_lock_;  // held for the object's life: one server per directory
   const RecoveryReport recovery_;
   std::unique_ptr<ReplayLog> log_;  // set in Open, then constant

@@ -12,8 +12,8 @@ RateLimiterConfig RateLimiterConfig::MinSize(int64_t min_size) {
   return config;
 }
 
-RateLimiterConfig RateLimiterConfig::SampleToInsertRatio(double samples_per_insert,
-                                                         int64_t min_size, double error_buffer) {
+RateLimiterConfig RateLimiterConfig::SampleToInsertRatio(double samples_per_insert, int64_t min_size,
+                                                         double error_buffer) {
   RateLimiterConfig config;
   config.min_size_to_sample = min_size;
   config.samples_per_insert = samples_per_insert;
@@ -29,19 +29,18 @@ absl::Status RateLimiterConfig::Validate() const {
         absl::StrCat("rate_limiter.min_size_to_sample: expected >= 1, got ", min_size_to_sample));
   }
   if (!(samples_per_insert >= 0) || std::isinf(samples_per_insert)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate_limiter.samples_per_insert: expected a finite value >= 0, got ", samples_per_insert));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate_limiter.samples_per_insert: expected a finite value >= 0, got ", samples_per_insert));
   }
   if (samples_per_insert == 0 && std::isfinite(min_diff)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate_limiter.samples_per_insert is 0 with min_diff=", min_diff,
-        ": sampling would stop for good once that many transitions were drawn (let sampling run "
-        "free with no ratio instead)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate_limiter.samples_per_insert is 0 with min_diff=", min_diff,
+                     ": sampling would stop for good once that many transitions were drawn (let sampling run "
+                     "free with no ratio instead)"));
   }
   if (std::isnan(min_diff) || std::isnan(max_diff) || !(min_diff < max_diff)) {
-    return absl::InvalidArgumentError(absl::StrCat("rate_limiter.min_diff (", min_diff,
-                                                   ") must be below rate_limiter.max_diff (",
-                                                   max_diff, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate_limiter.min_diff (", min_diff, ") must be below rate_limiter.max_diff (", max_diff, ")"));
   }
   return absl::OkStatus();
 }
@@ -49,8 +48,7 @@ absl::Status RateLimiterConfig::Validate() const {
 void RateLimiter::Center() {
   if (!std::isfinite(config_.min_diff) || !std::isfinite(config_.max_diff)) return;
   const double middle = 0.5 * (config_.min_diff + config_.max_diff);
-  sampled_ = static_cast<int64_t>(
-      std::llround(static_cast<double>(inserted_) * config_.samples_per_insert - middle));
+  sampled_ = static_cast<int64_t>(std::llround(static_cast<double>(inserted_) * config_.samples_per_insert - middle));
 }
 
 proto::RateLimiterInfo RateLimiter::Info(int64_t table_size) const {

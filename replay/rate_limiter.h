@@ -33,8 +33,7 @@ struct RateLimiterConfig {
   // Keeps sampled/inserted near `samples_per_insert`, allowing `error_buffer` transitions of slack
   // either way around the point reached when the table first holds `min_size` rows (Reverb's
   // SampleToInsertRatio).
-  static RateLimiterConfig SampleToInsertRatio(double samples_per_insert, int64_t min_size,
-                                               double error_buffer);
+  static RateLimiterConfig SampleToInsertRatio(double samples_per_insert, int64_t min_size, double error_buffer);
 
   absl::Status Validate() const;
 };
@@ -76,8 +75,7 @@ class RateLimiter {
   }
 
   double diff() const {
-    return static_cast<double>(inserted_) * config_.samples_per_insert -
-           static_cast<double>(sampled_);
+    return static_cast<double>(inserted_) * config_.samples_per_insert - static_cast<double>(sampled_);
   }
   const RateLimiterConfig& config() const { return config_; }
   proto::RateLimiterInfo Info(int64_t table_size) const;

@@ -70,8 +70,7 @@ absl::StatusOr<std::optional<std::string>> RecordReader::Next() {
   const size_t got = std::fread(header, 1, kRecordHeaderBytes, file_);
   if (got == 0 && std::feof(file_)) return std::optional<std::string>();
   if (got < kRecordHeaderBytes) {
-    return fail(
-        absl::StrCat("truncated record header (", got, " of ", kRecordHeaderBytes, " bytes)"));
+    return fail(absl::StrCat("truncated record header (", got, " of ", kRecordHeaderBytes, " bytes)"));
   }
   if (GetU32(header) != kRecordMagic) return fail("bad record magic (corrupt record)");
   const uint32_t size = GetU32(header + 4);
@@ -115,8 +114,7 @@ absl::Status SyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
-    const std::string& path) {
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", tmp);

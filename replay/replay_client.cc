@@ -30,8 +30,8 @@ bool Retryable(grpc::StatusCode code) {
 }
 
 std::string Describe(const grpc::Status& status) {
-  return absl::StrCat(absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
-                      ": ", status.error_message());
+  return absl::StrCat(absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())), ": ",
+                      status.error_message());
 }
 
 // Sleep length for `backoff`: uniformly in [backoff/2, backoff] so clients spread out.
@@ -42,9 +42,9 @@ absl::Duration Jittered(absl::Duration backoff, std::mt19937_64& rng) {
 
 absl::Status ValidateBackoff(const Backoff& backoff) {
   if (backoff.initial <= absl::ZeroDuration() || backoff.max < backoff.initial) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backoff: expected 0 < initial <= max, got initial=", absl::FormatDuration(backoff.initial),
-        ", max=", absl::FormatDuration(backoff.max)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("backoff: expected 0 < initial <= max, got initial=", absl::FormatDuration(backoff.initial),
+                     ", max=", absl::FormatDuration(backoff.max)));
   }
   return absl::OkStatus();
 }
@@ -78,8 +78,7 @@ absl::Status ReplayInserterConfig::Validate() const {
   return ValidateBackoff(backoff);
 }
 
-absl::StatusOr<std::unique_ptr<ReplayInserter>> ReplayInserter::Create(
-    const ReplayInserterConfig& config) {
+absl::StatusOr<std::unique_ptr<ReplayInserter>> ReplayInserter::Create(const ReplayInserterConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   std::unique_ptr<ReplayInserter> inserter(new ReplayInserter(config));
   inserter->thread_ = std::thread([p = inserter.get()] { p->Run(); });
@@ -125,8 +124,7 @@ absl::Status ReplayInserter::Insert(proto::TransitionBatch batch, absl::Duration
     signature = signature_;
   }
   // Refuse bad batches here, where the caller can see which one it was.
-  if (absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(batch, signature);
-      !view.ok()) {
+  if (absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(batch, signature); !view.ok()) {
     return view.status();
   }
   batch.set_actor_id(config_.actor_id);
@@ -134,20 +132,19 @@ absl::Status ReplayInserter::Insert(proto::TransitionBatch batch, absl::Duration
   *request->mutable_batch() = std::move(batch);
   const size_t bytes = request->ByteSizeLong() + 16;  // room for the sequence number
   if (bytes > static_cast<size_t>(config_.max_message_bytes)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "TransitionBatch: ", bytes, " bytes exceed max_message_bytes=", config_.max_message_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("TransitionBatch: ", bytes, " bytes exceed max_message_bytes=", config_.max_message_bytes));
   }
 
   absl::MutexLock lock(&mu_);
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || !fatal_.ok() ||
-           entries_.size() < static_cast<size_t>(config_.max_unacked_batches);
+    return closed_ || !fatal_.ok() || entries_.size() < static_cast<size_t>(config_.max_unacked_batches);
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&room), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        entries_.size(), " batches stayed unacknowledged by replay at ", address_, " for ",
-        absl::FormatDuration(timeout),
-        stats_.last_error.empty() ? "" : absl::StrCat(" (last error: ", stats_.last_error, ")")));
+    return absl::DeadlineExceededError(
+        absl::StrCat(entries_.size(), " batches stayed unacknowledged by replay at ", address_, " for ",
+                     absl::FormatDuration(timeout),
+                     stats_.last_error.empty() ? "" : absl::StrCat(" (last error: ", stats_.last_error, ")")));
   }
   if (closed_) return absl::CancelledError("the inserter is closed");
   if (!fatal_.ok()) return fatal_;
@@ -158,14 +155,12 @@ absl::Status ReplayInserter::Insert(proto::TransitionBatch batch, absl::Duration
 
 absl::Status ReplayInserter::Flush(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || !fatal_.ok() || entries_.empty();
-  };
+  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !fatal_.ok() || entries_.empty(); };
   if (!mu_.AwaitWithTimeout(absl::Condition(&drained), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        entries_.size(), " batches still unacknowledged by replay at ", address_, " after ",
-        absl::FormatDuration(timeout),
-        stats_.last_error.empty() ? "" : absl::StrCat(" (last error: ", stats_.last_error, ")")));
+    return absl::DeadlineExceededError(
+        absl::StrCat(entries_.size(), " batches still unacknowledged by replay at ", address_, " after ",
+                     absl::FormatDuration(timeout),
+                     stats_.last_error.empty() ? "" : absl::StrCat(" (last error: ", stats_.last_error, ")")));
   }
   if (!fatal_.ok()) return fatal_;
   if (!entries_.empty()) return absl::CancelledError("the inserter is closed");
@@ -200,9 +195,9 @@ void ReplayInserter::Run() {
     if (id_conflict && conflict_since == absl::InfiniteFuture()) conflict_since = absl::Now();
     const bool within_grace = id_conflict && absl::Now() - conflict_since < config_.id_conflict_grace;
     if (!Retryable(status.error_code()) && !within_grace) {
-      fatal_ = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                            absl::StrCat("replay at ", address_,
-                                         " refused the insert stream: ", status.error_message()));
+      fatal_ =
+          absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                       absl::StrCat("replay at ", address_, " refused the insert stream: ", status.error_message()));
       return;
     }
     if (stats_.connects > connects_before) backoff = config_.backoff.initial;
@@ -279,9 +274,8 @@ grpc::Status ReplayInserter::RunStream() {
       absl::MutexLock lock(&mu_);
       for (const proto::InsertAck& ack : ack_response.acks()) {
         if (sent_ == 0 || entries_.front().sequence_number != ack.sequence_number()) {
-          reader_error = grpc::Status(grpc::StatusCode::INTERNAL,
-                                      absl::StrCat("replay acknowledged sequence number ",
-                                                   ack.sequence_number(), " out of order"));
+          reader_error = grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("replay acknowledged sequence number ",
+                                                                               ack.sequence_number(), " out of order"));
           context.TryCancel();
           break;
         }
@@ -293,10 +287,9 @@ grpc::Status ReplayInserter::RunStream() {
         if (ack.code() != 0) {
           ++stats_.rejected;
           if (refusal_.ok()) {
-            refusal_ = absl::Status(
-                static_cast<absl::StatusCode>(ack.code()),
-                absl::StrCat("replay at ", address_, " refused batch ", ack.sequence_number(),
-                             " of actor ", config_.actor_id, ": ", ack.error_message()));
+            refusal_ = absl::Status(static_cast<absl::StatusCode>(ack.code()),
+                                    absl::StrCat("replay at ", address_, " refused batch ", ack.sequence_number(),
+                                                 " of actor ", config_.actor_id, ": ", ack.error_message()));
           }
         }
       }
@@ -315,8 +308,7 @@ grpc::Status ReplayInserter::RunStream() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ || stream_done_ ||
-               (sent_ < entries_.size() && entries_[sent_].sequence_number != 0);
+        return closed_ || stream_done_ || (sent_ < entries_.size() && entries_[sent_].sequence_number != 0);
       };
       mu_.Await(absl::Condition(&ready));
       if (closed_ || stream_done_) break;
@@ -344,12 +336,10 @@ absl::Status ReplaySamplerConfig::Validate() const {
     return absl::InvalidArgumentError("sampler.addresses: expected at least one replay address");
   }
   if (batch_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sampler.batch_size: expected >= 1, got ", batch_size));
+    return absl::InvalidArgumentError(absl::StrCat("sampler.batch_size: expected >= 1, got ", batch_size));
   }
   if (prefetch_batches < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sampler.prefetch_batches: expected >= 1, got ", prefetch_batches));
+    return absl::InvalidArgumentError(absl::StrCat("sampler.prefetch_batches: expected >= 1, got ", prefetch_batches));
   }
   if (stream_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sampler.stream_deadline: expected > 0");
@@ -357,8 +347,7 @@ absl::Status ReplaySamplerConfig::Validate() const {
   return ValidateBackoff(backoff);
 }
 
-absl::StatusOr<std::unique_ptr<ReplaySampler>> ReplaySampler::Create(
-    const ReplaySamplerConfig& config) {
+absl::StatusOr<std::unique_ptr<ReplaySampler>> ReplaySampler::Create(const ReplaySamplerConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   std::unique_ptr<ReplaySampler> sampler(new ReplaySampler(config));
   for (auto& shard : sampler->shards_) {
@@ -411,10 +400,10 @@ absl::StatusOr<SampledBatch> ReplaySampler::Next(absl::Duration timeout) {
       return false;
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "no sampled batch within ", absl::FormatDuration(timeout),
-          stats_.last_error.empty() ? " (replay may still be below its minimum size)"
-                                    : absl::StrCat(" (last error: ", stats_.last_error, ")")));
+      return absl::DeadlineExceededError(absl::StrCat("no sampled batch within ", absl::FormatDuration(timeout),
+                                                      stats_.last_error.empty()
+                                                          ? " (replay may still be below its minimum size)"
+                                                          : absl::StrCat(" (last error: ", stats_.last_error, ")")));
     }
     if (closed_) return absl::CancelledError("the sampler is closed");
     // The ready shard that has handed out the fewest batches; ties go round-robin.
@@ -467,9 +456,9 @@ void ReplaySampler::Run(Shard* shard) {
     if (closed_) return;
     if (!status.ok()) stats_.last_error = absl::StrCat(shard->address, ": ", Describe(status));
     if (!Retryable(status.error_code())) {
-      fatal_ = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                            absl::StrCat("replay at ", shard->address,
-                                         " refused the sample stream: ", status.error_message()));
+      fatal_ = absl::Status(
+          static_cast<absl::StatusCode>(status.error_code()),
+          absl::StrCat("replay at ", shard->address, " refused the sample stream: ", status.error_message()));
       return;
     }
     if (stats_.received > received_before) backoff = config_.backoff.initial;
@@ -512,12 +501,11 @@ grpc::Status ReplaySampler::RunStream(Shard* shard) {
   grpc::Status decode_error;
   proto::SampleResponse response;
   while (opened && stream->Read(&response)) {
-    absl::StatusOr<SampledBatch> batch =
-        DecodeSampleResponse(response, signature, config_.batch_size);
+    absl::StatusOr<SampledBatch> batch = DecodeSampleResponse(response, signature, config_.batch_size);
     if (!batch.ok()) {
-      decode_error = grpc::Status(grpc::StatusCode::INTERNAL,
-                                  absl::StrCat("bad sampled batch from replay at ", shard->address,
-                                               ": ", batch.status().message()));
+      decode_error = grpc::Status(
+          grpc::StatusCode::INTERNAL,
+          absl::StrCat("bad sampled batch from replay at ", shard->address, ": ", batch.status().message()));
       context.TryCancel();
       break;
     }
@@ -542,8 +530,7 @@ grpc::Status ReplaySampler::RunStream(Shard* shard) {
 // ---------------------------------------------------------------------------------------------
 // One-shot calls
 
-absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
-                                                  absl::Duration timeout) {
+absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address, absl::Duration timeout) {
   auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -553,8 +540,7 @@ absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
   return response;
 }
 
-absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
-                                   absl::Duration timeout) {
+absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps, absl::Duration timeout) {
   auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -567,8 +553,7 @@ absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_
   return absl::OkStatus();
 }
 
-absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address,
-                                                           absl::Duration timeout) {
+absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address, absl::Duration timeout) {
   auto stub = proto::ReplayService::NewStub(CreateChannel(address, 64 << 20));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -590,14 +575,13 @@ absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_di
     }
     if (!info.ok()) {
       return absl::UnavailableError(absl::StrCat("cannot reach replay at ", address, " within ",
-                                                 absl::FormatDuration(timeout), ": ",
-                                                 info.status().message()));
+                                                 absl::FormatDuration(timeout), ": ", info.status().message()));
     }
     if (info->table().obs_dim() != obs_dim || info->table().action_dim() != action_dim) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "replay at ", address, " holds transitions with ", info->table().obs_dim(),
-          " observations and ", info->table().action_dim(), " actions; this task has ", obs_dim,
-          " and ", action_dim, " (was it started with another --env?)"));
+      return absl::FailedPreconditionError(absl::StrCat("replay at ", address, " holds transitions with ",
+                                                        info->table().obs_dim(), " observations and ",
+                                                        info->table().action_dim(), " actions; this task has ", obs_dim,
+                                                        " and ", action_dim, " (was it started with another --env?)"));
     }
   }
   return absl::OkStatus();

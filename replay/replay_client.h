@@ -59,15 +59,15 @@ struct ReplayInserterConfig {
 class ReplayInserter {
  public:
   struct Stats {
-    int64_t unacked = 0;                // queued or in flight
-    int64_t sent = 0;                   // batch writes, resends included
-    int64_t acked = 0;                  // acknowledged (stored, or duplicates)
-    int64_t duplicates = 0;             // acknowledged as already stored
-    int64_t rejected = 0;               // refused as bad input (not retried)
-    int64_t connects = 0;               // streams opened
-    uint64_t next_sequence_number = 0;  // 0 until the first connection
-    uint64_t acked_sequence_number = 0; // highest acknowledged: replay holds every batch up to it
-    std::string last_error;             // the last stream error, if any
+    int64_t unacked = 0;                 // queued or in flight
+    int64_t sent = 0;                    // batch writes, resends included
+    int64_t acked = 0;                   // acknowledged (stored, or duplicates)
+    int64_t duplicates = 0;              // acknowledged as already stored
+    int64_t rejected = 0;                // refused as bad input (not retried)
+    int64_t connects = 0;                // streams opened
+    uint64_t next_sequence_number = 0;   // 0 until the first connection
+    uint64_t acked_sequence_number = 0;  // highest acknowledged: replay holds every batch up to it
+    std::string last_error;              // the last stream error, if any
   };
 
   static absl::StatusOr<std::unique_ptr<ReplayInserter>> Create(const ReplayInserterConfig& config);
@@ -80,8 +80,7 @@ class ReplayInserter {
   // refused here with INVALID_ARGUMENT naming the field (shapes are checked against the table's
   // signature once connected); too large ones with RESOURCE_EXHAUSTED. After a fatal stream error
   // (e.g. UNIMPLEMENTED, FAILED_PRECONDITION) returns that error; after Close, CANCELLED.
-  absl::Status Insert(proto::TransitionBatch batch, absl::Duration timeout)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Insert(proto::TransitionBatch batch, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Waits until every queued batch is acknowledged. Returns the first refusal replay reported
   // since the last Flush (INVALID_ARGUMENT / RESOURCE_EXHAUSTED naming the batch), a fatal error,
@@ -96,7 +95,7 @@ class ReplayInserter {
 
  private:
   struct Entry {
-    uint64_t sequence_number = 0;  // 0: not numbered yet (first connection pending)
+    uint64_t sequence_number = 0;                   // 0: not numbered yet (first connection pending)
     std::shared_ptr<proto::InsertRequest> request;  // shared with a Write in progress
   };
 
@@ -113,12 +112,12 @@ class ReplayInserter {
   std::unique_ptr<proto::ReplayService::Stub> stub_;
 
   mutable absl::Mutex mu_;
-  std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);  // unacknowledged, oldest first
-  size_t sent_ ABSL_GUARDED_BY(mu_) = 0;  // entries at the front sent on the current stream
+  std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);          // unacknowledged, oldest first
+  size_t sent_ ABSL_GUARDED_BY(mu_) = 0;                    // entries at the front sent on the current stream
   uint64_t next_sequence_number_ ABSL_GUARDED_BY(mu_) = 0;  // 0 until the first connection
   BatchSignature signature_ ABSL_GUARDED_BY(mu_);           // the table's, once connected
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;  // the current stream's reader has ended
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;                // the current stream's reader has ended
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // current stream; not owned
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
   absl::Status refusal_ ABSL_GUARDED_BY(mu_);  // first refusal since the last Flush
@@ -206,8 +205,7 @@ class ReplaySampler {
 };
 
 // One Info call with deadline `timeout`.
-absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address,
-                                                  absl::Duration timeout);
+absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address, absl::Duration timeout);
 
 // Waits up to `timeout` until every replay shard answers, and checks that it holds transitions
 // of the given sizes. UNAVAILABLE naming the address when one cannot be reached.
@@ -215,10 +213,8 @@ absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_di
                            absl::Duration timeout);
 
 // Tells the server that training is over (or running again); see ReplayService.SetTrainingDone.
-absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps,
-                                   absl::Duration timeout);
+absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps, absl::Duration timeout);
 // Asks the server to write a snapshot now.
-absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address,
-                                                           absl::Duration timeout);
+absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address, absl::Duration timeout);
 
 }  // namespace meow

@@ -14,8 +14,8 @@
 
 namespace meow {
 
-absl::StatusOr<int> ReplayLog::OpenFile(const std::string& path, const proto::LogHeader& header,
-                                        bool fsync, int64_t* bytes) {
+absl::StatusOr<int> ReplayLog::OpenFile(const std::string& path, const proto::LogHeader& header, bool fsync,
+                                        int64_t* bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
@@ -36,8 +36,7 @@ absl::StatusOr<int> ReplayLog::OpenFile(const std::string& path, const proto::Lo
   return fd;
 }
 
-absl::StatusOr<std::unique_ptr<ReplayLog>> ReplayLog::Create(const std::string& path,
-                                                             const proto::LogHeader& header,
+absl::StatusOr<std::unique_ptr<ReplayLog>> ReplayLog::Create(const std::string& path, const proto::LogHeader& header,
                                                              bool fsync) {
   int64_t bytes = 0;
   absl::StatusOr<int> fd = OpenFile(path, header, fsync, &bytes);
@@ -123,8 +122,7 @@ absl::Status ReplayLog::WaitDurable(uint64_t position, absl::Time deadline) {
     auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
     if (!mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
       mu_.Unlock();
-      return absl::DeadlineExceededError(
-          absl::StrCat("waiting for the replay log ", path(), " to be written"));
+      return absl::DeadlineExceededError(absl::StrCat("waiting for the replay log ", path(), " to be written"));
     }
   }
   mu_.Unlock();

@@ -37,8 +37,7 @@ namespace meow {
 class ReplayLog final : public InsertLog {
  public:
   // Creates (truncating) the log file at `path` and writes `header` as its first record.
-  static absl::StatusOr<std::unique_ptr<ReplayLog>> Create(const std::string& path,
-                                                           const proto::LogHeader& header,
+  static absl::StatusOr<std::unique_ptr<ReplayLog>> Create(const std::string& path, const proto::LogHeader& header,
                                                            bool fsync);
   ~ReplayLog() override;  // writes what is buffered (best effort) and closes the file
   ReplayLog(const ReplayLog&) = delete;
@@ -53,8 +52,7 @@ class ReplayLog final : public InsertLog {
 
   // Creates the next file at `path` with `header` (I/O; call without the table's mutex). A file
   // prepared before and never switched to is closed and replaced.
-  absl::Status PrepareRotation(const std::string& path, const proto::LogHeader& header)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status PrepareRotation(const std::string& path, const proto::LogHeader& header) ABSL_LOCKS_EXCLUDED(mu_);
   // Continues in the prepared file; no I/O, no waiting (call under the table's mutex).
   // FAILED_PRECONDITION without a prepared file or while the previous rotation is unfinished.
   absl::Status SwitchToPrepared() ABSL_LOCKS_EXCLUDED(mu_);
@@ -72,8 +70,8 @@ class ReplayLog final : public InsertLog {
   ReplayLog(std::string path, int fd, bool fsync, int64_t header_bytes);
 
   // Opens `path` and writes the header record; returns the descriptor.
-  static absl::StatusOr<int> OpenFile(const std::string& path, const proto::LogHeader& header,
-                                      bool fsync, int64_t* bytes);
+  static absl::StatusOr<int> OpenFile(const std::string& path, const proto::LogHeader& header, bool fsync,
+                                      int64_t* bytes);
   // A file and the framed records that still have to reach it.
   struct File {
     int fd = -1;

@@ -27,21 +27,19 @@ absl::Status ReplayServerConfig::Validate() const {
         absl::StrCat("insert_timeout: expected > 0, got ", absl::FormatDuration(insert_timeout)));
   }
   if (max_pending_acks < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_pending_acks: expected >= 1, got ", max_pending_acks));
+    return absl::InvalidArgumentError(absl::StrCat("max_pending_acks: expected >= 1, got ", max_pending_acks));
   }
   if (max_message_bytes > std::numeric_limits<int>::max()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes: expected <= ", std::numeric_limits<int>::max(), ", got ",
-                     max_message_bytes));
+        absl::StrCat("max_message_bytes: expected <= ", std::numeric_limits<int>::max(), ", got ", max_message_bytes));
   }
   // A batch of max_batch_rows rows must fit into one message.
   const int64_t row_bytes = 4 * (2 * int64_t{table.obs_dim} + table.action_dim + 1) + 1;
   const int64_t needed = table.max_batch_rows * row_bytes + 4096;
   if (max_message_bytes < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_message_bytes: ", max_message_bytes, " cannot hold a batch of table.max_batch_rows=",
-        table.max_batch_rows, " rows (", needed, " bytes)"));
+        "max_message_bytes: ", max_message_bytes, " cannot hold a batch of table.max_batch_rows=", table.max_batch_rows,
+        " rows (", needed, " bytes)"));
   }
   return absl::OkStatus();
 }
@@ -64,8 +62,7 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   options.token = config.security.token;
   options.max_message_bytes = config.max_message_bytes;
   options.max_pending_acks = config.max_pending_acks;
-  server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(),
-                                                         server->persistence_.get(), options);
+  server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(), server->persistence_.get(), options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -86,12 +83,11 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("replay cannot listen on ", config.address,
-                                               " (address in use or not local?)"));
+    return absl::UnavailableError(
+        absl::StrCat("replay cannot listen on ", config.address, " (address in use or not local?)"));
   }
   const std::string host = config.address.substr(0, config.address.rfind(':'));
-  server->address_ =
-      absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
+  server->address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   if (health != nullptr) {
     health->SetServingStatus(true);
@@ -141,12 +137,10 @@ void OnStopSignal(int signal) { stop_signal = signal; }
 absl::Status RunReplay(const ReplayServerConfig& config) {
   absl::StatusOr<std::unique_ptr<ReplayServer>> server = StartReplayServer(config);
   if (!server.ok()) return server.status();
-  std::cerr << "[replay] serving on " << (*server)->address() << " (capacity "
-            << config.table.capacity << ", obs_dim " << config.table.obs_dim << ", action_dim "
-            << config.table.action_dim << ", "
-            << (config.persistence.directory.empty()
-                    ? std::string("memory only")
-                    : absl::StrCat("directory ", config.persistence.directory))
+  std::cerr << "[replay] serving on " << (*server)->address() << " (capacity " << config.table.capacity << ", obs_dim "
+            << config.table.obs_dim << ", action_dim " << config.table.action_dim << ", "
+            << (config.persistence.directory.empty() ? std::string("memory only")
+                                                     : absl::StrCat("directory ", config.persistence.directory))
             << ")" << std::endl;
   std::unique_ptr<MetricsHttpServer> metrics;
   if (!config.metrics_address.empty()) {

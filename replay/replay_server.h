@@ -30,7 +30,7 @@ struct ReplayServerConfig {
   int64_t max_message_bytes = 64 << 20;
   // Unread acknowledgements per insert stream before the server stops reading it.
   int max_pending_acks = 1024;
-  bool snapshot_on_shutdown = true;  // when persistence is on
+  bool snapshot_on_shutdown = true;               // when persistence is on
   GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
   // RunReplay: host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
   std::string metrics_address;
@@ -57,8 +57,7 @@ class ReplayServer {
   void Shutdown(absl::Duration grace = absl::Milliseconds(500));
 
  private:
-  friend absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(
-      const ReplayServerConfig& config);
+  friend absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServerConfig& config);
   ReplayServer() = default;
 
   ReplayServerConfig config_;

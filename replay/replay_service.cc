@@ -9,8 +9,7 @@
 
 namespace meow {
 
-CancellationWatcher::CancellationWatcher(absl::Duration period)
-    : period_(period), thread_([this] { Loop(); }) {}
+CancellationWatcher::CancellationWatcher(absl::Duration period) : period_(period), thread_([this] { Loop(); }) {}
 
 CancellationWatcher::~CancellationWatcher() {
   {
@@ -20,8 +19,8 @@ CancellationWatcher::~CancellationWatcher() {
   thread_.join();
 }
 
-std::unique_ptr<CancellationWatcher::Watch> CancellationWatcher::Add(
-    grpc::ServerContextBase* context, Cancellation* cancellation) {
+std::unique_ptr<CancellationWatcher::Watch> CancellationWatcher::Add(grpc::ServerContextBase* context,
+                                                                     Cancellation* cancellation) {
   std::unique_ptr<Watch> watch(new Watch(this, context, cancellation));
   absl::MutexLock lock(&mu_);
   watches_.push_back(watch.get());
@@ -51,16 +50,11 @@ void CancellationWatcher::Loop() {
   }
 }
 
-ReplayServiceImpl::ReplayServiceImpl(Table* table, Persistence* persistence,
-                                     const ReplayServiceOptions& options)
-    : table_(table),
-      persistence_(persistence),
-      options_(options),
-      watcher_(absl::Milliseconds(20)) {}
+ReplayServiceImpl::ReplayServiceImpl(Table* table, Persistence* persistence, const ReplayServiceOptions& options)
+    : table_(table), persistence_(persistence), options_(options), watcher_(absl::Milliseconds(20)) {}
 
-grpc::Status ReplayServiceImpl::Insert(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<proto::InsertResponse, proto::InsertRequest>* stream) {
+grpc::Status ReplayServiceImpl::Insert(grpc::ServerContext* context,
+                                       grpc::ServerReaderWriter<proto::InsertResponse, proto::InsertRequest>* stream) {
   if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   Cancellation cancellation;
   std::unique_ptr<CancellationWatcher::Watch> watch = watcher_.Add(context, &cancellation);
@@ -71,8 +65,7 @@ grpc::Status ReplayServiceImpl::Insert(
                         "InsertRequest.open: the first message of an Insert stream must open it");
   }
   const uint64_t actor_id = request.open().actor_id();
-  const absl::StatusOr<InsertSession> session =
-      table_->OpenSession(actor_id, request.open().incarnation());
+  const absl::StatusOr<InsertSession> session = table_->OpenSession(actor_id, request.open().incarnation());
   if (!session.ok()) return ToGrpcStatus(session.status());
   // However the stream ends, the id is free for another incarnation afterwards.
   struct CloseOnExit {
@@ -111,9 +104,7 @@ grpc::Status ReplayServiceImpl::Insert(
     for (;;) {
       {
         absl::MutexLock lock(&acks.mu);
-        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(acks.mu) {
-          return !acks.pending.empty() || acks.done;
-        };
+        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(acks.mu) { return !acks.pending.empty() || acks.done; };
         acks.mu.Await(absl::Condition(&ready));
         if (acks.pending.empty()) return;  // done
         batch.swap(acks.pending);
@@ -142,8 +133,7 @@ grpc::Status ReplayServiceImpl::Insert(
   absl::Status status;
   while (stream->Read(&request)) {
     if (!request.has_batch()) {
-      status = absl::InvalidArgumentError(
-          "InsertRequest.batch: expected a batch after the stream was opened");
+      status = absl::InvalidArgumentError("InsertRequest.batch: expected a batch after the stream was opened");
       break;
     }
     const proto::TransitionBatch& batch = request.batch();
@@ -152,9 +142,8 @@ grpc::Status ReplayServiceImpl::Insert(
     absl::StatusOr<InsertResult> result =
         batch.actor_id() == actor_id
             ? table_->Insert(batch, session->token, options_.insert_timeout, &cancellation)
-            : absl::InvalidArgumentError(absl::StrCat("TransitionBatch.actor_id: expected ",
-                                                      actor_id, " (the stream's actor), got ",
-                                                      batch.actor_id()));
+            : absl::InvalidArgumentError(absl::StrCat("TransitionBatch.actor_id: expected ", actor_id,
+                                                      " (the stream's actor), got ", batch.actor_id()));
     if (result.ok()) {
       pending.ack.set_duplicate(result->duplicate);
       pending.log_position = result->log_position;
@@ -195,9 +184,8 @@ grpc::Status ReplayServiceImpl::Insert(
   return grpc::Status::OK;
 }
 
-grpc::Status ReplayServiceImpl::Sample(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<proto::SampleResponse, proto::SampleRequest>* stream) {
+grpc::Status ReplayServiceImpl::Sample(grpc::ServerContext* context,
+                                       grpc::ServerReaderWriter<proto::SampleResponse, proto::SampleRequest>* stream) {
   if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   Cancellation cancellation;
   std::unique_ptr<CancellationWatcher::Watch> watch = watcher_.Add(context, &cancellation);
@@ -209,25 +197,21 @@ grpc::Status ReplayServiceImpl::Sample(
                         absl::StrCat("SampleRequest.batch_size: expected >= 1, got ", batch_size));
   }
   if (batch_size > table_->config().max_sample_rows) {
-    return grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows exceed the limit of ",
-                     table_->config().max_sample_rows));
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows exceed the limit of ",
+                                     table_->config().max_sample_rows));
   }
   // Each sampled row: obs, action, reward, next_obs (float32), terminated (1 byte), version (int64).
-  const int64_t row_bytes =
-      4 * (2 * int64_t{table_->config().obs_dim} + table_->config().action_dim + 1) + 1 + 8;
+  const int64_t row_bytes = 4 * (2 * int64_t{table_->config().obs_dim} + table_->config().action_dim + 1) + 1 + 8;
   if (batch_size * row_bytes + 4096 > options_.max_message_bytes) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows take about ",
-                     batch_size * row_bytes, " bytes, more than the server's max_message_bytes=",
-                     options_.max_message_bytes));
+        absl::StrCat("SampleRequest.batch_size: ", batch_size, " rows take about ", batch_size * row_bytes,
+                     " bytes, more than the server's max_message_bytes=", options_.max_message_bytes));
   }
   if (request.credit() < 0) {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("SampleRequest.credit: expected >= 0, got ", request.credit()));
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("SampleRequest.credit: expected >= 0, got ", request.credit()));
   }
 
   // Credit arrives on the read side of the stream while batches go out on the write side.
@@ -247,10 +231,9 @@ grpc::Status ReplayServiceImpl::Sample(
       absl::MutexLock lock(&credit.mu);
       if (more.credit() < 0 || (more.batch_size() != 0 && more.batch_size() != batch_size)) {
         credit.error = absl::InvalidArgumentError(
-            more.credit() < 0
-                ? absl::StrCat("SampleRequest.credit: expected >= 0, got ", more.credit())
-                : absl::StrCat("SampleRequest.batch_size: expected 0 or ", batch_size,
-                               " (the stream's batch size), got ", more.batch_size()));
+            more.credit() < 0 ? absl::StrCat("SampleRequest.credit: expected >= 0, got ", more.credit())
+                              : absl::StrCat("SampleRequest.batch_size: expected 0 or ", batch_size,
+                                             " (the stream's batch size), got ", more.batch_size()));
         break;
       }
       credit.available += more.credit();
@@ -284,12 +267,10 @@ grpc::Status ReplayServiceImpl::Sample(
     // Wait for the rate limiter for as long as the call may last (a day at most without a
     // client deadline; cancellation ends it earlier).
     const std::chrono::system_clock::time_point deadline = context->deadline();
-    const absl::Duration timeout =
-        deadline >= std::chrono::system_clock::now() + std::chrono::hours(24)
-            ? absl::Hours(24)
-            : std::max(absl::ZeroDuration(), absl::FromChrono(deadline) - absl::Now());
-    absl::StatusOr<proto::SampleResponse> batch =
-        table_->Sample(batch_size, timeout, &cancellation);
+    const absl::Duration timeout = deadline >= std::chrono::system_clock::now() + std::chrono::hours(24)
+                                       ? absl::Hours(24)
+                                       : std::max(absl::ZeroDuration(), absl::FromChrono(deadline) - absl::Now());
+    absl::StatusOr<proto::SampleResponse> batch = table_->Sample(batch_size, timeout, &cancellation);
     if (!batch.ok()) {
       status = batch.status();
       break;
@@ -314,20 +295,17 @@ grpc::Status ReplayServiceImpl::Sample(
   return ToGrpcStatus(status);
 }
 
-grpc::Status ReplayServiceImpl::Info(grpc::ServerContext* context,
-                                     const proto::InfoRequest* request,
+grpc::Status ReplayServiceImpl::Info(grpc::ServerContext* context, const proto::InfoRequest* request,
                                      proto::InfoResponse* response) {
   if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   *response->mutable_table() = table_->Info();
   *response->mutable_rate_limiter() = table_->RateLimiterState();
   if (persistence_ != nullptr) *response->mutable_persistence() = persistence_->Info();
-  response->mutable_service()->set_ack_backpressure_waits(
-      ack_backpressure_waits_.load(std::memory_order_relaxed));
+  response->mutable_service()->set_ack_backpressure_waits(ack_backpressure_waits_.load(std::memory_order_relaxed));
   return grpc::Status::OK;
 }
 
-grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context,
-                                           const proto::CheckpointRequest* request,
+grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context, const proto::CheckpointRequest* request,
                                            proto::CheckpointResponse* response) {
   if (grpc::Status s = CheckToken(*context, options_.token); !s.ok()) return s;
   if (persistence_ == nullptr) {

@@ -51,8 +51,8 @@ class CancellationWatcher {
   ~CancellationWatcher();  // stops the thread
 
   // Cancels `cancellation` once `context` is cancelled, or at CancelAll, until the watch ends.
-  [[nodiscard]] std::unique_ptr<Watch> Add(grpc::ServerContextBase* context,
-                                           Cancellation* cancellation) ABSL_LOCKS_EXCLUDED(mu_);
+  [[nodiscard]] std::unique_ptr<Watch> Add(grpc::ServerContextBase* context, Cancellation* cancellation)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Cancels every current and future watch (server shutdown).
   void CancelAll() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -85,12 +85,10 @@ class ReplayServiceImpl final : public proto::ReplayService::Service {
   // `persistence` may be null (memory only).
   ReplayServiceImpl(Table* table, Persistence* persistence, const ReplayServiceOptions& options);
 
-  grpc::Status Insert(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<proto::InsertResponse, proto::InsertRequest>* stream) override;
-  grpc::Status Sample(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<proto::SampleResponse, proto::SampleRequest>* stream) override;
+  grpc::Status Insert(grpc::ServerContext* context,
+                      grpc::ServerReaderWriter<proto::InsertResponse, proto::InsertRequest>* stream) override;
+  grpc::Status Sample(grpc::ServerContext* context,
+                      grpc::ServerReaderWriter<proto::SampleResponse, proto::SampleRequest>* stream) override;
   grpc::Status Info(grpc::ServerContext* context, const proto::InfoRequest* request,
                     proto::InfoResponse* response) override;
   grpc::Status Checkpoint(grpc::ServerContext* context, const proto::CheckpointRequest* request,

@@ -9,8 +9,8 @@
 
 namespace meow {
 
-absl::Status WriteSnapshot(const std::string& path, const TableState& state, int64_t generation,
-                           int64_t capacity, int64_t chunk_rows) {
+absl::Status WriteSnapshot(const std::string& path, const TableState& state, int64_t generation, int64_t capacity,
+                           int64_t chunk_rows) {
   const TransitionStore& store = state.store;
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> file = AtomicFileWriter::Create(path);
   if (!file.ok()) return file.status();
@@ -61,8 +61,7 @@ absl::Status WriteSnapshot(const std::string& path, const TableState& state, int
     char* action = column(rows.mutable_action(), proto::DTYPE_FLOAT32, action_dim);
     char* reward = column(rows.mutable_reward(), proto::DTYPE_FLOAT32, 0);
     char* next_obs = column(rows.mutable_next_obs(), proto::DTYPE_FLOAT32, obs_dim);
-    auto* terminated =
-        reinterpret_cast<uint8_t*>(column(rows.mutable_terminated(), proto::DTYPE_BOOL, 0));
+    auto* terminated = reinterpret_cast<uint8_t*>(column(rows.mutable_terminated(), proto::DTYPE_BOOL, 0));
     char* versions = column(chunk.mutable_policy_version(), proto::DTYPE_INT64, 0);
     store.Gather(slots, obs, action, reward, next_obs, terminated, versions);
     AppendRecord(record, &buffer);
@@ -88,12 +87,10 @@ absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path) {
     absl::StatusOr<std::optional<std::string>> payload = (*reader)->Next();
     if (!payload.ok()) return payload.status();
     if (!payload->has_value()) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": truncated at offset ", (*reader)->offset(), " (no footer)"));
+      return absl::DataLossError(absl::StrCat(path, ": truncated at offset ", (*reader)->offset(), " (no footer)"));
     }
     if (!record.ParseFromString(**payload)) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": unparsable record at offset ", (*reader)->offset()));
+      return absl::DataLossError(absl::StrCat(path, ": unparsable record at offset ", (*reader)->offset()));
     }
     return absl::OkStatus();
   };
@@ -105,8 +102,8 @@ absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path) {
   loaded.header = record.header();
   const proto::SnapshotHeader& header = loaded.header;
   if (header.format_version() != kStorageFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": format_version ", header.format_version(), ", expected ", kStorageFormatVersion));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": format_version ", header.format_version(), ", expected ", kStorageFormatVersion));
   }
   const BatchSignature signature{header.obs_dim(), header.action_dim()};
   for (;;) {
@@ -116,17 +113,16 @@ absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path) {
     }
     if (record.has_footer()) {
       if (record.footer().rows() != loaded.rows || loaded.rows != header.rows()) {
-        loaded.error = absl::DataLossError(
-            absl::StrCat(path, ": footer says ", record.footer().rows(), " rows, header ",
-                         header.rows(), ", chunks hold ", loaded.rows));
+        loaded.error =
+            absl::DataLossError(absl::StrCat(path, ": footer says ", record.footer().rows(), " rows, header ",
+                                             header.rows(), ", chunks hold ", loaded.rows));
         return loaded;
       }
       loaded.complete = true;
       return loaded;
     }
     if (!record.has_chunk()) {
-      loaded.error = absl::DataLossError(
-          absl::StrCat(path, ": unexpected record at offset ", (*reader)->offset()));
+      loaded.error = absl::DataLossError(absl::StrCat(path, ": unexpected record at offset ", (*reader)->offset()));
       return loaded;
     }
     // A chunk passes the same checks as a batch from the network.
@@ -134,19 +130,16 @@ absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path) {
     absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(chunk.rows(), signature);
     absl::Status status = view.status();
     if (status.ok()) {
-      absl::StatusOr<TensorView> versions =
-          DecodeTensor(chunk.policy_version(), "SnapshotChunk.policy_version");
-      status = versions.ok() ? ExpectTensor(*versions, "SnapshotChunk.policy_version",
-                                            proto::DTYPE_INT64, {view->rows})
+      absl::StatusOr<TensorView> versions = DecodeTensor(chunk.policy_version(), "SnapshotChunk.policy_version");
+      status = versions.ok() ? ExpectTensor(*versions, "SnapshotChunk.policy_version", proto::DTYPE_INT64, {view->rows})
                              : versions.status();
     }
     if (status.ok() && chunk.first_row() != loaded.rows) {
-      status = absl::DataLossError(
-          absl::StrCat("chunk starts at row ", chunk.first_row(), ", expected ", loaded.rows));
+      status = absl::DataLossError(absl::StrCat("chunk starts at row ", chunk.first_row(), ", expected ", loaded.rows));
     }
     if (!status.ok()) {
-      loaded.error = absl::DataLossError(absl::StrCat(path, ": bad chunk at offset ",
-                                                      (*reader)->offset(), ": ", status.message()));
+      loaded.error = absl::DataLossError(
+          absl::StrCat(path, ": bad chunk at offset ", (*reader)->offset(), ": ", status.message()));
       return loaded;
     }
     loaded.rows += view->rows;

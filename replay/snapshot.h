@@ -18,8 +18,8 @@ namespace meow {
 inline constexpr int kStorageFormatVersion = 1;
 
 // Writes `state` as snapshot `generation` to `path`. Rows go in chunks of `chunk_rows`.
-absl::Status WriteSnapshot(const std::string& path, const TableState& state, int64_t generation,
-                           int64_t capacity, int64_t chunk_rows = 16384);
+absl::Status WriteSnapshot(const std::string& path, const TableState& state, int64_t generation, int64_t capacity,
+                           int64_t chunk_rows = 16384);
 
 struct LoadedSnapshot {
   proto::SnapshotHeader header;

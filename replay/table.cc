@@ -15,28 +15,25 @@ absl::Status TableConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("table.obs_dim: expected >= 1, got ", obs_dim));
   }
   if (action_dim < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table.action_dim: expected >= 1, got ", action_dim));
+    return absl::InvalidArgumentError(absl::StrCat("table.action_dim: expected >= 1, got ", action_dim));
   }
   if (capacity < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table.capacity: expected >= 1, got ", capacity));
+    return absl::InvalidArgumentError(absl::StrCat("table.capacity: expected >= 1, got ", capacity));
   }
   if (max_batch_rows < 1 || max_batch_rows > capacity) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "table.max_batch_rows: expected in [1, capacity=", capacity, "], got ", max_batch_rows));
+    return absl::InvalidArgumentError(
+        absl::StrCat("table.max_batch_rows: expected in [1, capacity=", capacity, "], got ", max_batch_rows));
   }
   if (max_actors < 1) {
     return absl::InvalidArgumentError(absl::StrCat("table.max_actors: expected >= 1, got ", max_actors));
   }
   if (max_sample_rows < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table.max_sample_rows: expected >= 1, got ", max_sample_rows));
+    return absl::InvalidArgumentError(absl::StrCat("table.max_sample_rows: expected >= 1, got ", max_sample_rows));
   }
   if (rate_limiter.min_size_to_sample > capacity) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate_limiter.min_size_to_sample (", rate_limiter.min_size_to_sample,
-        ") is above table.capacity (", capacity, "): the table could never hold enough to sample"));
+    return absl::InvalidArgumentError(absl::StrCat("rate_limiter.min_size_to_sample (", rate_limiter.min_size_to_sample,
+                                                   ") is above table.capacity (", capacity,
+                                                   "): the table could never hold enough to sample"));
   }
   return rate_limiter.Validate();
 }
@@ -62,27 +59,26 @@ absl::Status Table::LogStatusLocked() const {
   if (log_ == nullptr) return absl::OkStatus();
   absl::Status status = log_->status();
   if (status.ok()) return status;
-  return absl::UnavailableError(
-      absl::StrCat("replay cannot log inserts (", status.message(),
-                   "); it refuses them until restarted, clients keep their batches"));
+  return absl::UnavailableError(absl::StrCat("replay cannot log inserts (", status.message(),
+                                             "); it refuses them until restarted, clients keep their batches"));
 }
 
 absl::StatusOr<InsertSession> Table::OpenSession(uint64_t actor_id, uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
   if (absl::Status status = LogStatusLocked(); !status.ok()) return status;
-  if (actors_.find(actor_id) == actors_.end() &&
-      static_cast<int64_t>(actors_.size()) >= config_.max_actors) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "replay keeps state for at most table.max_actors=", config_.max_actors,
-        " actor ids and has no room for actor id ", actor_id, " (ids in use: ", actors_.size(), ")"));
+  if (actors_.find(actor_id) == actors_.end() && static_cast<int64_t>(actors_.size()) >= config_.max_actors) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("replay keeps state for at most table.max_actors=", config_.max_actors,
+                     " actor ids and has no room for actor id ", actor_id, " (ids in use: ", actors_.size(), ")"));
   }
   ActorState& actor = actors_[actor_id];
   if (actor.open && incarnation != 0 && actor.incarnation != 0 && actor.incarnation != incarnation) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "actor id ", actor_id, " is in use by another live actor (a different process or inserter "
-        "has an insert stream open with it); two actors with one id would drop each other's "
-        "batches as duplicates: give every actor its own id (meow actor --actor_id=N, or -1 to "
-        "take it from the host name)"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("actor id ", actor_id,
+                     " is in use by another live actor (a different process or inserter "
+                     "has an insert stream open with it); two actors with one id would drop each other's "
+                     "batches as duplicates: give every actor its own id (meow actor --actor_id=N, or -1 to "
+                     "take it from the host name)"));
   }
   actor.session = next_session_++;
   actor.incarnation = incarnation;
@@ -113,11 +109,9 @@ void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_ver
   const size_t obs_row = sizeof(float) * rows.obs_dim;
   const size_t action_row = sizeof(float) * rows.action_dim;
   const int64_t first = store_.AddRows(
-      n, rows.obs + skip * obs_row, rows.action + skip * action_row,
-      rows.reward + skip * sizeof(float), rows.next_obs + skip * obs_row, rows.terminated + skip,
-      per_row_versions == nullptr
-          ? nullptr
-          : static_cast<const char*>(per_row_versions) + skip * sizeof(int64_t),
+      n, rows.obs + skip * obs_row, rows.action + skip * action_row, rows.reward + skip * sizeof(float),
+      rows.next_obs + skip * obs_row, rows.terminated + skip,
+      per_row_versions == nullptr ? nullptr : static_cast<const char*>(per_row_versions) + skip * sizeof(int64_t),
       rows.policy_version);
   for (int64_t i = 0; i < n; ++i) {
     int64_t slot = first + i;
@@ -129,8 +123,7 @@ void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_ver
   } else {
     for (int64_t i = 0; i < n; ++i) {
       int64_t version;
-      std::memcpy(&version, static_cast<const char*>(per_row_versions) + (skip + i) * sizeof(int64_t),
-                  sizeof(version));
+      std::memcpy(&version, static_cast<const char*>(per_row_versions) + (skip + i) * sizeof(int64_t), sizeof(version));
       newest_policy_version_ = std::max(newest_policy_version_, version);
     }
   }
@@ -155,8 +148,7 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
   const absl::Time deadline = absl::Now() + timeout;
 
   // Declared before the lock so that it is released after it (see Cancellation).
-  std::unique_ptr<Cancellation::Registration> wake =
-      RegisterIfPresent(cancel, [this] { absl::MutexLock lock(&mu_); });
+  std::unique_ptr<Cancellation::Registration> wake = RegisterIfPresent(cancel, [this] { absl::MutexLock lock(&mu_); });
   absl::MutexLock lock(&mu_);
   auto superseded = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (session == 0) return false;
@@ -173,12 +165,12 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
     if (cancelled()) return absl::CancelledError("insert cancelled");
     if (absl::Status status = LogStatusLocked(); !status.ok()) return status;
     if (superseded()) {
-      return absl::AbortedError(absl::StrCat("the insert stream of actor ", actor_id,
-                                             " was superseded by a newer stream"));
+      return absl::AbortedError(
+          absl::StrCat("the insert stream of actor ", actor_id, " was superseded by a newer stream"));
     }
     if (training_done_) {
-      return absl::OutOfRangeError(absl::StrCat("training is over (the learner finished at ",
-                                                done_env_steps_, " environment steps); replay takes no more transitions"));
+      return absl::OutOfRangeError(absl::StrCat("training is over (the learner finished at ", done_env_steps_,
+                                                " environment steps); replay takes no more transitions"));
     }
     if (duplicate()) {
       ++duplicate_batches_;
@@ -198,8 +190,7 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
       return absl::DeadlineExceededError(absl::StrCat(
           "insert waited ", absl::FormatDuration(timeout),
           " for the rate limiter (samples_per_insert=", limiter_.config().samples_per_insert,
-          ", diff=", limiter_.diff(), ", max_diff=", limiter_.config().max_diff,
-          "): the sampler is behind"));
+          ", diff=", limiter_.diff(), ", max_diff=", limiter_.config().max_diff, "): the sampler is behind"));
     }
   }
   StoreLocked(*view, nullptr);
@@ -207,15 +198,13 @@ absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, 
   return InsertResult{/*duplicate=*/false, log_ != nullptr ? log_->Append(batch) : 0};
 }
 
-absl::StatusOr<proto::SampleResponse> Table::Sample(int64_t rows, absl::Duration timeout,
-                                                    Cancellation* cancel) {
+absl::StatusOr<proto::SampleResponse> Table::Sample(int64_t rows, absl::Duration timeout, Cancellation* cancel) {
   if (rows < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SampleRequest.batch_size: expected >= 1, got ", rows));
+    return absl::InvalidArgumentError(absl::StrCat("SampleRequest.batch_size: expected >= 1, got ", rows));
   }
   if (rows > config_.max_sample_rows) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "SampleRequest.batch_size: ", rows, " rows exceed the limit of ", config_.max_sample_rows));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("SampleRequest.batch_size: ", rows, " rows exceed the limit of ", config_.max_sample_rows));
   }
   // Build the response's columns outside the lock; the gather fills them in place.
   proto::SampleResponse response;
@@ -232,14 +221,12 @@ absl::StatusOr<proto::SampleResponse> Table::Sample(int64_t rows, absl::Duration
   char* action = column(batch.mutable_action(), proto::DTYPE_FLOAT32, config_.action_dim);
   char* reward = column(batch.mutable_reward(), proto::DTYPE_FLOAT32, 0);
   char* next_obs = column(batch.mutable_next_obs(), proto::DTYPE_FLOAT32, config_.obs_dim);
-  auto* terminated =
-      reinterpret_cast<uint8_t*>(column(batch.mutable_terminated(), proto::DTYPE_BOOL, 0));
+  auto* terminated = reinterpret_cast<uint8_t*>(column(batch.mutable_terminated(), proto::DTYPE_BOOL, 0));
   char* versions = column(response.mutable_policy_version(), proto::DTYPE_INT64, 0);
   std::vector<int64_t> slots(static_cast<size_t>(rows));
   const absl::Time deadline = absl::Now() + timeout;
 
-  std::unique_ptr<Cancellation::Registration> wake =
-      RegisterIfPresent(cancel, [this] { absl::MutexLock lock(&mu_); });
+  std::unique_ptr<Cancellation::Registration> wake = RegisterIfPresent(cancel, [this] { absl::MutexLock lock(&mu_); });
   absl::MutexLock lock(&mu_);
   auto cancelled = [&] { return cancel != nullptr && cancel->cancelled(); };
   for (;;) {
@@ -255,11 +242,10 @@ absl::StatusOr<proto::SampleResponse> Table::Sample(int64_t rows, absl::Duration
     const bool ready_in_time = mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
     limiter_.EndSampleWait(absl::Now() - start);
     if (!ready_in_time) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "sample waited ", absl::FormatDuration(timeout),
-          " for the rate limiter (size=", store_.size(),
-          ", min_size_to_sample=", limiter_.config().min_size_to_sample, ", diff=", limiter_.diff(),
-          ", min_diff=", limiter_.config().min_diff, "): the inserters are behind"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("sample waited ", absl::FormatDuration(timeout), " for the rate limiter (size=", store_.size(),
+                       ", min_size_to_sample=", limiter_.config().min_size_to_sample, ", diff=", limiter_.diff(),
+                       ", min_diff=", limiter_.config().min_diff, "): the inserters are behind"));
     }
   }
   selector_->Sample(absl::MakeSpan(slots), rng_);
@@ -290,8 +276,7 @@ TableState Table::Copy(absl::FunctionRef<void()> while_locked) {
     estimate = store_.size();
   }
   const int64_t room = std::min(config_.capacity, estimate + 16 * config_.max_batch_rows);
-  TableState state{
-      TransitionStore(config_.obs_dim, config_.action_dim, std::max<int64_t>(room, 1)), {}, {}, {}};
+  TableState state{TransitionStore(config_.obs_dim, config_.action_dim, std::max<int64_t>(room, 1)), {}, {}, {}};
   absl::MutexLock lock(&mu_);
   const absl::Time locked = absl::Now();
   if (store_.size() <= state.store.capacity()) {
@@ -312,17 +297,16 @@ TableState Table::Copy(absl::FunctionRef<void()> while_locked) {
 
 absl::Status Table::LoadRows(const TransitionBatchView& rows, const void* per_row_versions) {
   if (rows.obs_dim != config_.obs_dim || rows.action_dim != config_.action_dim) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "rows have obs_dim=", rows.obs_dim, ", action_dim=", rows.action_dim,
-        " but the table has obs_dim=", config_.obs_dim, ", action_dim=", config_.action_dim));
+    return absl::FailedPreconditionError(
+        absl::StrCat("rows have obs_dim=", rows.obs_dim, ", action_dim=", rows.action_dim,
+                     " but the table has obs_dim=", config_.obs_dim, ", action_dim=", config_.action_dim));
   }
   absl::MutexLock lock(&mu_);
   StoreLocked(rows, per_row_versions);
   return absl::OkStatus();
 }
 
-void Table::LoadState(const std::map<uint64_t, uint64_t>& last_sequence_numbers,
-                      const TableCounters& counters) {
+void Table::LoadState(const std::map<uint64_t, uint64_t>& last_sequence_numbers, const TableCounters& counters) {
   absl::MutexLock lock(&mu_);
   for (const auto& [actor_id, last] : last_sequence_numbers) {
     ActorState& actor = actors_[actor_id];

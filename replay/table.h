@@ -102,9 +102,7 @@ class Table {
   // Validates `config`. `selector` may be null for uniform sampling.
   static absl::StatusOr<std::unique_ptr<Table>> Create(const TableConfig& config,
                                                        std::unique_ptr<ItemSelector> selector);
-  static absl::StatusOr<std::unique_ptr<Table>> Create(const TableConfig& config) {
-    return Create(config, nullptr);
-  }
+  static absl::StatusOr<std::unique_ptr<Table>> Create(const TableConfig& config) { return Create(config, nullptr); }
 
   ~Table();
   Table(const Table&) = delete;
@@ -117,8 +115,7 @@ class Table {
   // sequence number would then overstate what is on disk, and a client must keep its
   // unacknowledged batches for a restarted replay. RESOURCE_EXHAUSTED for a new id when
   // max_actors ids are tracked.
-  absl::StatusOr<InsertSession> OpenSession(uint64_t actor_id, uint64_t incarnation = 0)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<InsertSession> OpenSession(uint64_t actor_id, uint64_t incarnation = 0) ABSL_LOCKS_EXCLUDED(mu_);
   // Marks the session's stream ended (a later incarnation may then take the id over); the id is
   // forgotten when it never stored a batch. A superseded session's close changes nothing.
   void CloseSession(uint64_t actor_id, uint64_t session) ABSL_LOCKS_EXCLUDED(mu_);
@@ -132,15 +129,14 @@ class Table {
   // ABORTED when the session was superseded, DEADLINE_EXCEEDED when the rate limiter kept it
   // waiting past `timeout`, CANCELLED on cancellation or Close(), UNAVAILABLE once the log has
   // failed, OUT_OF_RANGE once training is over (SetTrainingDone).
-  absl::StatusOr<InsertResult> Insert(const proto::TransitionBatch& batch, uint64_t session,
-                                      absl::Duration timeout, Cancellation* cancel)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<InsertResult> Insert(const proto::TransitionBatch& batch, uint64_t session, absl::Duration timeout,
+                                      Cancellation* cancel) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Draws `rows` rows uniformly with replacement (through the selector) once the rate limiter
   // allows. Errors: INVALID_ARGUMENT for rows < 1, RESOURCE_EXHAUSTED above max_sample_rows,
   // DEADLINE_EXCEEDED, CANCELLED as for Insert.
-  absl::StatusOr<proto::SampleResponse> Sample(int64_t rows, absl::Duration timeout,
-                                               Cancellation* cancel) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<proto::SampleResponse> Sample(int64_t rows, absl::Duration timeout, Cancellation* cancel)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Wakes every waiter with CANCELLED and refuses later inserts and samples. Idempotent.
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
@@ -158,10 +154,9 @@ class Table {
   // policy_version. LoadState sets the per-actor sequence numbers and counters from a snapshot.
   // Replay re-applies a logged batch: stored unless a duplicate (returns whether stored), without
   // touching the log or the limiter's waits.
-  absl::Status LoadRows(const TransitionBatchView& rows, const void* per_row_versions)
+  absl::Status LoadRows(const TransitionBatchView& rows, const void* per_row_versions) ABSL_LOCKS_EXCLUDED(mu_);
+  void LoadState(const std::map<uint64_t, uint64_t>& last_sequence_numbers, const TableCounters& counters)
       ABSL_LOCKS_EXCLUDED(mu_);
-  void LoadState(const std::map<uint64_t, uint64_t>& last_sequence_numbers,
-                 const TableCounters& counters) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<bool> Replay(const proto::TransitionBatch& batch) ABSL_LOCKS_EXCLUDED(mu_);
   // After replaying logs: samples are not logged, so the limiter's count of them stops at the
   // snapshot while every logged insert is counted again. Puts the limiter in the middle of its
@@ -181,8 +176,7 @@ class Table {
   Table(const TableConfig& config, std::unique_ptr<ItemSelector> selector);
 
   // Stores validated rows and updates the selector, limiter and counters.
-  void StoreLocked(const TransitionBatchView& rows, const void* per_row_versions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StoreLocked(const TransitionBatchView& rows, const void* per_row_versions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE naming the log's error, OK without a log or error.
   absl::Status LogStatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -198,7 +192,7 @@ class Table {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   struct ActorState {
     uint64_t last_sequence_number = 0;
-    uint64_t session = 0;  // token of the newest session, 0 when none opened since start
+    uint64_t session = 0;      // token of the newest session, 0 when none opened since start
     uint64_t incarnation = 0;  // of the newest session's client
     bool open = false;         // the newest session's stream has not ended
   };

@@ -32,9 +32,8 @@ void TransitionStore::Add(absl::Span<const float> obs, absl::Span<const float> a
   ++total_added_;
 }
 
-int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* action,
-                                 const void* reward, const void* next_obs,
-                                 const uint8_t* terminated, const void* policy_versions,
+int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* action, const void* reward,
+                                 const void* next_obs, const uint8_t* terminated, const void* policy_versions,
                                  int64_t policy_version) {
   const int64_t first = next_;
   const auto* obs_bytes = static_cast<const char*>(obs);
@@ -46,8 +45,7 @@ int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* acti
   int64_t done = 0;
   while (done < rows) {
     const int64_t run = std::min(rows - done, capacity_ - next_);
-    std::memcpy(&obs_[next_ * obs_dim_], obs_bytes + done * obs_dim_ * sizeof(float),
-                sizeof(float) * obs_dim_ * run);
+    std::memcpy(&obs_[next_ * obs_dim_], obs_bytes + done * obs_dim_ * sizeof(float), sizeof(float) * obs_dim_ * run);
     std::memcpy(&action_[next_ * action_dim_], action_bytes + done * action_dim_ * sizeof(float),
                 sizeof(float) * action_dim_ * run);
     std::memcpy(&reward_[next_], reward_bytes + done * sizeof(float), sizeof(float) * run);
@@ -55,8 +53,7 @@ int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* acti
                 sizeof(float) * obs_dim_ * run);
     for (int64_t i = 0; i < run; ++i) terminated_[next_ + i] = terminated[done + i] ? 1.0f : 0.0f;
     if (version_bytes != nullptr) {
-      std::memcpy(&policy_version_[next_], version_bytes + done * sizeof(int64_t),
-                  sizeof(int64_t) * run);
+      std::memcpy(&policy_version_[next_], version_bytes + done * sizeof(int64_t), sizeof(int64_t) * run);
     } else {
       std::fill_n(&policy_version_[next_], run, policy_version);
     }
@@ -68,8 +65,8 @@ int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* acti
   return first;
 }
 
-void TransitionStore::Sample(int64_t batch, std::mt19937_64& rng, float* obs, float* action,
-                             float* reward, float* next_obs, float* terminated) const {
+void TransitionStore::Sample(int64_t batch, std::mt19937_64& rng, float* obs, float* action, float* reward,
+                             float* next_obs, float* terminated) const {
   std::uniform_int_distribution<int64_t> pick(0, size_ - 1);
   for (int64_t i = 0; i < batch; ++i) {
     const int64_t j = pick(rng);
@@ -81,8 +78,8 @@ void TransitionStore::Sample(int64_t batch, std::mt19937_64& rng, float* obs, fl
   }
 }
 
-void TransitionStore::Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward,
-                             void* next_obs, uint8_t* terminated, void* policy_versions) const {
+void TransitionStore::Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward, void* next_obs,
+                             uint8_t* terminated, void* policy_versions) const {
   auto* obs_out = static_cast<char*>(obs);
   auto* action_out = static_cast<char*>(action);
   auto* reward_out = static_cast<char*>(reward);
@@ -144,9 +141,9 @@ void TransitionStore::CopyOldestFirstTo(TransitionStore& dst) const {
 }
 
 int64_t TransitionStore::bytes() const {
-  return static_cast<int64_t>(sizeof(float) * (obs_.size() + action_.size() + reward_.size() +
-                                               next_obs_.size() + terminated_.size()) +
-                              sizeof(int64_t) * policy_version_.size());
+  return static_cast<int64_t>(
+      sizeof(float) * (obs_.size() + action_.size() + reward_.size() + next_obs_.size() + terminated_.size()) +
+      sizeof(int64_t) * policy_version_.size());
 }
 
 }  // namespace meow

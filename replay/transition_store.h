@@ -21,28 +21,27 @@ class TransitionStore {
 
   // Appends one transition, evicting the oldest when full. Sizes must match (checked by callers
   // at the boundary; here they are an invariant).
-  void Add(absl::Span<const float> obs, absl::Span<const float> action, float reward,
-           absl::Span<const float> next_obs, bool terminated);
+  void Add(absl::Span<const float> obs, absl::Span<const float> action, float reward, absl::Span<const float> next_obs,
+           bool terminated);
 
   // Appends `rows` rows from row-major columns, which may be unaligned (e.g. bytes of a decoded
   // message): obs/next_obs rows*obs_dim floats, action rows*action_dim floats, reward rows floats,
   // terminated rows bytes of 0 or 1. `policy_versions` holds one int64 per row, or is null to give
   // every row `policy_version`. Requires rows <= capacity. Returns the slot of the first row; the
   // others follow, wrapping at capacity.
-  int64_t AddRows(int64_t rows, const void* obs, const void* action, const void* reward,
-                  const void* next_obs, const uint8_t* terminated, const void* policy_versions,
-                  int64_t policy_version);
+  int64_t AddRows(int64_t rows, const void* obs, const void* action, const void* reward, const void* next_obs,
+                  const uint8_t* terminated, const void* policy_versions, int64_t policy_version);
 
   // Fills the caller's row-major buffers with `batch` rows drawn uniformly with replacement.
   // Buffers must hold batch*obs_dim, batch*action_dim, batch, batch*obs_dim and batch floats.
-  void Sample(int64_t batch, std::mt19937_64& rng, float* obs, float* action, float* reward,
-              float* next_obs, float* terminated) const;
+  void Sample(int64_t batch, std::mt19937_64& rng, float* obs, float* action, float* reward, float* next_obs,
+              float* terminated) const;
 
   // Copies the rows in `slots` (each < size()) into row-major buffers, which may be unaligned:
   // obs/next_obs slots*obs_dim floats, action slots*action_dim floats, reward slots floats,
   // terminated slots bytes (0 or 1), policy_versions slots int64s.
-  void Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward,
-              void* next_obs, uint8_t* terminated, void* policy_versions) const;
+  void Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward, void* next_obs,
+              uint8_t* terminated, void* policy_versions) const;
 
   // A copy holding just the stored rows, oldest first, with capacity max(size(), 1).
   TransitionStore CompactCopy() const;

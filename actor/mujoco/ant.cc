@@ -45,8 +45,8 @@ EnvSpec AntSpec(bool use_contact_forces) {
 class AntEnv final : public MujocoEnv {
  public:
   AntEnv(MjModelPtr model, bool use_contact_forces)
-      : MujocoEnv(AntSpec(use_contact_forces),
-                  TaskShape{/*nq=*/kNq, /*nv=*/kNv, /*nu=*/8, /*frame_skip=*/5}, std::move(model)),
+      : MujocoEnv(AntSpec(use_contact_forces), TaskShape{/*nq=*/kNq, /*nv=*/kNv, /*nu=*/8, /*frame_skip=*/5},
+                  std::move(model)),
         use_contact_forces_(use_contact_forces) {}
 
   using MujocoEnv::Init;
@@ -54,8 +54,7 @@ class AntEnv final : public MujocoEnv {
   bool IsTerminal() const override {
     const mjData& d = data();
     auto finite = [](double v) { return std::isfinite(v); };
-    const bool all_finite =
-        std::all_of(d.qpos, d.qpos + kNq, finite) && std::all_of(d.qvel, d.qvel + kNv, finite);
+    const bool all_finite = std::all_of(d.qpos, d.qpos + kNq, finite) && std::all_of(d.qvel, d.qvel + kNv, finite);
     const double z = d.qpos[2];
     return !(all_finite && kHealthyZMin <= z && z <= kHealthyZMax);
   }
@@ -111,8 +110,7 @@ class AntEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeAnt(MjModelPtr model,
-                                                   const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeAnt(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<AntEnv>(std::move(model), options.use_contact_forces);
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

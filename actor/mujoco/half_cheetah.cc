@@ -31,8 +31,7 @@ EnvSpec HalfCheetahSpec() {
 class HalfCheetahEnv final : public MujocoEnv {
  public:
   explicit HalfCheetahEnv(MjModelPtr model)
-      : MujocoEnv(HalfCheetahSpec(), TaskShape{/*nq=*/9, /*nv=*/9, /*nu=*/6, /*frame_skip=*/5},
-                  std::move(model)) {}
+      : MujocoEnv(HalfCheetahSpec(), TaskShape{/*nq=*/9, /*nv=*/9, /*nu=*/6, /*frame_skip=*/5}, std::move(model)) {}
 
   using MujocoEnv::Init;
 
@@ -62,8 +61,7 @@ class HalfCheetahEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHalfCheetah(MjModelPtr model,
-                                                           const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHalfCheetah(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<HalfCheetahEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

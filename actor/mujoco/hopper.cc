@@ -38,8 +38,7 @@ EnvSpec HopperSpec() {
 class HopperEnv final : public MujocoEnv {
  public:
   explicit HopperEnv(MjModelPtr model)
-      : MujocoEnv(HopperSpec(), TaskShape{/*nq=*/6, /*nv=*/6, /*nu=*/3, /*frame_skip=*/4},
-                  std::move(model)) {}
+      : MujocoEnv(HopperSpec(), TaskShape{/*nq=*/6, /*nv=*/6, /*nu=*/3, /*frame_skip=*/4}, std::move(model)) {}
 
   using MujocoEnv::Init;
 
@@ -78,8 +77,7 @@ class HopperEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHopper(MjModelPtr model,
-                                                      const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHopper(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<HopperEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

@@ -46,8 +46,7 @@ EnvSpec HumanoidSpec() {
 class HumanoidEnv final : public MujocoEnv {
  public:
   explicit HumanoidEnv(MjModelPtr model)
-      : MujocoEnv(HumanoidSpec(), TaskShape{/*nq=*/kNq, /*nv=*/kNv, /*nu=*/17, /*frame_skip=*/5},
-                  std::move(model)) {}
+      : MujocoEnv(HumanoidSpec(), TaskShape{/*nq=*/kNq, /*nv=*/kNv, /*nu=*/17, /*frame_skip=*/5}, std::move(model)) {}
 
   using MujocoEnv::Init;
 
@@ -109,8 +108,7 @@ class HumanoidEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHumanoid(MjModelPtr model,
-                                                        const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHumanoid(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<HumanoidEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

@@ -42,8 +42,8 @@ EnvSpec InvertedDoublePendulumSpec() {
 class InvertedDoublePendulumEnv final : public MujocoEnv {
  public:
   explicit InvertedDoublePendulumEnv(MjModelPtr model)
-      : MujocoEnv(InvertedDoublePendulumSpec(),
-                  TaskShape{/*nq=*/3, /*nv=*/3, /*nu=*/1, /*frame_skip=*/5}, std::move(model)) {}
+      : MujocoEnv(InvertedDoublePendulumSpec(), TaskShape{/*nq=*/3, /*nv=*/3, /*nu=*/1, /*frame_skip=*/5},
+                  std::move(model)) {}
 
   using MujocoEnv::Init;
 
@@ -65,8 +65,7 @@ class InvertedDoublePendulumEnv final : public MujocoEnv {
 
   double Reward() override {
     const double x = TipX(), y = TipY();
-    const double dist_penalty =
-        kTipXWeight * x * x + (y - kTipTargetHeight) * (y - kTipTargetHeight);
+    const double dist_penalty = kTipXWeight * x * x + (y - kTipTargetHeight) * (y - kTipTargetHeight);
     const double v1 = data().qvel[1], v2 = data().qvel[2];
     const double vel_penalty = kVelocityWeight1 * v1 * v1 + kVelocityWeight2 * v2 * v2;
     return kAliveBonus - dist_penalty - vel_penalty;
@@ -88,8 +87,8 @@ class InvertedDoublePendulumEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedDoublePendulum(
-    MjModelPtr model, const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedDoublePendulum(MjModelPtr model,
+                                                                      const MujocoTaskOptions& options) {
   auto env = std::make_unique<InvertedDoublePendulumEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

@@ -33,16 +33,15 @@ EnvSpec InvertedPendulumSpec() {
 class InvertedPendulumEnv final : public MujocoEnv {
  public:
   explicit InvertedPendulumEnv(MjModelPtr model)
-      : MujocoEnv(InvertedPendulumSpec(), TaskShape{/*nq=*/2, /*nv=*/2, /*nu=*/1, /*frame_skip=*/2},
-                  std::move(model)) {}
+      : MujocoEnv(InvertedPendulumSpec(), TaskShape{/*nq=*/2, /*nv=*/2, /*nu=*/1, /*frame_skip=*/2}, std::move(model)) {
+  }
 
   using MujocoEnv::Init;
 
   bool IsTerminal() const override {
     const mjData& d = data();
     auto finite = [](double v) { return std::isfinite(v); };
-    const bool all_finite =
-        std::all_of(d.qpos, d.qpos + 2, finite) && std::all_of(d.qvel, d.qvel + 2, finite);
+    const bool all_finite = std::all_of(d.qpos, d.qpos + 2, finite) && std::all_of(d.qvel, d.qvel + 2, finite);
     return !all_finite || std::abs(d.qpos[1]) > kAngleLimit;
   }
 
@@ -63,8 +62,7 @@ class InvertedPendulumEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedPendulum(MjModelPtr model,
-                                                                const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedPendulum(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<InvertedPendulumEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

@@ -30,8 +30,7 @@ struct VfsDeleter {
 absl::StatusOr<MjModelPtr> CheckLoaded(mjModel* raw, const char* error, std::string_view name) {
   MjModelPtr model(raw);
   if (model == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("MuJoCo could not load model ", std::string(name), ": ", error));
+    return absl::InvalidArgumentError(absl::StrCat("MuJoCo could not load model ", std::string(name), ": ", error));
   }
   if (error[0] != '\0') {
     return absl::InvalidArgumentError(
@@ -54,14 +53,13 @@ void QuietMujocoWarnings() {
 absl::StatusOr<MjModelPtr> LoadModelFromXml(std::string_view filename, std::string_view xml) {
   const std::string name(filename);
   if (name.empty() || name.size() >= mjMAXVFSNAME) {
-    return absl::InvalidArgumentError(absl::StrCat("model file name \"", name, "\" must have 1 to ",
-                                                   mjMAXVFSNAME - 1, " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model file name \"", name, "\" must have 1 to ", mjMAXVFSNAME - 1, " characters"));
   }
   std::unique_ptr<mjVFS, VfsDeleter> vfs(new mjVFS);
   mj_defaultVFS(vfs.get());
   if (mj_makeEmptyFileVFS(vfs.get(), name.c_str(), static_cast<int>(xml.size())) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot add ", name, " to MuJoCo's virtual file system"));
+    return absl::InternalError(absl::StrCat("cannot add ", name, " to MuJoCo's virtual file system"));
   }
   const int index = mj_findFileVFS(vfs.get(), name.c_str());
   if (index < 0) {
@@ -92,13 +90,12 @@ absl::Status MujocoEnv::Init() {
   const mjModel& m = *model_;
   // The task's observation and reward read fixed indices: the model must have its shape.
   if (m.nq != shape_.nq || m.nv != shape_.nv || m.nu != shape_.nu) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec_.name, ": the model has nq=", m.nq, " nv=", m.nv, " nu=", m.nu,
-                     ", expected nq=", shape_.nq, " nv=", shape_.nv, " nu=", shape_.nu));
+    return absl::InvalidArgumentError(absl::StrCat(spec_.name, ": the model has nq=", m.nq, " nv=", m.nv, " nu=", m.nu,
+                                                   ", expected nq=", shape_.nq, " nv=", shape_.nv, " nu=", shape_.nu));
   }
   if (spec_.action_dim != m.nu) {
-    return absl::InternalError(absl::StrCat(spec_.name, ": action_dim ", spec_.action_dim,
-                                            " differs from the model's nu=", m.nu));
+    return absl::InternalError(
+        absl::StrCat(spec_.name, ": action_dim ", spec_.action_dim, " differs from the model's nu=", m.nu));
   }
   ctrl_low_.resize(m.nu);
   ctrl_half_range_.resize(m.nu);
@@ -126,8 +123,8 @@ absl::Status MujocoEnv::Init() {
 absl::StatusOr<int> MujocoEnv::LookUpId(mjtObj type, const char* name) const {
   const int id = mj_name2id(model_.get(), type, name);
   if (id < 0) {
-    return absl::NotFoundError(absl::StrCat(spec_.name, ": the model has no ", mju_type2Str(type),
-                                            " named \"", name, "\""));
+    return absl::NotFoundError(
+        absl::StrCat(spec_.name, ": the model has no ", mju_type2Str(type), " named \"", name, "\""));
   }
   return id;
 }
@@ -172,9 +169,9 @@ absl::Status MujocoEnv::SetState(absl::Span<const double> qpos, absl::Span<const
   const mjModel* m = model_.get();
   mjData* d = data_.get();
   if (static_cast<int>(qpos.size()) != m->nq || static_cast<int>(qvel.size()) != m->nv) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec_.name, ": SetState got ", qpos.size(), " qpos and ", qvel.size(),
-                     " qvel entries, expected nq=", m->nq, " and nv=", m->nv));
+    return absl::InvalidArgumentError(absl::StrCat(spec_.name, ": SetState got ", qpos.size(), " qpos and ",
+                                                   qvel.size(), " qvel entries, expected nq=", m->nq,
+                                                   " and nv=", m->nv));
   }
   std::copy(qpos.begin(), qpos.end(), d->qpos);
   std::copy(qvel.begin(), qvel.end(), d->qvel);
@@ -229,8 +226,7 @@ std::string MujocoEnv::CollectWarnings() {
     if (raised <= 0) continue;
     warning_count_ += raised;
     absl::StrAppend(&text, text.empty() ? "" : "; ", spec_.name, " episode step ", elapsed_steps_,
-                    ": MuJoCo warning (x", raised,
-                    "): ", mju_warningText(i, data_->warning[i].lastinfo));
+                    ": MuJoCo warning (x", raised, "): ", mju_warningText(i, data_->warning[i].lastinfo));
   }
   return text;
 }

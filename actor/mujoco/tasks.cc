@@ -10,8 +10,7 @@
 namespace meow {
 namespace {
 
-using TaskFactory = absl::StatusOr<std::unique_ptr<MujocoEnv>> (*)(MjModelPtr,
-                                                                   const MujocoTaskOptions&);
+using TaskFactory = absl::StatusOr<std::unique_ptr<MujocoEnv>> (*)(MjModelPtr, const MujocoTaskOptions&);
 
 struct TaskEntry {
   std::string_view name;        // the Gymnasium id
@@ -33,9 +32,8 @@ absl::StatusOr<const TaskEntry*> FindTask(std::string_view name) {
   for (const TaskEntry& task : kTasks) {
     if (task.name == name) return &task;
   }
-  return absl::NotFoundError(
-      absl::StrCat("unknown MuJoCo task \"", std::string(name),
-                   "\"; known MuJoCo tasks: ", absl::StrJoin(MujocoTaskNames(), ", ")));
+  return absl::NotFoundError(absl::StrCat("unknown MuJoCo task \"", std::string(name),
+                                          "\"; known MuJoCo tasks: ", absl::StrJoin(MujocoTaskNames(), ", ")));
 }
 
 }  // namespace
@@ -52,12 +50,11 @@ absl::StatusOr<std::string_view> EmbeddedTaskModel(std::string_view name) {
     if (file.name == task->model_file) return file.contents;
   }
   // The build embeds every file the table names; a miss is a broken build, said plainly.
-  return absl::InternalError(absl::StrCat("model ", std::string(task->model_file), " for ",
-                                          std::string(name), " is not embedded in this binary"));
+  return absl::InternalError(absl::StrCat("model ", std::string(task->model_file), " for ", std::string(name),
+                                          " is not embedded in this binary"));
 }
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeMujocoEnv(std::string_view name,
-                                                         const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeMujocoEnv(std::string_view name, const MujocoTaskOptions& options) {
   MEOW_ASSIGN_OR_RETURN(const TaskEntry* task, FindTask(name));
   MjModelPtr model;
   if (options.model_file.empty()) {

@@ -29,8 +29,7 @@ struct MujocoTaskOptions {
 // A MuJoCo task by its Gymnasium id. NotFound listing the MuJoCo tasks for an unknown name;
 // the errors of LoadModelFromXml / LoadModelFromFile when the model does not load;
 // InvalidArgument when a model file does not have the task's shape or names.
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeMujocoEnv(std::string_view name,
-                                                         const MujocoTaskOptions& options = {});
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeMujocoEnv(std::string_view name, const MujocoTaskOptions& options = {});
 
 // The task ids MakeMujocoEnv knows, in a fixed order.
 std::vector<std::string> MujocoTaskNames();
@@ -39,19 +38,13 @@ std::vector<std::string> MujocoTaskNames();
 absl::StatusOr<std::string_view> EmbeddedTaskModel(std::string_view name);
 
 // --- One factory per task file: builds the task on an already compiled model. -------------------
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHopper(MjModelPtr model,
-                                                      const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHalfCheetah(MjModelPtr model,
-                                                           const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeWalker2d(MjModelPtr model,
-                                                        const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeAnt(MjModelPtr model,
-                                                   const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHumanoid(MjModelPtr model,
-                                                        const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedPendulum(MjModelPtr model,
-                                                                const MujocoTaskOptions& options);
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedDoublePendulum(
-    MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHopper(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHalfCheetah(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeWalker2d(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeAnt(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeHumanoid(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedPendulum(MjModelPtr model, const MujocoTaskOptions& options);
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeInvertedDoublePendulum(MjModelPtr model,
+                                                                      const MujocoTaskOptions& options);
 
 }  // namespace meow

@@ -36,8 +36,7 @@ EnvSpec Walker2dSpec() {
 class Walker2dEnv final : public MujocoEnv {
  public:
   explicit Walker2dEnv(MjModelPtr model)
-      : MujocoEnv(Walker2dSpec(), TaskShape{/*nq=*/9, /*nv=*/9, /*nu=*/6, /*frame_skip=*/4},
-                  std::move(model)) {}
+      : MujocoEnv(Walker2dSpec(), TaskShape{/*nq=*/9, /*nv=*/9, /*nu=*/6, /*frame_skip=*/4}, std::move(model)) {}
 
   using MujocoEnv::Init;
 
@@ -72,8 +71,7 @@ class Walker2dEnv final : public MujocoEnv {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeWalker2d(MjModelPtr model,
-                                                        const MujocoTaskOptions& options) {
+absl::StatusOr<std::unique_ptr<MujocoEnv>> MakeWalker2d(MjModelPtr model, const MujocoTaskOptions& options) {
   auto env = std::make_unique<Walker2dEnv>(std::move(model));
   MEOW_RETURN_IF_ERROR(env->Init());
   return env;

@@ -84,10 +84,10 @@ const Subcommand& ActorCommand() {
       "meow actor --env=TASK --replay=HOST:PORT[,...] --learner=HOST:PORT --actor_id=N [flags]",
       "an actor process: steps its environments with the learner's newest weights and streams the "
       "transitions to replay (its shard: actor_id modulo the number of --replay addresses).",
-      Concat({{"env", "seed", "replay", "learner", "actor_id", "envs_per_actor", "refresh_interval",
-               "max_unacked_batches", "alpha", "sigma_max", "sigma_min", "threads", "connect_timeout",
-               "metrics_address"},
-              kClientSecurityFlags}),
+      Concat(
+          {{"env", "seed", "replay", "learner", "actor_id", "envs_per_actor", "refresh_interval", "max_unacked_batches",
+            "alpha", "sigma_max", "sigma_min", "threads", "connect_timeout", "metrics_address"},
+           kClientSecurityFlags}),
       /*speaks_grpc=*/true,
       RunActor};
   return command;

@@ -20,12 +20,14 @@ ABSL_FLAG(std::string, run_dir, "",
 ABSL_FLAG(uint64_t, seed, 1, "Random seed (network init, actions, sampling, env resets).");
 ABSL_FLAG(std::string, device, "auto", "Learner device: auto, cpu or cuda.");
 ABSL_FLAG(std::optional<int64_t>, total_env_steps, std::nullopt, "Environment steps to train for (preset).");
-ABSL_FLAG(std::optional<int64_t>, learning_starts, std::nullopt, "Random actions and no updates before this many steps (preset).");
+ABSL_FLAG(std::optional<int64_t>, learning_starts, std::nullopt,
+          "Random actions and no updates before this many steps (preset).");
 ABSL_FLAG(std::optional<int64_t>, batch_size, std::nullopt, "Update batch size (preset: 256).");
 ABSL_FLAG(std::optional<int64_t>, buffer_size, std::nullopt, "Replay capacity in transitions (preset: 1e6).");
 ABSL_FLAG(std::optional<int64_t>, eval_interval, std::nullopt, "Environment steps between evaluations (preset).");
 ABSL_FLAG(std::optional<int64_t>, eval_episodes, std::nullopt, "Episodes per evaluation (preset: 10).");
-ABSL_FLAG(std::optional<bool>, deterministic_eval, std::nullopt, "Evaluate with the deterministic action (preset: true).");
+ABSL_FLAG(std::optional<bool>, deterministic_eval, std::nullopt,
+          "Evaluate with the deterministic action (preset: true).");
 ABSL_FLAG(std::optional<double>, alpha, std::nullopt, "Entropy temperature alpha (preset).");
 ABSL_FLAG(std::optional<double>, tau, std::nullopt, "Polyak rate of the target network (preset).");
 ABSL_FLAG(std::optional<double>, sigma_max, std::nullopt, "Upper bound of the prior's log sigma (preset).");
@@ -37,13 +39,11 @@ ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines
 ABSL_FLAG(std::string, address, "",
           "HOST:PORT to listen on (default 127.0.0.1:7777 for replay, "
           "127.0.0.1:7778 for the learner; 0.0.0.0:PORT serves other machines; port 0 picks one).");
-ABSL_FLAG(std::vector<std::string>, replay, {},
-          "Replay servers host:port, comma-separated (shards).");
+ABSL_FLAG(std::vector<std::string>, replay, {}, "Replay servers host:port, comma-separated (shards).");
 ABSL_FLAG(std::string, learner, "", "The learner's host:port.");
 ABSL_FLAG(std::string, metrics_address, "",
           "HOST:PORT for Prometheus metrics (GET /metrics) and a liveness check (GET /healthz); empty: none.");
-ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
-          "How long to wait for replay and the learner at start.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60), "How long to wait for replay and the learner at start.");
 ABSL_FLAG(int32_t, threads, 1,
           "LibTorch compute threads for the learner (OpenBLAS runs single-threaded under it). "
           "More than one helps only on an otherwise idle machine with spare cores.");
@@ -66,8 +66,7 @@ ABSL_FLAG(std::optional<double>, samples_per_insert_tolerance, std::nullopt,
 ABSL_FLAG(bool, run_free, false,
           "No update-to-data ratio (the learner samples as fast as it can); default: one "
           "update of batch_size per environment step, held by replay's rate limiter.");
-ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt,
-          "Stop once an evaluation's mean return reaches this.");
+ABSL_FLAG(std::optional<double>, stop_at_return, std::nullopt, "Stop once an evaluation's mean return reaches this.");
 ABSL_FLAG(int64_t, publish_interval, 10, "Updates between published weight versions.");
 ABSL_FLAG(int64_t, checkpoint_interval, 5000, "Updates between checkpoints.");
 ABSL_FLAG(std::string, tls_cert, "", "Servers: PEM certificate chain; with --tls_key, every server speaks TLS only.");
@@ -81,11 +80,26 @@ ABSL_FLAG(std::string, auth_token_file, "",
 
 namespace meow::cli {
 
-const std::vector<const char*> kTrainingFlags = {
-    "env",        "seed",      "run_dir",        "device",  "total_env_steps",   "learning_starts",
-    "batch_size", "buffer_size", "eval_interval", "eval_episodes", "deterministic_eval", "alpha",
-    "tau",        "sigma_max", "sigma_min",      "gamma",   "lr",                "grad_clip",
-    "log_interval", "threads"};
+const std::vector<const char*> kTrainingFlags = {"env",
+                                                 "seed",
+                                                 "run_dir",
+                                                 "device",
+                                                 "total_env_steps",
+                                                 "learning_starts",
+                                                 "batch_size",
+                                                 "buffer_size",
+                                                 "eval_interval",
+                                                 "eval_episodes",
+                                                 "deterministic_eval",
+                                                 "alpha",
+                                                 "tau",
+                                                 "sigma_max",
+                                                 "sigma_min",
+                                                 "gamma",
+                                                 "lr",
+                                                 "grad_clip",
+                                                 "log_interval",
+                                                 "threads"};
 const std::vector<const char*> kClientSecurityFlags = {"tls_ca", "tls_server_name", "auth_token_file"};
 const std::vector<const char*> kServerSecurityFlags = {"tls_cert", "tls_key", "auth_token_file"};
 
@@ -113,14 +127,12 @@ void PrintHelp(const Subcommand& command) {
     const std::string value = flag->DefaultValue();
     absl::PrintF("  --%s  %s\n      default: %s\n", name, flag->Help(), value.empty() ? "(empty)" : value);
   }
-  absl::PrintF("\n`meow help` lists the subcommands; `meow %s --helpfull` every flag of the binary.\n",
-               command.name);
+  absl::PrintF("\n`meow help` lists the subcommands; `meow %s --helpfull` every flag of the binary.\n", command.name);
 }
 
 int Fail(const absl::Status& status) {
   absl::FPrintF(stderr, "meow: %s\n", status.ToString());
-  return status.code() == absl::StatusCode::kInvalidArgument || status.code() == absl::StatusCode::kNotFound ? 2
-                                                                                                             : 1;
+  return status.code() == absl::StatusCode::kInvalidArgument || status.code() == absl::StatusCode::kNotFound ? 2 : 1;
 }
 
 absl::Status CheckRange(const char* flag, int64_t value, int64_t lo, int64_t hi) {
@@ -175,7 +187,8 @@ absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags(bool sync_run_dir) {
   if (absl::Status s = c.policy.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
   }
-  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  if (absl::Status s = c.Validate(); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
   return c;
 }
 
@@ -201,8 +214,8 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
   if (absl::Status s = CheckRange("max_unacked_batches", c.actor_max_unacked_batches, 1, 4096); !s.ok()) return s;
   if (auto tolerance = absl::GetFlag(FLAGS_samples_per_insert_tolerance); tolerance.has_value()) {
     if (!(*tolerance > 0) || !std::isfinite(*tolerance)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad flag: --samples_per_insert_tolerance=", *tolerance,
-                                                     ": expected a finite value > 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad flag: --samples_per_insert_tolerance=", *tolerance, ": expected a finite value > 0"));
     }
     c.rate_tolerance = *tolerance;
   }
@@ -211,9 +224,10 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
   if (!c.metrics_address.empty()) {
     if (absl::Status s = CheckAddress("metrics_address", c.metrics_address); !s.ok()) return s;
   }
-  for (auto [flag, v, hi] : {std::tuple<const char*, int64_t, int64_t>{"publish_interval", c.publish_interval, 1'000'000},
-                             {"checkpoint_interval", c.checkpoint_interval, int64_t{1} << 40},
-                             {"refresh_interval", c.actor_refresh_interval, 1'000'000}}) {
+  for (auto [flag, v, hi] :
+       {std::tuple<const char*, int64_t, int64_t>{"publish_interval", c.publish_interval, 1'000'000},
+        {"checkpoint_interval", c.checkpoint_interval, int64_t{1} << 40},
+        {"refresh_interval", c.actor_refresh_interval, 1'000'000}}) {
     if (absl::Status s = CheckRange(flag, v, 1, hi); !s.ok()) return s;
   }
   if (local) {
@@ -234,7 +248,8 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
     c.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7778" : absl::GetFlag(FLAGS_address);
     if (absl::Status s = CheckAddress("address", c.address); !s.ok()) return s;
   }
-  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  if (absl::Status s = c.Validate(); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
   return c;
 }
 

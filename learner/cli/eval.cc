@@ -55,9 +55,9 @@ absl::StatusOr<FlowPolicy> LoadPolicy(const std::string& path, const EnvSpec& sp
   auto config = ConfigFromWeights(*file, FlowPolicyConfig());
   if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   if (config->obs_dim != spec.obs_dim || config->action_dim != spec.action_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " holds a policy for ", config->obs_dim,
-                                                   " observations and ", config->action_dim, " actions; ",
-                                                   spec.name, " has ", spec.obs_dim, " and ", spec.action_dim));
+    return absl::InvalidArgumentError(absl::StrCat(path, " holds a policy for ", config->obs_dim, " observations and ",
+                                                   config->action_dim, " actions; ", spec.name, " has ", spec.obs_dim,
+                                                   " and ", spec.action_dim));
   }
   FlowPolicy policy(*config);
   if (absl::Status s = policy->ImportWeights(*file); !s.ok()) {
@@ -88,8 +88,7 @@ int RunEval() {
   const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
   // Actions are sampled from a stream seeded by --seed, so a stochastic evaluation repeats.
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
-  auto summary =
-      Evaluate(**policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed), generator, max_steps);
+  auto summary = Evaluate(**policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed), generator, max_steps);
   if (!summary.ok()) return Fail(summary.status());
   for (size_t i = 0; i < summary->episodes.size(); ++i) {
     const EpisodeResult& e = summary->episodes[i];
@@ -101,9 +100,8 @@ int RunEval() {
   if ((*env)->spec().name == "MultiGoal-v0") {
     // Which goal each episode ended at: a multi-modal policy reaches all four.
     const MultiGoalCounts goals = CountMultiGoalEnds(*summary);
-    absl::PrintF("goals reached: (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d; unfinished %d of %d\n",
-                 goals.reached[0], goals.reached[1], goals.reached[2], goals.reached[3], goals.unfinished,
-                 episodes);
+    absl::PrintF("goals reached: (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d; unfinished %d of %d\n", goals.reached[0],
+                 goals.reached[1], goals.reached[2], goals.reached[3], goals.unfinished, episodes);
   }
   return 0;
 }

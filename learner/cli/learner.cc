@@ -21,7 +21,8 @@ const Subcommand& LearnerCommand() {
       Concat({kTrainingFlags,
               {"replay", "address", "publish_interval", "checkpoint_interval", "samples_per_insert",
                "samples_per_insert_tolerance", "run_free", "stop_at_return", "connect_timeout", "metrics_address"},
-              kServerSecurityFlags, kClientSecurityFlags}),
+              kServerSecurityFlags,
+              kClientSecurityFlags}),
       /*speaks_grpc=*/true,
       RunLearner};
   return command;

@@ -96,9 +96,9 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (command->speaks_grpc) {
-    auto security = LoadGrpcSecurity(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
-                                     absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_auth_token_file),
-                                     absl::GetFlag(FLAGS_tls_server_name));
+    auto security =
+        LoadGrpcSecurity(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca),
+                         absl::GetFlag(FLAGS_auth_token_file), absl::GetFlag(FLAGS_tls_server_name));
     if (!security.ok()) return Fail(security.status());
     SetProcessGrpcSecurity(*security);
   }

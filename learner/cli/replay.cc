@@ -80,10 +80,10 @@ const Subcommand& ReplayCommand() {
       "meow replay --env=TASK --address=HOST:PORT [--replay_dir=DIR] [flags]",
       "a replay server: stores the actors' transitions (exactly once, persisted with --replay_dir) and "
       "serves the learner's samples under the samples-per-insert rate limiter.",
-      Concat({{"env", "address", "buffer_size", "seed", "min_replay_size", "samples_per_insert",
-               "samples_per_insert_tolerance", "replay_dir", "fsync_before_ack", "snapshot_interval",
-               "metrics_address"},
-              kServerSecurityFlags}),
+      Concat(
+          {{"env", "address", "buffer_size", "seed", "min_replay_size", "samples_per_insert",
+            "samples_per_insert_tolerance", "replay_dir", "fsync_before_ack", "snapshot_interval", "metrics_address"},
+           kServerSecurityFlags}),
       /*speaks_grpc=*/true,
       RunReplayServer};
   return command;

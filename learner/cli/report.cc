@@ -1,11 +1,10 @@
 // `meow report`: learning curves of one or more run directories as one HTML page.
+#include "learner/report.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "learner/cli/cli.h"
-#include "learner/report.h"
 
-ABSL_FLAG(std::vector<std::string>, run_dirs, {},
-          "Run directories to overlay, comma-separated (default: --run_dir).");
+ABSL_FLAG(std::vector<std::string>, run_dirs, {}, "Run directories to overlay, comma-separated (default: --run_dir).");
 ABSL_FLAG(std::string, out, "", "Output HTML file (default: RUN_DIR/report.html).");
 
 namespace meow::cli {
@@ -25,9 +24,12 @@ int RunReport() {
 }  // namespace
 
 const Subcommand& ReportCommand() {
-  static const Subcommand command{"report", "meow report --run_dir=DIR   or   meow report --run_dirs=A,B,... --out=FILE",
+  static const Subcommand command{"report",
+                                  "meow report --run_dir=DIR   or   meow report --run_dirs=A,B,... --out=FILE",
                                   "learning curves of one or more runs as one HTML page.",
-                                  {"run_dir", "run_dirs", "out"}, /*speaks_grpc=*/false, RunReport};
+                                  {"run_dir", "run_dirs", "out"},
+                                  /*speaks_grpc=*/false,
+                                  RunReport};
   return command;
 }
 

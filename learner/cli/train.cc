@@ -24,15 +24,14 @@ int RunDistributedTraining(const TrainConfig& config) {
                  config.envs_per_actor == 1 ? "" : "s", config.run_dir);
   } else {
     absl::PrintF("meow learner: %s, %d env steps, replay %s, serving on %s, run dir %s\n", config.env,
-                 config.total_env_steps, absl::StrJoin(config.replay_addresses, ","), config.address,
-                 config.run_dir);
+                 config.total_env_steps, absl::StrJoin(config.replay_addresses, ","), config.address, config.run_dir);
   }
   std::fflush(stdout);
   auto result = RunTraining(config, stop);
   if (!result.ok()) return Fail(result.status());
   absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
-               result->interrupted ? "stopped" : "done", result->env_steps, result->updates,
-               result->skipped_updates, result->version, result->seconds);
+               result->interrupted ? "stopped" : "done", result->env_steps, result->updates, result->skipped_updates,
+               result->version, result->seconds);
   if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
   absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
                config.run_dir, config.run_dir);
@@ -53,8 +52,7 @@ int RunSync() {
   absl::PrintF("done: %d updates (%d skipped as non-finite) in %.1f s", result->updates, result->skipped_updates,
                result->seconds);
   if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
-  absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir,
-               config->run_dir);
+  absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir, config->run_dir);
   return 0;
 }
 
@@ -81,7 +79,8 @@ const Subcommand& TrainCommand() {
               {"sync", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
                "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
                "stop_at_return", "metrics_address"},
-              kServerSecurityFlags, kClientSecurityFlags}),
+              kServerSecurityFlags,
+              kClientSecurityFlags}),
       /*speaks_grpc=*/true,
       RunTrain};
   return command;

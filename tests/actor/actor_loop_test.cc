@@ -148,16 +148,19 @@ TEST(ActorLoopTest, AnActorHeldByReplaysRateLimiterStopsStepping) {
   // Replay takes two batches (24 rows; the limiter allows 15 and each insert may overshoot by its
   // own size), then holds the third until something is sampled.
   auto info = [&] { return GetReplayInfo((*replay)->address(), kAnswer); };
-  ASSERT_TRUE(WaitFor([&] { auto i = info(); return i.ok() && i->rate_limiter().blocked_inserts() > 0; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto i = info();
+        return i.ok() && i->rate_limiter().blocked_inserts() > 0;
+      },
+      absl::Seconds(30)));
   const int64_t stored = info()->table().inserted_transitions();
   EXPECT_EQ(stored, 2 * rows_per_batch);
   // The actor may have the held batch in flight and have filled the next: no more.
   ASSERT_EQ(config.max_unacked_batches, 1);
   const int64_t bound = stored + 2 * rows_per_batch;
   EXPECT_FALSE(WaitFor([&] { return (*actor)->stats().env_steps > bound; }, absl::Seconds(2)))
-      << "the actor stepped on to " << (*actor)->stats().env_steps << " transitions with replay holding "
-      << stored;
+      << "the actor stepped on to " << (*actor)->stats().env_steps << " transitions with replay holding " << stored;
 
   // Sampling releases it.
   ReplaySamplerConfig sampler_config;

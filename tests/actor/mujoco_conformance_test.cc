@@ -101,8 +101,7 @@ TEST_P(ConformanceTest, ModelEqualsTheReference) {
 
   // Options.
 #define MEOW_EXPECT_OPTION(field) ExpectArraysNear("opt." #field, &a.opt.field, &b.opt.field, 1)
-#define MEOW_EXPECT_OPTION_ARRAY(field, n) \
-  ExpectArraysNear("opt." #field, a.opt.field, b.opt.field, n)
+#define MEOW_EXPECT_OPTION_ARRAY(field, n) ExpectArraysNear("opt." #field, a.opt.field, b.opt.field, n)
   MEOW_EXPECT_OPTION(timestep);
   MEOW_EXPECT_OPTION(impratio);
   MEOW_EXPECT_OPTION(tolerance);
@@ -321,8 +320,8 @@ TEST_P(ConformanceTest, TrajectoryEqualsTheReference) {
   }
   RecordProperty("episodes", episodes);
   RecordProperty("max_abs_difference", std::to_string(max_diff));
-  std::cout << GetParam().name << ": " << kTrajectorySteps << " steps over " << episodes
-            << " episode(s), " << terminations << " termination(s); largest difference from the "
+  std::cout << GetParam().name << ": " << kTrajectorySteps << " steps over " << episodes << " episode(s), "
+            << terminations << " termination(s); largest difference from the "
             << "reference " << max_diff << "\n";
 }
 

@@ -58,9 +58,7 @@ std::unique_ptr<MujocoEnv> Make(const std::string& name, MujocoTaskOptions optio
 
 double Clip(double x, double lo, double hi) { return std::min(std::max(x, lo), hi); }
 
-int BodyId(const MujocoEnv& env, const char* name) {
-  return mj_name2id(&env.model(), mjOBJ_BODY, name);
-}
+int BodyId(const MujocoEnv& env, const char* name) { return mj_name2id(&env.model(), mjOBJ_BODY, name); }
 
 // Humanoid's mass_center(): the mass-weighted mean of data.xipos, x component.
 double MassCenterX(const MujocoEnv& env) {
@@ -115,21 +113,18 @@ double ExpectedReward(const std::string& task, const Before& before, const Mujoc
     }
     return reward;
   }
-  if (task == "Humanoid-v4")
-    return 1.25 * (MassCenterX(env) - before.com_x) / dt + 5.0 - 0.1 * ctrl_sq;
+  if (task == "Humanoid-v4") return 1.25 * (MassCenterX(env) - before.com_x) / dt + 5.0 - 0.1 * ctrl_sq;
   if (task == "InvertedPendulum-v4") return 1.0;
   if (task == "InvertedDoublePendulum-v4") {
     const int tip = mj_name2id(&env.model(), mjOBJ_SITE, "tip");
     const double x = d.site_xpos[3 * tip], y = d.site_xpos[3 * tip + 2];
-    return 10.0 - (0.01 * x * x + (y - 2) * (y - 2)) -
-           (1e-3 * d.qvel[1] * d.qvel[1] + 5e-3 * d.qvel[2] * d.qvel[2]);
+    return 10.0 - (0.01 * x * x + (y - 2) * (y - 2)) - (1e-3 * d.qvel[1] * d.qvel[1] + 5e-3 * d.qvel[2] * d.qvel[2]);
   }
   ADD_FAILURE() << "no reward rule for " << task;
   return 0;
 }
 
-std::vector<double> ExpectedObservation(const std::string& task, const MujocoEnv& env,
-                                        bool contact_forces = false) {
+std::vector<double> ExpectedObservation(const std::string& task, const MujocoEnv& env, bool contact_forces = false) {
   const mjModel& m = env.model();
   const mjData& d = env.data();
   std::vector<double> obs;
@@ -193,8 +188,7 @@ bool ExpectedTerminal(const std::string& task, const MujocoEnv& env) {
   if (task == "Humanoid-v4") return !(1.0 < d.qpos[2] && d.qpos[2] < 2.0);
   if (task == "InvertedPendulum-v4") {
     bool finite = true;
-    for (int i = 0; i < 2; ++i)
-      finite = finite && std::isfinite(d.qpos[i]) && std::isfinite(d.qvel[i]);
+    for (int i = 0; i < 2; ++i) finite = finite && std::isfinite(d.qpos[i]) && std::isfinite(d.qvel[i]);
     return !finite || std::abs(d.qpos[1]) > 0.2;
   }
   if (task == "InvertedDoublePendulum-v4") {
@@ -244,8 +238,7 @@ TEST_P(TaskTest, StepsFollowTheV4Rules) {
   auto env = Make(t.name);
   ASSERT_NE(env, nullptr);
   ASSERT_TRUE(env->Reset(/*seed=*/11).ok());
-  EXPECT_THAT(ObsOf(*env),
-              ::testing::Pointwise(::testing::DoubleEq(), ExpectedObservation(t.name, *env)));
+  EXPECT_THAT(ObsOf(*env), ::testing::Pointwise(::testing::DoubleEq(), ExpectedObservation(t.name, *env)));
   std::mt19937_64 rng(/*seed=*/3);
   std::uniform_real_distribution<float> uniform(-1.3f, 1.3f);
   std::vector<float> action(t.action_dim);
@@ -263,10 +256,8 @@ TEST_P(TaskTest, StepsFollowTheV4Rules) {
       ASSERT_NEAR(env->data().ctrl[i], ctrl[i], 1e-12) << "ctrl[" << i << "] at step " << step;
     }
     const double expected = ExpectedReward(t.name, before, *env, ctrl);
-    ASSERT_NEAR(result->reward, expected, 1e-9 * std::max(1.0, std::abs(expected)))
-        << "at step " << step;
-    ASSERT_THAT(ObsOf(*env),
-                ::testing::Pointwise(::testing::DoubleEq(), ExpectedObservation(t.name, *env)))
+    ASSERT_NEAR(result->reward, expected, 1e-9 * std::max(1.0, std::abs(expected))) << "at step " << step;
+    ASSERT_THAT(ObsOf(*env), ::testing::Pointwise(::testing::DoubleEq(), ExpectedObservation(t.name, *env)))
         << "at step " << step;
     ASSERT_EQ(result->terminated, ExpectedTerminal(t.name, *env)) << "at step " << step;
     EXPECT_FALSE(result->truncated);
@@ -386,8 +377,7 @@ TEST_P(TaskTest, BadActionsAreRefusedAndNoStepIsTaken) {
   const TaskFacts& t = GetParam();
   auto env = Make(t.name);
   ASSERT_NE(env, nullptr);
-  EXPECT_EQ(env->Step(std::vector<float>(t.action_dim, 0.0f)).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(env->Step(std::vector<float>(t.action_dim, 0.0f)).status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(env->Reset(/*seed=*/4).ok());
   ASSERT_TRUE(env->Step(std::vector<float>(t.action_dim, 0.1f)).ok());
   const std::vector<double> qpos = QposOf(*env), qvel = QvelOf(*env), obs = ObsOf(*env);
@@ -402,8 +392,7 @@ TEST_P(TaskTest, BadActionsAreRefusedAndNoStepIsTaken) {
 
   absl::Status too_long = env->Step(std::vector<float>(t.action_dim + 1, 0.0f)).status();
   EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(too_long.message()),
-              HasSubstr("expected " + std::to_string(t.action_dim)));
+  EXPECT_THAT(std::string(too_long.message()), HasSubstr("expected " + std::to_string(t.action_dim)));
   expect_untouched();
   EXPECT_EQ(env->Step({}).status().code(), absl::StatusCode::kInvalidArgument);
   expect_untouched();
@@ -412,8 +401,7 @@ TEST_P(TaskTest, BadActionsAreRefusedAndNoStepIsTaken) {
   bad.back() = std::numeric_limits<float>::quiet_NaN();
   absl::Status nan = env->Step(bad).status();
   EXPECT_EQ(nan.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(nan.message()),
-              HasSubstr("action[" + std::to_string(t.action_dim - 1) + "]"));
+  EXPECT_THAT(std::string(nan.message()), HasSubstr("action[" + std::to_string(t.action_dim - 1) + "]"));
   expect_untouched();
   bad.back() = -std::numeric_limits<float>::infinity();
   EXPECT_EQ(env->Step(bad).status().code(), absl::StatusCode::kInvalidArgument);
@@ -431,9 +419,8 @@ TEST_P(TaskTest, ActionsAreRescaledToTheControlRangeAndClipped) {
     double ctrl;
   };
   const double mid = (t.ctrl_low + t.ctrl_high) / 2;
-  for (const Case& c :
-       {Case{1.0f, t.ctrl_high}, Case{-1.0f, t.ctrl_low}, Case{0.0f, mid}, Case{7.0f, t.ctrl_high},
-        Case{-7.0f, t.ctrl_low}, Case{0.5f, mid + 0.25 * (t.ctrl_high - t.ctrl_low)}}) {
+  for (const Case& c : {Case{1.0f, t.ctrl_high}, Case{-1.0f, t.ctrl_low}, Case{0.0f, mid}, Case{7.0f, t.ctrl_high},
+                        Case{-7.0f, t.ctrl_low}, Case{0.5f, mid + 0.25 * (t.ctrl_high - t.ctrl_low)}}) {
     ASSERT_TRUE(env->Reset(/*seed=*/0).ok());
     ASSERT_TRUE(env->Step(std::vector<float>(t.action_dim, c.action)).ok());
     for (int i = 0; i < t.action_dim; ++i) {
@@ -575,10 +562,8 @@ TEST(AntTest, ContactForcesOptionExtendsObservationAndReward) {
     auto result = env->Step(action);
     ASSERT_TRUE(result.ok());
     std::vector<double> ctrl(env->data().ctrl, env->data().ctrl + 8);
-    EXPECT_NEAR(result->reward,
-                ExpectedReward("Ant-v4", before, *env, ctrl, /*contact_forces=*/true), 1e-9);
-    ASSERT_THAT(ObsOf(*env), ::testing::Pointwise(::testing::DoubleEq(),
-                                                  ExpectedObservation("Ant-v4", *env, true)));
+    EXPECT_NEAR(result->reward, ExpectedReward("Ant-v4", before, *env, ctrl, /*contact_forces=*/true), 1e-9);
+    ASSERT_THAT(ObsOf(*env), ::testing::Pointwise(::testing::DoubleEq(), ExpectedObservation("Ant-v4", *env, true)));
     for (int i = 27; i < 111; ++i) saw_contact = saw_contact || env->Observation()[i] != 0.0;
     if (result->terminated) ASSERT_TRUE(env->Reset(std::nullopt).ok());
   }
@@ -599,8 +584,7 @@ TEST(HumanoidTest, ObservationKeepsTheAlwaysZeroEntriesOfV4) {
   auto env = Make("Humanoid-v4");
   ASSERT_NE(env, nullptr);
   ASSERT_TRUE(env->Reset(/*seed=*/3).ok());
-  constexpr int kCinert = 22 + 23, kCvel = kCinert + 140, kActuator = kCvel + 84,
-                kCfrc = kActuator + 23;
+  constexpr int kCinert = 22 + 23, kCvel = kCinert + 140, kActuator = kCvel + 84, kCfrc = kActuator + 23;
   for (int i = kCfrc; i < 376; ++i) EXPECT_EQ(env->Observation()[i], 0.0) << "reset obs " << i;
   for (int step = 0; step < 10; ++step) {
     ASSERT_TRUE(env->Step(std::vector<float>(17, 0.7f)).ok());
@@ -680,8 +664,8 @@ class ModelFileTest : public ::testing::Test {
 };
 
 TEST_F(ModelFileTest, ABrokenModelGivesMuJoCosErrorText) {
-  auto model = LoadModelFromXml(
-      "broken.xml", "<mujoco><worldbody><body><joint type=\"twist\"/></body></worldbody></mujoco>");
+  auto model =
+      LoadModelFromXml("broken.xml", "<mujoco><worldbody><body><joint type=\"twist\"/></body></worldbody></mujoco>");
   ASSERT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(model.status().message()), HasSubstr("broken.xml"));
   EXPECT_THAT(std::string(model.status().message()), HasSubstr("invalid keyword: 'twist'"));
@@ -689,8 +673,7 @@ TEST_F(ModelFileTest, ABrokenModelGivesMuJoCosErrorText) {
   EXPECT_EQ(unclosed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unclosed.status().message()), HasSubstr("XML"));
 
-  const std::string path =
-      WriteFile("bad_hopper.xml", "<mujoco><option timestep=\"fast\"/></mujoco>");
+  const std::string path = WriteFile("bad_hopper.xml", "<mujoco><option timestep=\"fast\"/></mujoco>");
   MujocoTaskOptions options;
   options.model_file = path;
   auto env = MakeMujocoEnv("Hopper-v4", options);

@@ -48,8 +48,7 @@ TEST(VectorEnvTest, CreateChecksItsArguments) {
   auto status = VectorEnv::Create("Hopper-v4", 2, bad).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("num_threads"));
-  EXPECT_EQ(VectorEnv::Create(std::vector<std::unique_ptr<Env>>{}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VectorEnv::Create(std::vector<std::unique_ptr<Env>>{}).status().code(), absl::StatusCode::kInvalidArgument);
 
   std::vector<std::unique_ptr<Env>> mixed;
   mixed.push_back(std::make_unique<MultiGoalEnv>());

@@ -37,9 +37,8 @@ namespace {
 constexpr int kStepsPerPass = 2000;  // env steps per instance in the recorded pass
 constexpr uint64_t kSeed = 1234;
 
-const char* const kTasks[] = {
-    "Hopper-v4",           "HalfCheetah-v4",           "Walker2d-v4", "Ant-v4", "Humanoid-v4",
-    "InvertedPendulum-v4", "InvertedDoublePendulum-v4"};
+const char* const kTasks[] = {"Hopper-v4",           "HalfCheetah-v4",           "Walker2d-v4", "Ant-v4", "Humanoid-v4",
+                              "InvertedPendulum-v4", "InvertedDoublePendulum-v4"};
 
 // One instance's recorded pass: episode starts and per-step controls.
 struct Recording {
@@ -58,8 +57,7 @@ std::vector<float> ActionTable(int num_envs, int action_dim) {
 }
 
 // Plays the action table through a VectorEnv once and records what each instance did.
-std::vector<Recording> Record(const std::string& task, int num_envs,
-                              const std::vector<float>& table) {
+std::vector<Recording> Record(const std::string& task, int num_envs, const std::vector<float>& table) {
   auto vec = *VectorEnv::Create(task, num_envs);
   const int action_dim = vec->spec().action_dim;
   std::vector<Recording> recordings(num_envs);
@@ -230,13 +228,13 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   }
 
   void PrintSummary() const {
-    std::printf("\n%-26s %11s %11s %7s %11s %11s %7s\n", "task", "bare V=1", "ours V=1", "ratio",
-                "bare V=16", "ours V=16", "ratio");
+    std::printf("\n%-26s %11s %11s %7s %11s %11s %7s\n", "task", "bare V=1", "ours V=1", "ratio", "bare V=16",
+                "ours V=16", "ratio");
     for (const char* task : kTasks) {
       const Rates one = Find(task, 1), sixteen = Find(task, 16);
       if (one.bare <= 0 && sixteen.bare <= 0) continue;
-      std::printf("%-26s %11.0f %11.0f %6.1f%% %11.0f %11.0f %6.1f%%\n", task, one.bare, one.ours,
-                  Percent(one), sixteen.bare, sixteen.ours, Percent(sixteen));
+      std::printf("%-26s %11.0f %11.0f %6.1f%% %11.0f %11.0f %6.1f%%\n", task, one.bare, one.ours, Percent(one),
+                  sixteen.bare, sixteen.ours, Percent(sixteen));
     }
     std::printf("(env steps/s; ratio = ours / the bare mj_step loop doing the same physics)\n");
   }
@@ -264,8 +262,8 @@ class SummaryReporter : public benchmark::ConsoleReporter {
 void RegisterAll() {
   for (const char* task : kTasks) {
     for (int num_envs : {1, 16}) {
-      benchmark::RegisterBenchmark(SummaryReporter::Name(task, num_envs).c_str(), BM_Steps,
-                                   std::string(task), num_envs);
+      benchmark::RegisterBenchmark(SummaryReporter::Name(task, num_envs).c_str(), BM_Steps, std::string(task),
+                                   num_envs);
     }
   }
 }

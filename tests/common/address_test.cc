@@ -29,10 +29,10 @@ TEST(AddressTest, BadAddressesSayWhatIsWrong) {
     const char* address;
     const char* why;
   };
-  for (const Case& c : {Case{"localhost", "no port"}, Case{":7777", "no host"}, Case{"", "no port"},
-                        Case{"host:", "0 to 65535"}, Case{"host:http", "0 to 65535"},
-                        Case{"host:-1", "0 to 65535"}, Case{"host:65536", "0 to 65535"},
-                        Case{"host:99999999999999999999", "0 to 65535"}, Case{"[::1:80", "unclosed ["}}) {
+  for (const Case& c :
+       {Case{"localhost", "no port"}, Case{":7777", "no host"}, Case{"", "no port"}, Case{"host:", "0 to 65535"},
+        Case{"host:http", "0 to 65535"}, Case{"host:-1", "0 to 65535"}, Case{"host:65536", "0 to 65535"},
+        Case{"host:99999999999999999999", "0 to 65535"}, Case{"[::1:80", "unclosed ["}}) {
     auto parsed = ParseHostPort(c.address);
     ASSERT_FALSE(parsed.ok()) << c.address;
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);

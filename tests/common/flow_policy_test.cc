@@ -90,10 +90,8 @@ TEST(FlowPolicyTest, ParameterNamesShapesAndCountMatchTheReference) {
     auto b = item.value().contiguous();
     buffers[item.key()] = std::vector<float>(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
   }
-  const std::map<std::string, std::vector<float>> masks = {{"flows.0.b", {1, 0, 1}},
-                                                           {"flows.1.b", {0, 1, 0}},
-                                                           {"flows.2.b", {1, 0, 1}},
-                                                           {"flows.3.b", {0, 1, 0}}};
+  const std::map<std::string, std::vector<float>> masks = {
+      {"flows.0.b", {1, 0, 1}}, {"flows.1.b", {0, 1, 0}}, {"flows.2.b", {1, 0, 1}}, {"flows.3.b", {0, 1, 0}}};
   EXPECT_EQ(buffers, masks);
 }
 
@@ -109,7 +107,7 @@ TEST(FlowPolicyTest, InitialisationFollowsTheReference) {
     } else if (name.rfind("flows.4", 0) == 0 || name.rfind("prior", 0) == 0) {
       if (name.find("weight") != std::string::npos) {
         EXPECT_EQ(t.abs().max().item<float>(), 0.0f) << name;  // zero weights
-      } else {  // default Linear bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+      } else {                                                 // default Linear bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         EXPECT_GT(t.abs().max().item<float>(), 0.0f) << name;
       }
     }
@@ -179,8 +177,8 @@ TEST(FlowPolicyTest, ValueEqualsTheVOfAFullPassAndIgnoresTheCouplings) {
 
 // The reference MLP computed from the named parameters alone (module indices as in nf/nets.py),
 // independently of MlpImpl::forward.
-at::Tensor NamedMlp(const torch::OrderedDict<std::string, at::Tensor>& p, const std::string& prefix,
-                    at::Tensor x, const std::vector<int>& linear_indices, bool layer_norm) {
+at::Tensor NamedMlp(const torch::OrderedDict<std::string, at::Tensor>& p, const std::string& prefix, at::Tensor x,
+                    const std::vector<int>& linear_indices, bool layer_norm) {
   namespace F = torch::nn::functional;
   for (size_t i = 0; i < linear_indices.size(); ++i) {
     const std::string l = prefix + std::to_string(linear_indices[i]);
@@ -210,8 +208,8 @@ TEST(FlowPolicyTest, DeterministicActionFollowsTheReferenceRule) {
   const at::Tensor b = at::tensor({1.0f, 0.0f, 1.0f}).unsqueeze(0);
   for (int k = 0; k < 4; ++k) {
     const at::Tensor m = k % 2 == 0 ? b : 1 - b;
-    const at::Tensor t = NamedMlp(params, "flows." + std::to_string(k) + ".t.net.",
-                                  at::cat({m * z, obs}, 1), {0, 4, 8}, /*layer_norm=*/true);
+    const at::Tensor t = NamedMlp(params, "flows." + std::to_string(k) + ".t.net.", at::cat({m * z, obs}, 1), {0, 4, 8},
+                                  /*layer_norm=*/true);
     z = m * z + (1 - m) * (z + t);
   }
   const at::Tensor expected = at::tanh(z).clamp(-1, 1);
@@ -221,8 +219,7 @@ TEST(FlowPolicyTest, DeterministicActionFollowsTheReferenceRule) {
   // density side clips actions to 1 - 1e-5).
   const at::Tensor inside = (det.action.abs() < 1 - 1e-4).all(1);
   ASSERT_GT(inside.sum().item<int64_t>(), 4);
-  EXPECT_TRUE(at::allclose(det.log_prob.index({inside}),
-                           policy->LogProb(obs, det.action).index({inside}), 1e-3, 1e-3));
+  EXPECT_TRUE(at::allclose(det.log_prob.index({inside}), policy->LogProb(obs, det.action).index({inside}), 1e-3, 1e-3));
   // The sigma-net and shift heads are the reference MLPs too.
   const at::Tensor h = NamedMlp(params, "prior.log_scale.net.", obs, {0, 2, 4}, false);
   EXPECT_TRUE(at::allclose(policy->prior->LogSigma(obs), -5.0 + 0.5 * 4.7 * (at::tanh(h) + 1), 1e-5, 1e-5));
@@ -272,8 +269,7 @@ TEST(FlowPolicyTest, DensityIntegratesToOneAndMatchesTheSampleHistogram) {
 
   // Chi-square goodness of fit of 1e5 samples over 10 x 10 bins against the integrated density.
   const int bins = 10, per = n / bins, samples = 100000;
-  const at::Tensor expected_p =
-      density.view({bins, per, bins, per}).sum({1, 3}) * cell / integral;  // (bins, bins)
+  const at::Tensor expected_p = density.view({bins, per, bins, per}).sum({1, 3}) * cell / integral;  // (bins, bins)
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2024);
   const at::Tensor a = policy->Sample(obs.expand({samples, 3}), false, gen).action.to(at::kDouble);
   const at::Tensor ix = ((a.select(1, 0) + 1) / 2 * bins).floor().clamp(0, bins - 1).to(at::kLong);

@@ -47,8 +47,8 @@ TEST(MetricsHttpServerTest, ServesMetricsAndHealth) {
   EXPECT_THAT(metrics->get_header_value("Content-Type"), HasSubstr("text/plain; version=0.0.4"));
   EXPECT_THAT(client.Get("/metrics")->body, HasSubstr("meow_scrapes_total 2\n"));
   // Every page also carries this process's memory and CPU time, read from /proc.
-  for (const char* family : {"meow_process_resident_memory_bytes", "meow_process_virtual_memory_bytes",
-                             "meow_process_cpu_seconds_total"}) {
+  for (const char* family :
+       {"meow_process_resident_memory_bytes", "meow_process_virtual_memory_bytes", "meow_process_cpu_seconds_total"}) {
     const size_t at = metrics->body.find(absl::StrCat("\n", family, " "));
     ASSERT_NE(at, std::string::npos) << family << " missing from\n" << metrics->body;
     const double value = std::strtod(metrics->body.c_str() + at + std::strlen(family) + 2, nullptr);

@@ -72,9 +72,8 @@ TEST(SafetensorsTest, RoundTripIsBitExact) {
 
 TEST(SafetensorsTest, ReadsAHandWrittenReferenceFile) {
   // As written by the reference library: keys in any order, metadata, offsets into the data.
-  const std::string json =
-      R"({"__metadata__":{"format":"pt"},"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},)"
-      R"("x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  const std::string json = R"({"__metadata__":{"format":"pt"},"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},)"
+                           R"("x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   auto parsed = ParseSafetensors(RawFile(json, Bytes({1.5f, -2.0f, 3.25f})), "ref");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->tensors.at("x").data, Bytes({1.5f, -2.0f}));
@@ -115,12 +114,9 @@ TEST(SafetensorsTest, MalformedHeadersNameTheProblem) {
   past[0] = 100;
   ExpectInvalid(past + "{}", "runs past the end");
   ExpectInvalid(RawFile(R"({"x":5})", ""), "tensor \"x\" is not an object");
-  ExpectInvalid(RawFile(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", Bytes({1})),
-                "tensor \"x\" has no \"dtype\"");
-  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","data_offsets":[0,4]}})", Bytes({1})),
-                "tensor \"x\" has no \"shape\"");
-  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[1]}})", Bytes({1})),
-                "tensor \"x\" has no \"data_offsets\"");
+  ExpectInvalid(RawFile(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", Bytes({1})), "tensor \"x\" has no \"dtype\"");
+  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","data_offsets":[0,4]}})", Bytes({1})), "tensor \"x\" has no \"shape\"");
+  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[1]}})", Bytes({1})), "tensor \"x\" has no \"data_offsets\"");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}})", Bytes({1})),
                 "tensor \"x\" has an unknown dtype");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", Bytes({1})),
@@ -131,8 +127,7 @@ TEST(SafetensorsTest, MalformedHeadersNameTheProblem) {
                 "shape is not a list");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", Bytes({1})),
                 "data_offsets is not a [begin, end] pair");
-  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", Bytes({1})),
-                "fall outside");
+  ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", Bytes({1})), "fall outside");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", Bytes({1})),
                 "fall outside the 4-byte data section");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,4]}})", Bytes({1})),
@@ -143,7 +138,8 @@ TEST(SafetensorsTest, MalformedHeadersNameTheProblem) {
                 "overlap");
   ExpectInvalid(RawFile(R"({"__metadata__":{"k":1}})", ""), "__metadata__[\"k\"] is not a string");
   ExpectInvalid(RawFile(R"({"x":{"dtype":"F32","shape":[99999999999,99999999999,99999999999],)"
-                        R"("data_offsets":[0,4]}})", Bytes({1})),
+                        R"("data_offsets":[0,4]}})",
+                        Bytes({1})),
                 "too large");
 }
 

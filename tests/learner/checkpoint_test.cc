@@ -27,8 +27,7 @@ FlowPolicyConfig Policy(int64_t s = 5, int64_t a = 2) {
 }
 
 Batch RandomBatch(int64_t s, int64_t a) {
-  return Batch{at::randn({32, s}), at::rand({32, a}) * 2 - 1, at::randn({32}), at::randn({32, s}),
-               at::zeros({32})};
+  return Batch{at::randn({32, s}), at::rand({32, a}) * 2 - 1, at::randn({32}), at::randn({32, s}), at::zeros({32})};
 }
 
 class CheckpointTest : public ::testing::Test {

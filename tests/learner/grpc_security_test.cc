@@ -37,8 +37,8 @@ class GrpcSecurityTest : public ::testing::Test {
     fs::create_directories(dir_);
     const std::string command = absl::StrCat(
         "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=meow-test -addext "
-        "subjectAltName=IP:127.0.0.1,DNS:meow-replay -keyout ", dir_, "/key.pem -out ", dir_,
-        "/cert.pem 2>/dev/null");
+        "subjectAltName=IP:127.0.0.1,DNS:meow-replay -keyout ",
+        dir_, "/key.pem -out ", dir_, "/cert.pem 2>/dev/null");
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
     std::ofstream(dir_ + "/token") << "s3cret-token\n";
     std::ofstream(dir_ + "/wrong") << "not-the-token\n";

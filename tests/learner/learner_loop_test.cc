@@ -64,7 +64,8 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
     std::vector<float> obs(128), act(128), rew(64), next(128);
     std::vector<uint8_t> term(64, 0);
     std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-    for (auto* v : {&obs, &rew, &next}) for (float& x : *v) x = normal(rng);
+    for (auto* v : {&obs, &rew, &next})
+      for (float& x : *v) x = normal(rng);
     for (float& x : act) x = uniform(rng);  // actions live in [-1, 1]
     const absl::Status inserted =
         (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(60));
@@ -117,9 +118,7 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   EXPECT_GT(store3.version(), newest);
 
   // A damaged reservation is refused by name rather than risking versions going backwards.
-  {
-    std::ofstream(run_dir + "/version_reserved", std::ios::trunc) << "garbage";
-  }
+  { std::ofstream(run_dir + "/version_reserved", std::ios::trunc) << "garbage"; }
   ParameterStore store4;
   auto refused = Learner::Create(config, &store4);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);

@@ -5,8 +5,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -58,13 +58,16 @@ TEST(MeowCliTest, EachSubcommandsHelpListsTheFlagsItReadsAndNoOthers) {
     std::vector<const char*> listed;
     std::vector<const char*> not_listed;
   };
-  for (const Case& c : {Case{"train", {"--env", "--sync", "--actors", "--alpha", "--tls_ca"}, {"--streams", "--actor_id", "--replay_dir"}},
-                        Case{"learner", {"--replay", "--address", "--publish_interval"}, {"--sync", "--actor_id"}},
-                        Case{"replay", {"--replay_dir", "--min_replay_size", "--tls_key"}, {"--actor_id", "--alpha", "--tls_ca"}},
-                        Case{"actor", {"--actor_id", "--learner", "--refresh_interval"}, {"--replay_dir", "--streams", "--lr"}},
-                        Case{"eval", {"--policy", "--episodes", "--learner"}, {"--replay_dir", "--actor_id"}},
-                        Case{"load", {"--streams", "--duration"}, {"--alpha", "--replay_dir"}},
-                        Case{"report", {"--run_dirs", "--out"}, {"--env", "--seed"}}}) {
+  for (const Case& c :
+       {Case{"train",
+             {"--env", "--sync", "--actors", "--alpha", "--tls_ca"},
+             {"--streams", "--actor_id", "--replay_dir"}},
+        Case{"learner", {"--replay", "--address", "--publish_interval"}, {"--sync", "--actor_id"}},
+        Case{"replay", {"--replay_dir", "--min_replay_size", "--tls_key"}, {"--actor_id", "--alpha", "--tls_ca"}},
+        Case{"actor", {"--actor_id", "--learner", "--refresh_interval"}, {"--replay_dir", "--streams", "--lr"}},
+        Case{"eval", {"--policy", "--episodes", "--learner"}, {"--replay_dir", "--actor_id"}},
+        Case{"load", {"--streams", "--duration"}, {"--alpha", "--replay_dir"}},
+        Case{"report", {"--run_dirs", "--out"}, {"--env", "--seed"}}}) {
     CliRun help = Meow(absl::StrCat(c.command, " --help"));
     EXPECT_EQ(help.exit_code, 0) << c.command;
     EXPECT_THAT(help.output, HasSubstr(absl::StrCat("meow ", c.command, ":"))) << c.command;
@@ -153,8 +156,9 @@ TEST(MeowCliTest, LocalTrainingRunsWithTlsAndAToken) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ASSERT_EQ(std::system(absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=meow ",
-                                     "-addext subjectAltName=IP:127.0.0.1 -keyout ", dir, "/key.pem -out ",
-                                     dir, "/cert.pem 2>/dev/null").c_str()),
+                                     "-addext subjectAltName=IP:127.0.0.1 -keyout ", dir, "/key.pem -out ", dir,
+                                     "/cert.pem 2>/dev/null")
+                            .c_str()),
             0);
   std::ofstream(dir + "/token") << "t0ken\n";
   const std::string tls = absl::StrCat(" --tls_cert=", dir, "/cert.pem --tls_key=", dir, "/key.pem");
@@ -190,7 +194,7 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   const std::string dir = ::testing::TempDir() + "/meow_cli_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
   CliRun train = Meow(absl::StrCat("train --env=MultiGoal-v0 --total_env_steps=1200 --learning_starts=1000 ",
-                                "--eval_interval=1100 --eval_episodes=2 --log_interval=400 --run_dir=", dir));
+                                   "--eval_interval=1100 --eval_episodes=2 --log_interval=400 --run_dir=", dir));
   ASSERT_EQ(train.exit_code, 0) << train.output;
   EXPECT_THAT(train.output, HasSubstr("/1200"));
   EXPECT_THAT(train.output, HasSubstr("done: "));

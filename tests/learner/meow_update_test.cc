@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cmath>
 #include <map>
-#include <string>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -102,8 +102,8 @@ at::Tensor MlpWithMasks(MlpImpl& mlp, at::Tensor x, const at::Tensor* masks) {
 
 // The MEow loss through autograd with the coupling nets' dropout given by `masks` (8 masks of B
 // rows, shared by the heads, or of 2B rows: the couplings see [s; s], Q_1 the first half).
-at::Tensor AutogradLossWithMasks(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch,
-                                 double gamma, const std::vector<at::Tensor>& masks) {
+at::Tensor AutogradLossWithMasks(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
+                                 const std::vector<at::Tensor>& masks) {
   const int64_t rows = batch.obs.size(0);
   const bool stacked = masks[0].size(0) == 2 * rows;
   at::Tensor y;
@@ -144,8 +144,8 @@ void ExpectManualGradientMatchesAutogradWithMasks(at::ScalarType dtype, bool ind
   target->eval();
   const int64_t rows = 48;
   const Batch batch = RandomBatch(rows, 5, 3, dtype);
-  const std::vector<at::Tensor> masks = DrawDropoutMasks(
-      policy->config(), (independent_heads ? 2 : 1) * rows, at::TensorOptions().dtype(dtype));
+  const std::vector<at::Tensor> masks =
+      DrawDropoutMasks(policy->config(), (independent_heads ? 2 : 1) * rows, at::TensorOptions().dtype(dtype));
   ASSERT_EQ(masks.size(), 8u);
   ASSERT_GT((masks[0] == 0).sum().item<int64_t>(), 0) << "no unit dropped; the masks check nothing";
 
@@ -163,8 +163,7 @@ void ExpectManualGradientMatchesAutogradWithMasks(at::ScalarType dtype, bool ind
     const at::Tensor& expected = item.value().grad();
     const double scale = std::max(1.0, expected.abs().max().item<double>());
     EXPECT_TRUE(at::allclose(manual_grads[item.key()], expected, tol, tol * scale))
-        << item.key() << ": max difference "
-        << (manual_grads[item.key()] - expected).abs().max().item<double>();
+        << item.key() << ": max difference " << (manual_grads[item.key()] - expected).abs().max().item<double>();
   }
 }
 

@@ -23,9 +23,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "httplib.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "learner/checkpoint.h"
 #include "learner/report.h"
 #include "replay/replay_client.h"
@@ -53,8 +53,7 @@ int FreePort() {
 // A `meow` child process with its output in a log file. SIGKILLed on destruction.
 class Child {
  public:
-  Child(std::string name, std::vector<std::string> args, const std::string& log)
-      : name_(std::move(name)), log_(log) {
+  Child(std::string name, std::vector<std::string> args, const std::string& log) : name_(std::move(name)), log_(log) {
     args.insert(args.begin(), MEOW_BINARY);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -143,14 +142,15 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
     args.insert(args.end(), common.begin(), common.end());
     return args;
   };
-  Child replay_process("replay", with({"replay", "--address=" + replay, "--replay_dir=" + dir + "/replay",
-                                       "--samples_per_insert=64", "--min_replay_size=500",
-                                       absl::StrCat("--metrics_address=127.0.0.1:", replay_metrics)}),
-                       dir + "/replay.log");
+  Child replay_process(
+      "replay",
+      with({"replay", "--address=" + replay, "--replay_dir=" + dir + "/replay", "--samples_per_insert=64",
+            "--min_replay_size=500", absl::StrCat("--metrics_address=127.0.0.1:", replay_metrics)}),
+      dir + "/replay.log");
   const std::vector<std::string> learner_args =
-      with({"learner", "--replay=" + replay, "--address=" + learner, "--run_dir=" + run_dir,
-            "--total_env_steps=4000", "--learning_starts=500", "--batch_size=64", "--eval_interval=1000",
-            "--eval_episodes=2", "--log_interval=500", "--checkpoint_interval=200"});
+      with({"learner", "--replay=" + replay, "--address=" + learner, "--run_dir=" + run_dir, "--total_env_steps=4000",
+            "--learning_starts=500", "--batch_size=64", "--eval_interval=1000", "--eval_episodes=2",
+            "--log_interval=500", "--checkpoint_interval=200"});
   auto learner_process = std::make_unique<Child>("learner", learner_args, dir + "/learner.log");
   auto actor_args = [&](int id) {
     return with({"actor", "--replay=" + replay, "--learner=" + learner, absl::StrCat("--actor_id=", id)});
@@ -159,8 +159,8 @@ TEST(MultiProcessTest, KilledActorsAndLearnerAreRestartedAndTrainingFinishes) {
   for (int id = 0; id < 2; ++id) {
     std::vector<std::string> args = actor_args(id);
     if (id == 0) args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", actor_metrics));
-    actors.push_back(std::make_unique<Child>(absl::StrCat("actor ", id), args,
-                                             absl::StrCat(dir, "/actor", id, ".log")));
+    actors.push_back(
+        std::make_unique<Child>(absl::StrCat("actor ", id), args, absl::StrCat(dir, "/actor", id, ".log")));
   }
   Child evaluator("evaluator", with({"eval", "--learner=" + learner, "--eval_interval=1000", "--eval_episodes=2"}),
                   dir + "/eval.log");

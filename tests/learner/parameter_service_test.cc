@@ -1,9 +1,9 @@
 // The ParameterService over real gRPC on 127.0.0.1: versions, not-newer answers, a policy's
 // weights moving from learner to actor exactly, watchers, bad requests, an unreachable learner
 // (an error within the deadline, no hang) and a restarted learner picked up by the same client.
-#include <cstring>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -142,7 +142,8 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
   nan.mutable_episodes(1)->set_episode_return(std::nan(""));
   auto refused = client.Report(nan, kAnswer);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("ReportRequest.episodes[1].episode_return is not finite"));
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("ReportRequest.episodes[1].episode_return is not finite"));
   proto::ReportRequest zero = episodes;
   zero.mutable_episodes(0)->set_length(0);
   EXPECT_THAT(std::string(client.Report(zero, kAnswer).status().message()),
@@ -284,8 +285,7 @@ TEST(ParameterServiceTest, AnUnreachableLearnerIsAnErrorWithinTheDeadline) {
   ParameterClient client("127.0.0.1:1");  // nothing listens on port 1
   // An error (a hang would hit the test's timeout) naming the address.
   auto result = client.Get(0, absl::Seconds(2));
-  EXPECT_TRUE(absl::IsUnavailable(result.status()) || absl::IsDeadlineExceeded(result.status()))
-      << result.status();
+  EXPECT_TRUE(absl::IsUnavailable(result.status()) || absl::IsDeadlineExceeded(result.status())) << result.status();
   EXPECT_THAT(std::string(result.status().message()), HasSubstr("127.0.0.1:1"));
 }
 

@@ -46,8 +46,8 @@ class ReportTest : public ::testing::Test {
       const bool evaluated = i >= 3;
       csv << i * 1.5 << "," << (i + 1) * 1000 << "," << i * 900 << "," << scale * i << ","
           << (evaluated ? std::to_string(scale * i * 2) : "") << ","
-          << (evaluated ? std::to_string(scale * 0.3 * i) : "nan") << "," << 10.0 / (i + 1) << ","
-          << 800 + i << "," << 700 + i << "," << -scale * i << "," << -scale * i - 1 << ",0\n";
+          << (evaluated ? std::to_string(scale * 0.3 * i) : "nan") << "," << 10.0 / (i + 1) << "," << 800 + i << ","
+          << 700 + i << "," << -scale * i << "," << -scale * i - 1 << ",0\n";
     }
     return run;
   }
@@ -152,7 +152,8 @@ std::string RenderInChromium(const std::string& html_path) {
   const std::string command = absl::StrCat(
       "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
       "--disable-background-networking --disable-component-update --disable-sync "
-      "--user-data-dir=", profile, " --dump-dom file://", html_path, " 2>/dev/null");
+      "--user-data-dir=",
+      profile, " --dump-dom file://", html_path, " 2>/dev/null");
   std::string dom;
   if (FILE* pipe = popen(command.c_str(), "r")) {
     char buf[4096];
@@ -187,13 +188,22 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEverySeries) {
   const auto& paths = root.fields().at("paths").list_value();
 
   // Expected: for each chart present, one path per run and series; points = defined rows.
-  std::map<std::string, int> expected_points = {
-      {"run-a/eval_return_mean", 6}, {"run-b/eval_return_mean", 3}, {"run-a/episode_return", 9},
-      {"run-b/episode_return", 6},   {"run-a/steps_per_s", 9},      {"run-b/steps_per_s", 6},
-      {"run-a/updates_per_s", 9},    {"run-b/updates_per_s", 6},    {"run-a/loss", 9},
-      {"run-b/loss", 6},             {"run-a/q_mean", 9},           {"run-b/q_mean", 6},
-      {"run-a/v_mean", 9},           {"run-b/v_mean", 6},           {"run-a/skipped_updates", 9},
-      {"run-b/skipped_updates", 6}};
+  std::map<std::string, int> expected_points = {{"run-a/eval_return_mean", 6},
+                                                {"run-b/eval_return_mean", 3},
+                                                {"run-a/episode_return", 9},
+                                                {"run-b/episode_return", 6},
+                                                {"run-a/steps_per_s", 9},
+                                                {"run-b/steps_per_s", 6},
+                                                {"run-a/updates_per_s", 9},
+                                                {"run-b/updates_per_s", 6},
+                                                {"run-a/loss", 9},
+                                                {"run-b/loss", 6},
+                                                {"run-a/q_mean", 9},
+                                                {"run-b/q_mean", 6},
+                                                {"run-a/v_mean", 9},
+                                                {"run-b/v_mean", 6},
+                                                {"run-a/skipped_updates", 9},
+                                                {"run-b/skipped_updates", 6}};
   std::map<std::string, int> seen;
   for (const auto& value : paths.values()) {
     const auto& f = value.struct_value().fields();

@@ -279,7 +279,8 @@ TEST(TrainingTest, BadConfigurationsAreRefusedUpFront) {
   config.buffer_size = 100;
   auto small = RunTraining(config, stop);
   ASSERT_FALSE(small.ok());
-  EXPECT_THAT(std::string(small.status().message()), HasSubstr("learning_starts (500) must not exceed buffer_size (100)"));
+  EXPECT_THAT(std::string(small.status().message()),
+              HasSubstr("learning_starts (500) must not exceed buffer_size (100)"));
   config = SmallConfig("Hopper-v5", FreshDir("bad"));
   auto env = RunTraining(config, stop);
   ASSERT_FALSE(env.ok());

@@ -58,10 +58,11 @@ inline absl::StatusOr<MultiGoalCounts> CountGoalsOfRun(const std::string& run_di
 }
 
 inline void Print(const char* path, uint64_t seed, const MultiGoalCounts& c, double last_eval, double seconds) {
-  std::printf("%s seed %d: goals (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d, unfinished %d of %d; "
-              "last eval return %.1f; %.1f s\n",
-              path, static_cast<int>(seed), c.reached[0], c.reached[1], c.reached[2], c.reached[3],
-              c.unfinished, kRollouts, last_eval, seconds);
+  std::printf(
+      "%s seed %d: goals (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d, unfinished %d of %d; "
+      "last eval return %.1f; %.1f s\n",
+      path, static_cast<int>(seed), c.reached[0], c.reached[1], c.reached[2], c.reached[3], c.unfinished, kRollouts,
+      last_eval, seconds);
 }
 
 }  // namespace multigoal

@@ -41,8 +41,7 @@ constexpr absl::Duration kLong = absl::Seconds(60);
 class ServerProcess {
  public:
   // Starts the server on 127.0.0.1:`port` (0 = any) and waits until it serves.
-  static std::unique_ptr<ServerProcess> Start(const std::string& dir, int port, bool fsync,
-                                              int snapshot_interval_ms) {
+  static std::unique_ptr<ServerProcess> Start(const std::string& dir, int port, bool fsync, int snapshot_interval_ms) {
     const std::string port_file = dir + ".port";
     fs::remove(port_file);
     std::vector<std::string> args = {
@@ -119,8 +118,7 @@ std::map<RowKey, int> CheckpointedRows(const std::string& address) {
   EXPECT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_TRUE(snapshot->complete) << snapshot->error;
   for (const proto::SnapshotChunk& chunk : snapshot->chunks) {
-    absl::StatusOr<TransitionBatchView> view =
-        ValidateTransitionBatch(chunk.rows(), BatchSignature{11, 3});
+    absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(chunk.rows(), BatchSignature{11, 3});
     EXPECT_TRUE(view.ok());
     for (int64_t r = 0; r < view->rows; ++r) {
       float obs[11];
@@ -155,8 +153,7 @@ void KillDuringInserts(bool fsync, int batches_per_actor) {
   constexpr int kActors = 4;
   constexpr int kRows = 64;
   const std::string dir = FreshDir(fsync ? "fsync" : "nofsync");
-  std::unique_ptr<ServerProcess> server =
-      ServerProcess::Start(dir, 0, fsync, /*snapshot_interval_ms=*/1000);
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(dir, 0, fsync, /*snapshot_interval_ms=*/1000);
   ASSERT_NE(server, nullptr);
   const int port = server->port();
   std::vector<std::unique_ptr<ReplayInserter>> inserters;
@@ -185,8 +182,8 @@ void KillDuringInserts(bool fsync, int batches_per_actor) {
     }
     server->Kill();
     const int64_t acked_at_kill = TotalAcked(inserters);
-    std::printf("kill %d: %lld of %lld batches acknowledged\n", kill,
-                static_cast<long long>(acked_at_kill), static_cast<long long>(total));
+    std::printf("kill %d: %lld of %lld batches acknowledged\n", kill, static_cast<long long>(acked_at_kill),
+                static_cast<long long>(total));
     EXPECT_LT(acked_at_kill, total);          // the kill really hit the inserts
     absl::SleepFor(absl::Milliseconds(200));  // actors go on queueing meanwhile
     server = ServerProcess::Start(dir, port, fsync, 1000);
@@ -226,9 +223,7 @@ TEST(ReplayCrashTest, SigkillDuringInsertsLosesAndDuplicatesNothing) {
   KillDuringInserts(/*fsync=*/false, /*batches_per_actor=*/1500);
 }
 
-TEST(ReplayCrashTest, SigkillWithFsyncBeforeAck) {
-  KillDuringInserts(/*fsync=*/true, /*batches_per_actor=*/400);
-}
+TEST(ReplayCrashTest, SigkillWithFsyncBeforeAck) { KillDuringInserts(/*fsync=*/true, /*batches_per_actor=*/400); }
 
 std::vector<std::string> Files(const std::string& dir, const std::string& prefix) {
   std::vector<std::string> files;

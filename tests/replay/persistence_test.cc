@@ -42,8 +42,7 @@ class TempDir {
  public:
   TempDir() {
     const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = absl::StrCat(::testing::TempDir(), "/replay_", test->test_suite_name(), "_",
-                         test->name(), "_", ::getpid());
+    path_ = absl::StrCat(::testing::TempDir(), "/replay_", test->test_suite_name(), "_", test->name(), "_", ::getpid());
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -68,19 +67,18 @@ PersistenceConfig Config(const std::string& dir) {
 }
 
 // Inserts batches (actor, first..last) of `rows` rows and waits until each is durable.
-void InsertDurably(Table& table, Persistence& persistence, uint64_t actor, uint64_t first,
-                   uint64_t last, int rows = 8) {
+void InsertDurably(Table& table, Persistence& persistence, uint64_t actor, uint64_t first, uint64_t last,
+                   int rows = 8) {
   for (uint64_t sequence = first; sequence <= last; ++sequence) {
-    absl::StatusOr<InsertResult> result =
-        table.Insert(MakeBatch(actor, sequence, rows), 0, kLong, nullptr);
+    absl::StatusOr<InsertResult> result = table.Insert(MakeBatch(actor, sequence, rows), 0, kLong, nullptr);
     ASSERT_TRUE(result.ok()) << result.status();
     ASSERT_TRUE(persistence.WaitDurable(result->log_position, absl::Now() + kLong).ok());
   }
 }
 
 // Expects every row of batches first..last of `actor` exactly once in `counts`.
-void ExpectBatchesOnce(const std::map<RowKey, int>& counts, uint64_t actor, uint64_t first,
-                       uint64_t last, int rows = 8) {
+void ExpectBatchesOnce(const std::map<RowKey, int>& counts, uint64_t actor, uint64_t first, uint64_t last,
+                       int rows = 8) {
   for (uint64_t sequence = first; sequence <= last; ++sequence) {
     for (int row = 0; row < rows; ++row) {
       auto it = counts.find(RowKey{actor, sequence, row});
@@ -159,8 +157,7 @@ TEST(RecordIoTest, RoundTripsAndStopsAtDamage) {
 TEST(ReplayLogTest, GroupCommitMakesEveryWaiterDurable) {
   TempDir dir;
   const std::string path = dir.path() + "/log";
-  absl::StatusOr<std::unique_ptr<ReplayLog>> log =
-      ReplayLog::Create(path, proto::LogHeader(), /*fsync=*/true);
+  absl::StatusOr<std::unique_ptr<ReplayLog>> log = ReplayLog::Create(path, proto::LogHeader(), /*fsync=*/true);
   ASSERT_TRUE(log.ok()) << log.status();
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -261,8 +258,7 @@ TEST(SnapshotTest, RoundTripAndPartialRead) {
   }
   const TableState state = table->Copy([] {});
   const std::string path = dir.path() + "/snapshot";
-  ASSERT_TRUE(
-      WriteSnapshot(path, state, /*generation=*/4, /*capacity=*/50, /*chunk_rows=*/16).ok());
+  ASSERT_TRUE(WriteSnapshot(path, state, /*generation=*/4, /*capacity=*/50, /*chunk_rows=*/16).ok());
   absl::StatusOr<LoadedSnapshot> loaded = ReadSnapshot(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_TRUE(loaded->complete);
@@ -285,8 +281,7 @@ TEST(PersistenceTest, RecoversSnapshotPlusLogExactlyOnce) {
   TempDir dir;
   {
     std::unique_ptr<Table> table = NewTable();
-    absl::StatusOr<std::unique_ptr<Persistence>> persistence =
-        Persistence::Open(Config(dir.path()), table.get());
+    absl::StatusOr<std::unique_ptr<Persistence>> persistence = Persistence::Open(Config(dir.path()), table.get());
     ASSERT_TRUE(persistence.ok()) << persistence.status();
     InsertDurably(*table, **persistence, 1, 1, 20);
     ASSERT_TRUE((*persistence)->Snapshot().ok());
@@ -295,8 +290,7 @@ TEST(PersistenceTest, RecoversSnapshotPlusLogExactlyOnce) {
     // Gone without a final snapshot, like a killed process.
   }
   std::unique_ptr<Table> table = NewTable();
-  absl::StatusOr<std::unique_ptr<Persistence>> persistence =
-      Persistence::Open(Config(dir.path()), table.get());
+  absl::StatusOr<std::unique_ptr<Persistence>> persistence = Persistence::Open(Config(dir.path()), table.get());
   ASSERT_TRUE(persistence.ok()) << persistence.status();
   EXPECT_TRUE((*persistence)->recovery().errors.empty());
   EXPECT_EQ((*persistence)->recovery().log_batches, 15);
@@ -335,8 +329,7 @@ TEST(PersistenceTest, CorruptNewestSnapshotFallsBackToPrevious) {
   const RecoveryReport& report = (*persistence)->recovery();
   ASSERT_EQ(report.errors.size(), 1u);
   EXPECT_THAT(report.errors[0], HasSubstr(newest));
-  EXPECT_EQ(report.snapshot_generation,
-            std::stoll(snapshots[0].substr(snapshots[0].size() - 17, 12)));
+  EXPECT_EQ(report.snapshot_generation, std::stoll(snapshots[0].substr(snapshots[0].size() - 17, 12)));
   EXPECT_TRUE(report.snapshot_complete);
   ExpectBatchesOnce(CountRows(table->Copy([] {}).store), 1, 1, 25);
   EXPECT_EQ(table->size(), 25 * 8);
@@ -541,8 +534,7 @@ TEST(PersistenceTest, TheRateLimiterComesBackNeutralAfterAKillBetweenSnapshots) 
   const proto::RateLimiterInfo after = (*table)->RateLimiterState();
   EXPECT_GE(after.diff(), after.min_diff()) << after.DebugString();
   EXPECT_LE(after.diff(), after.max_diff()) << after.DebugString();
-  EXPECT_TRUE(after.can_insert()) << "inserts would wait for samples made before the kill: "
-                                  << after.DebugString();
+  EXPECT_TRUE(after.can_insert()) << "inserts would wait for samples made before the kill: " << after.DebugString();
   EXPECT_TRUE(after.can_sample()) << after.DebugString();
   // Both sides go on in step (with the old count an insert waited here until its deadline).
   for (uint64_t sequence = 509; sequence < 509 + 20; ++sequence) {

@@ -42,8 +42,7 @@ proto::TransitionBatch RandomBatch(int rows, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal;
   std::uniform_real_distribution<float> unit(-1, 1);
-  std::vector<float> obs(rows * kObsDim), next_obs(rows * kObsDim), action(rows * kActionDim),
-      reward(rows);
+  std::vector<float> obs(rows * kObsDim), next_obs(rows * kObsDim), action(rows * kActionDim), reward(rows);
   std::vector<uint8_t> terminated(rows);
   for (float& x : obs) x = normal(rng);
   for (float& x : next_obs) x = normal(rng);
@@ -77,8 +76,7 @@ std::unique_ptr<Replay> StartReplay(bool persist, int64_t capacity) {
   }
   absl::StatusOr<std::unique_ptr<ReplayServer>> server = StartReplayServer(config);
   if (!server.ok()) {
-    std::fprintf(stderr, "cannot start replay: %s\n",
-                 std::string(server.status().message()).c_str());
+    std::fprintf(stderr, "cannot start replay: %s\n", std::string(server.status().message()).c_str());
     std::abort();
   }
   replay->server = *std::move(server);
@@ -223,8 +221,7 @@ void BM_Memory(benchmark::State& state) {
     persistence_config.directory = absl::StrCat("/tmp/meow_replay_bench_snap_", getpid());
     std::filesystem::remove_all(persistence_config.directory);
     {
-      std::unique_ptr<Persistence> persistence =
-          *Persistence::Open(persistence_config, table.get());
+      std::unique_ptr<Persistence> persistence = *Persistence::Open(persistence_config, table.get());
       absl::StatusOr<proto::CheckpointResponse> snapshot = persistence->Snapshot();
       if (snapshot.ok()) {
         snapshot_ms = snapshot->seconds() * 1000;

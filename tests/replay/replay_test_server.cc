@@ -55,8 +55,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!flags["port_file"].empty()) {
-    absl::Status written =
-        meow::WriteFileAtomically(flags["port_file"], absl::StrCat((*server)->port(), "\n"));
+    absl::Status written = meow::WriteFileAtomically(flags["port_file"], absl::StrCat((*server)->port(), "\n"));
     if (!written.ok()) {
       std::cerr << "replay_test_server: " << written << std::endl;
       return 1;

@@ -51,8 +51,7 @@ std::unique_ptr<ReplayServer> Start(const ReplayServerConfig& config) {
   return server.ok() ? *std::move(server) : nullptr;
 }
 
-std::unique_ptr<ReplayInserter> NewInserter(std::vector<std::string> addresses, uint64_t actor,
-                                            int max_unacked = 32) {
+std::unique_ptr<ReplayInserter> NewInserter(std::vector<std::string> addresses, uint64_t actor, int max_unacked = 32) {
   ReplayInserterConfig config;
   config.addresses = std::move(addresses);
   config.actor_id = actor;
@@ -64,8 +63,7 @@ std::unique_ptr<ReplayInserter> NewInserter(std::vector<std::string> addresses, 
   return *std::move(inserter);
 }
 
-std::unique_ptr<ReplaySampler> NewSampler(std::vector<std::string> addresses, int batch_size = 256,
-                                          int prefetch = 8) {
+std::unique_ptr<ReplaySampler> NewSampler(std::vector<std::string> addresses, int batch_size = 256, int prefetch = 8) {
   ReplaySamplerConfig config;
   config.addresses = std::move(addresses);
   config.batch_size = batch_size;
@@ -203,8 +201,7 @@ TEST(ReplayServiceTest, HealthCheckAndReflection) {
   grpc::CompletionQueue queue;
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
-  auto call = generic.PrepareCall(
-      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &queue);
+  auto call = generic.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &queue);
   void* tag;
   bool ok;
   auto step = [&](intptr_t want) {
@@ -227,8 +224,7 @@ TEST(ReplayServiceTest, HealthCheckAndReflection) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices)
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_THAT(bytes, HasSubstr("meow.proto.ReplayService"));
   EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
   grpc::Status status;
@@ -339,7 +335,8 @@ TEST(ReplayServiceTest, TrainingDoneEndsWaitingAndLaterInserts) {
   ASSERT_TRUE(SetReplayTrainingDone(server->address(), true, 32, kLong).ok());
   absl::Status flushed = inserter->Flush(kLong);
   EXPECT_EQ(flushed.code(), absl::StatusCode::kOutOfRange) << flushed;
-  EXPECT_THAT(std::string(flushed.message()), HasSubstr("training is over (the learner finished at 32 environment steps)"));
+  EXPECT_THAT(std::string(flushed.message()),
+              HasSubstr("training is over (the learner finished at 32 environment steps)"));
   EXPECT_TRUE(GetReplayInfo(server->address(), kLong)->table().training_done());
   std::unique_ptr<ReplayInserter> late = NewInserter({server->address()}, /*actor=*/5);
   ASSERT_TRUE(late->Insert(MakeBatch(5, 1, 4), kLong).ok());
@@ -571,8 +568,8 @@ TEST(ReplayServiceTest, EightInsertersAndTwoSamplersConcurrently) {
         }
         for (int64_t r = 0; r < batch->rows; ++r) {
           const RowKey key = KeyOf(&batch->obs[r * 11]);
-          if (std::get<0>(key) < 100 || std::get<0>(key) >= 100 + kInserters ||
-              std::get<1>(key) < 1 || std::get<1>(key) > kBatches || std::get<2>(key) >= kRows) {
+          if (std::get<0>(key) < 100 || std::get<0>(key) >= 100 + kInserters || std::get<1>(key) < 1 ||
+              std::get<1>(key) > kBatches || std::get<2>(key) >= kRows) {
             sample_status[s] = absl::InternalError("sampled a row nobody inserted");
             return;
           }
@@ -685,8 +682,7 @@ TEST(ReplayServiceTest, CheckpointNeedsADirectory) {
 }
 
 TEST(ReplayServiceTest, InserterResendsAcrossARestartAndNothingIsDuplicated) {
-  const std::string dir =
-      absl::StrCat(::testing::TempDir(), "/replay_service_restart_", ::getpid());
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/replay_service_restart_", ::getpid());
   std::filesystem::remove_all(dir);
   ReplayServerConfig config = ServerConfig();
   config.persistence.directory = dir;
@@ -699,8 +695,7 @@ TEST(ReplayServiceTest, InserterResendsAcrossARestartAndNothingIsDuplicated) {
   server->Shutdown();
   server.reset();
   // Batches queued while replay is away go out after it is back.
-  for (uint64_t i = 31; i <= 40; ++i)
-    ASSERT_TRUE(inserter->Insert(MakeBatch(9, i, 32), kLong).ok());
+  for (uint64_t i = 31; i <= 40; ++i) ASSERT_TRUE(inserter->Insert(MakeBatch(9, i, 32), kLong).ok());
   server = Start(config);
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(inserter->Flush(kLong).ok());

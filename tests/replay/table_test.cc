@@ -168,8 +168,7 @@ TEST(TableTest, NewerSessionSupersedesOlder) {
   ASSERT_TRUE(table->Insert(MakeBatch(9, 1, 4), old_session.token, kLong, nullptr).ok());
   const InsertSession new_session = *table->OpenSession(9);
   EXPECT_EQ(new_session.last_sequence_number, 1u);
-  absl::Status stale =
-      table->Insert(MakeBatch(9, 2, 4), old_session.token, kLong, nullptr).status();
+  absl::Status stale = table->Insert(MakeBatch(9, 2, 4), old_session.token, kLong, nullptr).status();
   EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
   EXPECT_THAT(stale.message(), HasSubstr("actor 9 was superseded"));
   EXPECT_TRUE(table->Insert(MakeBatch(9, 2, 4), new_session.token, kLong, nullptr).ok());
@@ -189,7 +188,7 @@ TEST(TableTest, AnotherIncarnationIsRefusedWhileTheSessionIsOpen) {
   table->CloseSession(4, a1.token);  // superseded: changes nothing
   EXPECT_EQ(table->OpenSession(4, 222).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_TRUE(table->OpenSession(4, 0).ok());  // an older client without an incarnation
-  table->CloseSession(4, a2.token);  // superseded by the incarnation-0 session: nothing
+  table->CloseSession(4, a2.token);            // superseded by the incarnation-0 session: nothing
   const InsertSession zero = *table->OpenSession(4, 0);
   table->CloseSession(4, zero.token);
   EXPECT_TRUE(table->OpenSession(4, 222).ok());
@@ -250,8 +249,7 @@ std::vector<BadInput> BadInputs() {
   return {
       {"ObsDtype", [](auto& b) { b.mutable_obs()->set_dtype(proto::DTYPE_INT32); }, invalid,
        "TransitionBatch.obs.dtype: expected FLOAT32, got INT32"},
-      {"UnknownDtype",
-       [](auto& b) { b.mutable_action()->set_dtype(static_cast<proto::DType>(77)); }, invalid,
+      {"UnknownDtype", [](auto& b) { b.mutable_action()->set_dtype(static_cast<proto::DType>(77)); }, invalid,
        "TransitionBatch.action.dtype: expected a known dtype"},
       {"ObsWidth", [](auto& b) { b = MakeBatch(1, 1, 4, /*obs_dim=*/12, 3); }, invalid,
        "TransitionBatch.obs.shape: expected [*, 11], got [4, 12]"},
@@ -273,24 +271,23 @@ std::vector<BadInput> BadInputs() {
          b.mutable_reward()->mutable_data()->resize(12);
        },
        invalid, "TransitionBatch.reward.shape: expected [4], got [3]"},
-      {"NextObsRows", [](auto& b) { *b.mutable_next_obs() = MakeBatch(1, 1, 5).next_obs(); },
-       invalid, "TransitionBatch.next_obs.shape: expected [4, 11], got [5, 11]"},
+      {"NextObsRows", [](auto& b) { *b.mutable_next_obs() = MakeBatch(1, 1, 5).next_obs(); }, invalid,
+       "TransitionBatch.next_obs.shape: expected [4, 11], got [5, 11]"},
       {"TerminatedDtype",
        [](auto& b) {
          const float zeros[4] = {0, 0, 0, 0};
          *b.mutable_terminated() = EncodeFloat32({4}, zeros);
        },
        invalid, "TransitionBatch.terminated.dtype: expected BOOL, got FLOAT32"},
-      {"TerminatedValue", [](auto& b) { (*b.mutable_terminated()->mutable_data())[1] = 2; },
-       invalid, "TransitionBatch.terminated[1]: expected 0 or 1, got 2"},
-      {"MissingColumn", [](auto& b) { b.clear_next_obs(); }, invalid,
-       "TransitionBatch.next_obs: missing"},
+      {"TerminatedValue", [](auto& b) { (*b.mutable_terminated()->mutable_data())[1] = 2; }, invalid,
+       "TransitionBatch.terminated[1]: expected 0 or 1, got 2"},
+      {"MissingColumn", [](auto& b) { b.clear_next_obs(); }, invalid, "TransitionBatch.next_obs: missing"},
       {"NanObs", [nan](auto& b) { SetFloat(b.mutable_obs(), 11 + 5, nan); }, invalid,
        "TransitionBatch.obs[1, 5]: expected a finite value, got nan"},
       {"InfReward", [inf](auto& b) { SetFloat(b.mutable_reward(), 2, inf); }, invalid,
        "TransitionBatch.reward[2]: expected a finite value, got inf"},
-      {"NegInfNextObs", [inf](auto& b) { SetFloat(b.mutable_next_obs(), 3 * 11 + 10, -inf); },
-       invalid, "TransitionBatch.next_obs[3, 10]: expected a finite value, got -inf"},
+      {"NegInfNextObs", [inf](auto& b) { SetFloat(b.mutable_next_obs(), 3 * 11 + 10, -inf); }, invalid,
+       "TransitionBatch.next_obs[3, 10]: expected a finite value, got -inf"},
       {"NanAction", [nan](auto& b) { SetFloat(b.mutable_action(), 1, nan); }, invalid,
        "TransitionBatch.action[0, 1]: expected a finite value, got nan"},
       {"ActionOutOfRange", [](auto& b) { SetFloat(b.mutable_action(), 2 * 3 + 2, 1.5f); }, invalid,
@@ -413,8 +410,7 @@ TEST(TableBlockingTest, InsertTimesOutAndStoresNothing) {
     ASSERT_TRUE(Insert(*table, MakeBatch(1, sequence++, 4)).ok());
   }
   const int64_t size = table->size();
-  absl::Status status =
-      table->Insert(MakeBatch(1, sequence, 4), 0, absl::Milliseconds(50), nullptr).status();
+  absl::Status status = table->Insert(MakeBatch(1, sequence, 4), 0, absl::Milliseconds(50), nullptr).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(status.message(), HasSubstr("the sampler is behind"));
   EXPECT_EQ(table->size(), size);
@@ -438,8 +434,7 @@ TEST(TableBlockingTest, CancellationWakesBlockedCalls) {
   sampler.join();
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
   // An already cancelled call returns at once.
-  EXPECT_EQ(table->Sample(4, absl::Hours(1), &cancellation).status().code(),
-            absl::StatusCode::kCancelled);
+  EXPECT_EQ(table->Sample(4, absl::Hours(1), &cancellation).status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST(TableBlockingTest, CloseWakesEveryWaiter) {
@@ -496,8 +491,8 @@ TEST(TableTest, CopyRunsCallbackAtomicallyAndKeepsOrder) {
   const RowKey expected[] = {{4, 2, 2}, {4, 2, 3}, {4, 3, 0}, {4, 3, 1}, {4, 3, 2}, {4, 3, 3}};
   for (int age = 0; age < 6; ++age) {
     const int64_t slot = state.store.SlotOfAge(age);
-    state.store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(),
-                       next_obs.data(), terminated.data(), version.data());
+    state.store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(), next_obs.data(),
+                       terminated.data(), version.data());
     EXPECT_EQ(KeyOf(obs.data()), expected[age]) << "age " << age;
   }
 }

@@ -29,8 +29,7 @@ TEST(DecodeTensorTest, RefusesWrongByteCount) {
   proto::Tensor tensor = EncodeFloat32({2, 3}, values);
   absl::StatusOr<TensorView> view = DecodeTensor(tensor, "Foo.bar");
   EXPECT_EQ(view.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(view.status().message(),
-              HasSubstr("Foo.bar.data: expected 24 bytes for FLOAT32 [2, 3], got 20"));
+  EXPECT_THAT(view.status().message(), HasSubstr("Foo.bar.data: expected 24 bytes for FLOAT32 [2, 3], got 20"));
 }
 
 TEST(DecodeTensorTest, RefusesUnknownDtypeNegativeDimAndOverflow) {
@@ -43,8 +42,7 @@ TEST(DecodeTensorTest, RefusesUnknownDtypeNegativeDimAndOverflow) {
   tensor.set_dtype(proto::DTYPE_FLOAT32);
   tensor.add_shape(3);
   tensor.add_shape(-1);
-  EXPECT_THAT(DecodeTensor(tensor, "x").status().message(),
-              HasSubstr("x.shape[1]: expected a size >= 0, got -1"));
+  EXPECT_THAT(DecodeTensor(tensor, "x").status().message(), HasSubstr("x.shape[1]: expected a size >= 0, got -1"));
   tensor.clear_shape();
   tensor.add_shape(int64_t{1} << 40);
   tensor.add_shape(int64_t{1} << 40);
@@ -71,8 +69,7 @@ TEST(ExpectTensorTest, NamesExpectedAndActual) {
 
 TEST(TransitionBatchTest, ValidBatchGivesViewsOfEachColumn) {
   proto::TransitionBatch batch = MakeBatch(/*actor=*/3, /*sequence=*/9, /*rows=*/5);
-  absl::StatusOr<TransitionBatchView> view =
-      ValidateTransitionBatch(batch, BatchSignature{11, 3, 100});
+  absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(batch, BatchSignature{11, 3, 100});
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->rows, 5);
   EXPECT_EQ(view->obs_dim, 11);
@@ -96,8 +93,7 @@ TEST(SampleResponseTest, DecodesColumnsAndVersions) {
   const int64_t versions[3] = {7, 8, 9};
   *response.mutable_policy_version() = EncodeInt64({3}, versions);
   response.set_table_size(10);
-  absl::StatusOr<SampledBatch> batch =
-      DecodeSampleResponse(response, BatchSignature{11, 3}, /*expected_rows=*/3);
+  absl::StatusOr<SampledBatch> batch = DecodeSampleResponse(response, BatchSignature{11, 3}, /*expected_rows=*/3);
   ASSERT_TRUE(batch.ok()) << batch.status();
   EXPECT_EQ(batch->rows, 3);
   EXPECT_EQ(batch->obs.size(), 33u);

@@ -20,10 +20,9 @@ inline constexpr int kActionDim = 3;
 // Row r of the batch has obs[0] = actor, obs[1] = sequence, obs[2] = r, next_obs = obs + 0.5,
 // action[i] = (r % 5) / 5 - 0.5 + i / 10, reward = r, terminated = r % 7 == 0,
 // policy_version = sequence.
-inline proto::TransitionBatch MakeBatch(uint64_t actor, uint64_t sequence, int rows,
-                                        int obs_dim = kObsDim, int action_dim = kActionDim) {
-  std::vector<float> obs(rows * obs_dim), next_obs(rows * obs_dim), action(rows * action_dim),
-      reward(rows);
+inline proto::TransitionBatch MakeBatch(uint64_t actor, uint64_t sequence, int rows, int obs_dim = kObsDim,
+                                        int action_dim = kActionDim) {
+  std::vector<float> obs(rows * obs_dim), next_obs(rows * obs_dim), action(rows * action_dim), reward(rows);
   std::vector<uint8_t> terminated(rows);
   for (int r = 0; r < rows; ++r) {
     for (int i = 0; i < obs_dim; ++i) obs[r * obs_dim + i] = 0.25f * i;
@@ -37,9 +36,8 @@ inline proto::TransitionBatch MakeBatch(uint64_t actor, uint64_t sequence, int r
     reward[r] = static_cast<float>(r);
     terminated[r] = r % 7 == 0;
   }
-  proto::TransitionBatch batch =
-      MakeTransitionBatch(obs_dim, action_dim, obs, action, reward, next_obs, terminated,
-                          static_cast<int64_t>(sequence));
+  proto::TransitionBatch batch = MakeTransitionBatch(obs_dim, action_dim, obs, action, reward, next_obs, terminated,
+                                                     static_cast<int64_t>(sequence));
   batch.set_actor_id(actor);
   batch.set_sequence_number(sequence);
   return batch;
@@ -48,21 +46,19 @@ inline proto::TransitionBatch MakeBatch(uint64_t actor, uint64_t sequence, int r
 // (actor, sequence, row) of a row made by MakeBatch, read from its observation.
 using RowKey = std::tuple<uint64_t, uint64_t, int>;
 inline RowKey KeyOf(const float* obs) {
-  return RowKey{static_cast<uint64_t>(obs[0]), static_cast<uint64_t>(obs[1]),
-                static_cast<int>(obs[2])};
+  return RowKey{static_cast<uint64_t>(obs[0]), static_cast<uint64_t>(obs[1]), static_cast<int>(obs[2])};
 }
 
 // How often each row key occurs in a store.
 inline std::map<RowKey, int> CountRows(const TransitionStore& store) {
   std::map<RowKey, int> counts;
-  std::vector<float> obs(store.obs_dim()), action(store.action_dim()), reward(1),
-      next_obs(store.obs_dim());
+  std::vector<float> obs(store.obs_dim()), action(store.action_dim()), reward(1), next_obs(store.obs_dim());
   std::vector<uint8_t> terminated(1);
   std::vector<int64_t> version(1);
   for (int64_t age = 0; age < store.size(); ++age) {
     const int64_t slot = store.SlotOfAge(age);
-    store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(),
-                 next_obs.data(), terminated.data(), version.data());
+    store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(), next_obs.data(),
+                 terminated.data(), version.data());
     ++counts[KeyOf(obs.data())];
   }
   return counts;
