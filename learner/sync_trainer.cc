@@ -22,7 +22,8 @@
 #include "actor/evaluate.h"
 #include "common/file_util.h"
 #include "common/run_dir.h"
-#include "common/tensorboard.h"
+#include "learner/meow_update.h"
+#include "learner/run_metrics.h"
 #include "replay/transition_store.h"
 
 namespace meow {
@@ -113,8 +114,7 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
   std::mt19937_64 rng(config.seed + 2);
   TransitionStore store(obs_dim, action_dim, std::min(config.buffer_size, config.total_env_steps));
 
-  std::ofstream metrics;
-  std::unique_ptr<TensorBoardWriter> tensorboard;
+  std::unique_ptr<RunMetricsWriter> metrics;  // the schema local mode writes
   std::optional<DirectoryLock> run_dir_lock;  // one process per run dir
   if (!config.run_dir.empty()) {
     std::error_code ec;
@@ -134,14 +134,9 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
         config.policy.sigma_max, config.policy.sigma_min, config.update.gamma, config.update.tau, config.update.lr,
         config.update.grad_clip);
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
-    metrics.open(config.run_dir + "/metrics.csv");
-    if (!metrics) return absl::PermissionDeniedError(absl::StrCat("cannot write ", config.run_dir, "/metrics.csv"));
-    auto tb = TensorBoardWriter::Create(config.run_dir);
-    if (!tb.ok()) return tb.status();
-    tensorboard = *std::move(tb);
-    metrics << "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,"
-               "eval_return_std,loss,q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,"
-               "updates_per_s\n";
+    auto writer = RunMetricsWriter::Open(config.run_dir);
+    if (!writer.ok()) return writer.status();
+    metrics = *std::move(writer);
   }
 
   const auto start = std::chrono::steady_clock::now();
@@ -214,6 +209,18 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
       if (!summary.ok()) return summary.status();
       last_eval = {steps_done, summary->mean, summary->std};
       result.evals.push_back(last_eval);
+      if (metrics != nullptr) {
+        // An evaluation's row: the eval columns and the counters, as local mode writes it.
+        absl::Status s = metrics->Row({{"wall_time", elapsed()},
+                                       {"env_steps", static_cast<double>(steps_done)},
+                                       {"updates", static_cast<double>(updater.steps())},
+                                       {"episodes", static_cast<double>(episodes)},
+                                       {"eval_return_mean", summary->mean},
+                                       {"eval_return_std", summary->std},
+                                       {"version", static_cast<double>(updater.steps())}},
+                                      steps_done);
+        if (!s.ok()) return s;
+      }
       if (!config.run_dir.empty()) {
         if (absl::Status s = policy.SaveSafetensors(config.run_dir + "/policy_latest.safetensors"); !s.ok()) return s;
         if (summary->mean > best_eval) {
@@ -231,31 +238,33 @@ absl::StatusOr<SyncTrainResult> TrainSync(const SyncTrainConfig& input) {
       last_log_time = now;
       last_log_steps = steps_done;
       last_log_updates = updater.steps() + updater.skipped_steps();
-      if (metrics.is_open()) {
-        // Update statistics are empty (nan) until the first update.
+      if (metrics != nullptr) {
+        // A periodic row. Update statistics are empty until the first update. The weights act
+        // as soon as they are updated (version = updates, acting lag 0 once learning started);
+        // there is no rate limiter to wait on and no staleness recorded per row.
         const bool updated = updater.steps() + updater.skipped_steps() > 0;
         const double nan = std::numeric_limits<double>::quiet_NaN();
-        metrics << absl::StrFormat("%.3f,%d,%d,%d,%g,%g,%g,%g,%g,%g,%g,%d,%.2f,%.2f\n", now, steps_done,
-                                   updater.steps(), episodes, last_episode_return, last_eval.mean, last_eval.std,
-                                   updated ? last_stats.loss : nan, updated ? last_stats.q_mean : nan,
-                                   updated ? last_stats.v_mean : nan, updated ? last_stats.grad_norm : nan,
-                                   updater.skipped_steps(), sps, ups);
-        metrics.flush();
-        const auto wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-        absl::Status tb =
-            tensorboard->AddScalars(steps_done, wall,
-                                    {{"eval/return_mean", last_eval.mean},
-                                     {"eval/return_std", last_eval.std},
-                                     {"actor/episode_return", last_episode_return},
-                                     {"learner/loss", updated ? last_stats.loss : nan},
-                                     {"learner/q_mean", updated ? last_stats.q_mean : nan},
-                                     {"learner/v_mean", updated ? last_stats.v_mean : nan},
-                                     {"learner/grad_norm", updated ? last_stats.grad_norm : nan},
-                                     {"learner/skipped_updates", static_cast<double>(updater.skipped_steps())},
-                                     {"throughput/steps_per_s", sps},
-                                     {"throughput/updates_per_s", ups}});
-        if (tb.ok()) tb = tensorboard->Flush();
-        if (!tb.ok()) return tb;
+        absl::Status s = metrics->Row({{"wall_time", now},
+                                       {"env_steps", static_cast<double>(steps_done)},
+                                       {"updates", static_cast<double>(updater.steps())},
+                                       {"episodes", static_cast<double>(episodes)},
+                                       {"episode_return", last_episode_return},
+                                       {"loss", updated ? last_stats.loss : nan},
+                                       {"q_mean", updated ? last_stats.q_mean : nan},
+                                       {"v_mean", updated ? last_stats.v_mean : nan},
+                                       {"grad_norm", updated ? last_stats.grad_norm : nan},
+                                       {"skipped_updates", static_cast<double>(updater.skipped_steps())},
+                                       {"steps_per_s", sps},
+                                       {"updates_per_s", ups},
+                                       {"version", static_cast<double>(updater.steps())},
+                                       {"replay_size", static_cast<double>(store.size())},
+                                       {"insert_waits", 0},
+                                       {"sample_waits", 0},
+                                       {"insert_wait_s", 0},
+                                       {"sample_wait_s", 0},
+                                       {"acting_lag", updated ? 0 : nan}},
+                                      steps_done);
+        if (!s.ok()) return s;
       }
       if (config.progress) {
         // The recent rate: warm-up steps (no updates) run far faster than the rest.

@@ -32,6 +32,7 @@
 #include "learner/learner_loop.h"
 #include "learner/parameter_server.h"
 #include "learner/report.h"
+#include "learner/run_metrics.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
 
@@ -71,13 +72,6 @@ std::string DefaultRunDir(const std::string& env, uint64_t seed) { return absl::
 
 namespace {
 
-constexpr char kColumns[] =
-    "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,loss,"
-    "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
-    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
-
-std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v) : ""; }
-
 // A thread with its result.
 struct Worker {
   std::thread thread;
@@ -106,91 +100,6 @@ struct ReplayView {
   double insert_wait_s = 0;
   double sample_wait_s = 0;
   int64_t newest_policy_version = 0;  // highest over the shards
-};
-
-}  // namespace
-
-namespace {
-
-// The run directory's writers: metrics.csv (appended to on resume), TensorBoard events, policies.
-class RunWriter {
- public:
-  static absl::StatusOr<std::unique_ptr<RunWriter>> Open(const std::string& dir) {
-    std::unique_ptr<RunWriter> w(new RunWriter());
-    w->dir_ = dir;
-    const std::string path = dir + "/metrics.csv";
-    std::error_code ec;
-    const bool exists = std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
-    if (exists) {
-      std::ifstream in(path);
-      std::string header;
-      std::getline(in, header);
-      if (header != kColumns) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            path, " has other columns (written by `meow train --sync` or another version); use another --run_dir"));
-      }
-      auto previous = ReadRunMetrics(dir);
-      if (!previous.ok()) return previous.status();
-      if (previous->rows > 0) w->wall_offset_ = previous->values["wall_time"].back();
-      for (double v : previous->values["eval_return_mean"]) {
-        if (std::isfinite(v) && v > w->best_eval_) w->best_eval_ = v;
-      }
-    }
-    w->csv_.open(path, std::ios::app);
-    if (!w->csv_) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
-    if (!exists) w->csv_ << kColumns << "\n" << std::flush;
-    auto tb = TensorBoardWriter::Create(dir);
-    if (!tb.ok()) return tb.status();
-    w->tensorboard_ = *std::move(tb);
-    return w;
-  }
-
-  double wall_offset() const { return wall_offset_; }
-  double best_eval() const { return best_eval_; }
-  void set_best_eval(double v) { best_eval_ = v; }
-
-  absl::Status Row(const std::vector<std::pair<std::string, double>>& row, int64_t step) {
-    std::vector<std::string> cells;
-    std::map<std::string, double> scalars;
-    static const std::map<std::string, std::string>* tags =
-        new std::map<std::string, std::string>{{"eval_return_mean", "eval/return_mean"},
-                                               {"eval_return_std", "eval/return_std"},
-                                               {"episode_return", "actor/episode_return"},
-                                               {"episodes", "actor/episodes"},
-                                               {"loss", "learner/loss"},
-                                               {"q_mean", "learner/q_mean"},
-                                               {"v_mean", "learner/v_mean"},
-                                               {"grad_norm", "learner/grad_norm"},
-                                               {"skipped_updates", "learner/skipped_updates"},
-                                               {"staleness", "learner/staleness"},
-                                               {"version", "learner/version"},
-                                               {"updates", "learner/updates"},
-                                               {"steps_per_s", "throughput/steps_per_s"},
-                                               {"updates_per_s", "throughput/updates_per_s"},
-                                               {"replay_size", "replay/size"},
-                                               {"insert_waits", "replay/insert_waits"},
-                                               {"sample_waits", "replay/sample_waits"},
-                                               {"insert_wait_s", "replay/insert_wait_s"},
-                                               {"sample_wait_s", "replay/sample_wait_s"},
-                                               {"acting_lag", "learner/acting_lag"}};
-    for (const auto& [name, value] : row) {
-      cells.push_back(Num(value));
-      if (auto it = tags->find(name); it != tags->end()) scalars[it->second] = value;
-    }
-    csv_ << absl::StrJoin(cells, ",") << "\n" << std::flush;
-    if (!csv_) return absl::DataLossError(absl::StrCat("cannot append to ", dir_, "/metrics.csv"));
-    const double unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    if (absl::Status s = tensorboard_->AddScalars(step, unix_time, scalars); !s.ok()) return s;
-    return tensorboard_->Flush();
-  }
-
- private:
-  RunWriter() = default;
-  std::string dir_;
-  std::ofstream csv_;
-  std::unique_ptr<TensorBoardWriter> tensorboard_;
-  double wall_offset_ = 0;
-  double best_eval_ = -std::numeric_limits<double>::infinity();
 };
 
 }  // namespace
@@ -282,9 +191,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
         config.actor_max_unacked_batches);
     if (absl::Status s = WriteFileAtomically(config.run_dir + "/config.txt", resolved); !s.ok()) return s;
   }
-  auto writer_or = RunWriter::Open(config.run_dir);
+  auto writer_or = RunMetricsWriter::Open(config.run_dir);
   if (!writer_or.ok()) return writer_or.status();
-  std::unique_ptr<RunWriter> writer = *std::move(writer_or);
+  std::unique_ptr<RunMetricsWriter> writer = *std::move(writer_or);
 
   // The learner: network initialisation from the seed, or the newest checkpoint.
   torch::manual_seed(config.seed);
@@ -488,7 +397,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
         if (std::isfinite(value)) latest_row[name] = value;
       }
     }
-    return writer->Row(row, env_steps);
+    return writer->Row(std::map<std::string, double>(row.begin(), row.end()), env_steps);
   };
   auto save_latest = [&]() -> absl::Status {
     auto latest = server->store()->Latest();

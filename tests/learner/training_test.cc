@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "learner/checkpoint.h"
 #include "learner/report.h"
+#include "learner/run_metrics.h"
 
 namespace meow {
 namespace {
@@ -290,6 +291,49 @@ TEST(TrainingTest, BadConfigurationsAreRefusedUpFront) {
   auto address = RunTraining(config, stop);
   ASSERT_FALSE(address.ok());
   EXPECT_THAT(std::string(address.status().message()), HasSubstr("\"nohost\" is not host:port"));
+}
+
+// Local mode and --sync write metrics.csv with one schema: the same header, periodic rows with the
+// eval columns empty and one row per evaluation with its eval columns, so tools read both alike.
+TEST(TrainingTest, SyncAndLocalModeWriteOneMetricsSchema) {
+  std::atomic<bool> stop{false};
+  SyncTrainConfig sync = SmallConfig("MultiGoal-v0", FreshDir("schema_sync"));
+  sync.total_env_steps = 2000;
+  auto sync_result = TrainSync(sync);
+  ASSERT_TRUE(sync_result.ok()) << sync_result.status();
+  TrainConfig local = SmallConfig("MultiGoal-v0", FreshDir("schema_local"));
+  local.total_env_steps = 2000;
+  auto local_result = RunTraining(local, stop);
+  ASSERT_TRUE(local_result.ok()) << local_result.status();
+  auto header = [](const std::string& dir) {
+    std::ifstream file(dir + "/metrics.csv");
+    std::string line;
+    std::getline(file, line);
+    return line;
+  };
+  EXPECT_EQ(header(sync.run_dir), header(local.run_dir));
+  EXPECT_EQ(header(sync.run_dir), kRunMetricsColumns);
+  for (const auto& [dir, evals] : {std::pair<std::string, size_t>{sync.run_dir, sync_result->evals.size()},
+                                   {local.run_dir, local_result->evals.size()}}) {
+    auto metrics = ReadRunMetrics(dir);
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    const auto& eval = metrics->values["eval_return_mean"];
+    const auto& loss = metrics->values["loss"];
+    const auto& steps = metrics->values["env_steps"];
+    size_t eval_rows = 0, update_rows = 0;
+    for (size_t i = 0; i < metrics->rows; ++i) {
+      EXPECT_FALSE(std::isfinite(eval[i]) && std::isfinite(loss[i])) << dir << " row " << i << " mixes both kinds";
+      eval_rows += std::isfinite(eval[i]);
+      update_rows += std::isfinite(loss[i]);
+      if (i > 0) EXPECT_GE(steps[i], steps[i - 1]) << dir << " row " << i;
+    }
+    EXPECT_GE(evals, 1u) << dir;
+    EXPECT_EQ(eval_rows, evals) << dir << ": one row per evaluation";
+    EXPECT_GE(update_rows, 1u) << dir;
+    EXPECT_TRUE(std::isfinite(metrics->values["updates_per_s"].front())) << dir;
+  }
+  fs::remove_all(sync.run_dir);
+  fs::remove_all(local.run_dir);
 }
 
 // `meow train --sync` and local mode write different layouts into a run dir; neither may write

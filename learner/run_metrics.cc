@@ -1,0 +1,109 @@
+#include "learner/run_metrics.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "learner/report.h"
+
+namespace meow {
+
+const char kRunMetricsColumns[] =
+    "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,loss,"
+    "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
+    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
+
+namespace {
+
+// The TensorBoard tag of each column that has one.
+const std::map<std::string, std::string>& Tags() {
+  static const auto* tags = new std::map<std::string, std::string>{{"eval_return_mean", "eval/return_mean"},
+                                                                   {"eval_return_std", "eval/return_std"},
+                                                                   {"episode_return", "actor/episode_return"},
+                                                                   {"episodes", "actor/episodes"},
+                                                                   {"loss", "learner/loss"},
+                                                                   {"q_mean", "learner/q_mean"},
+                                                                   {"v_mean", "learner/v_mean"},
+                                                                   {"grad_norm", "learner/grad_norm"},
+                                                                   {"skipped_updates", "learner/skipped_updates"},
+                                                                   {"staleness", "learner/staleness"},
+                                                                   {"version", "learner/version"},
+                                                                   {"updates", "learner/updates"},
+                                                                   {"steps_per_s", "throughput/steps_per_s"},
+                                                                   {"updates_per_s", "throughput/updates_per_s"},
+                                                                   {"replay_size", "replay/size"},
+                                                                   {"insert_waits", "replay/insert_waits"},
+                                                                   {"sample_waits", "replay/sample_waits"},
+                                                                   {"insert_wait_s", "replay/insert_wait_s"},
+                                                                   {"sample_wait_s", "replay/sample_wait_s"},
+                                                                   {"acting_lag", "learner/acting_lag"}};
+  return *tags;
+}
+
+const std::vector<std::string>& Columns() {
+  static const auto* columns = new std::vector<std::string>(absl::StrSplit(kRunMetricsColumns, ','));
+  return *columns;
+}
+
+std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v) : ""; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const std::string& dir) {
+  std::unique_ptr<RunMetricsWriter> w(new RunMetricsWriter());
+  w->dir_ = dir;
+  const std::string path = dir + "/metrics.csv";
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
+  if (exists) {
+    std::ifstream in(path);
+    std::string header;
+    std::getline(in, header);
+    if (header != kRunMetricsColumns) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " has other columns (written by another version of meow); use another --run_dir"));
+    }
+    auto previous = ReadRunMetrics(dir);
+    if (!previous.ok()) return previous.status();
+    if (previous->rows > 0) w->wall_offset_ = previous->values["wall_time"].back();
+    for (double v : previous->values["eval_return_mean"]) {
+      if (std::isfinite(v) && v > w->best_eval_) w->best_eval_ = v;
+    }
+  }
+  w->csv_.open(path, std::ios::app);
+  if (!w->csv_) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+  if (!exists) w->csv_ << kRunMetricsColumns << "\n" << std::flush;
+  auto tb = TensorBoardWriter::Create(dir);
+  if (!tb.ok()) return tb.status();
+  w->tensorboard_ = *std::move(tb);
+  return w;
+}
+
+absl::Status RunMetricsWriter::Row(const std::map<std::string, double>& values, int64_t step) {
+  for (const auto& [name, value] : values) {
+    bool known = false;
+    for (const std::string& column : Columns()) known |= column == name;
+    if (!known) return absl::InternalError(absl::StrCat("metrics.csv has no column \"", name, "\""));
+  }
+  std::vector<std::string> cells;
+  std::map<std::string, double> scalars;
+  for (const std::string& column : Columns()) {
+    auto it = values.find(column);
+    const double value = it == values.end() ? std::nan("") : it->second;
+    cells.push_back(Num(value));
+    if (auto tag = Tags().find(column); tag != Tags().end() && it != values.end()) scalars[tag->second] = value;
+  }
+  csv_ << absl::StrJoin(cells, ",") << "\n" << std::flush;
+  if (!csv_) return absl::DataLossError(absl::StrCat("cannot append to ", dir_, "/metrics.csv"));
+  const double unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (absl::Status s = tensorboard_->AddScalars(step, unix_time, scalars); !s.ok()) return s;
+  return tensorboard_->Flush();
+}
+
+}  // namespace meow

@@ -1,0 +1,51 @@
+// metrics.csv and the TensorBoard events of a run directory, one schema for every way of training
+// (local mode, `meow learner`, `meow train --sync`): the columns of kRunMetricsColumns in that
+// order, a cell left empty where a value does not apply (NaN), and the same TensorBoard tag for
+// each column. A row is either periodic (every log_interval environment steps; eval columns empty)
+// or an evaluation's (eval columns and the counters), so every series stays in order of
+// environment steps. Opened on an existing file it appends (a resumed run) after checking the
+// header. Thread-compatible: one writer per run directory.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tensorboard.h"
+
+namespace meow {
+
+extern const char kRunMetricsColumns[];
+
+class RunMetricsWriter {
+ public:
+  // Creates DIR/metrics.csv with its header, or opens it to append when it exists with the same
+  // header (FailedPrecondition naming the file otherwise); opens the TensorBoard event file.
+  static absl::StatusOr<std::unique_ptr<RunMetricsWriter>> Open(const std::string& dir);
+
+  // Of the rows already in the file: the last wall_time (0 when new) and the best evaluation
+  // (-inf when none), so a resumed run continues both.
+  double wall_offset() const { return wall_offset_; }
+  double best_eval() const { return best_eval_; }
+  void set_best_eval(double v) { best_eval_ = v; }
+
+  // Appends one row: `values` by column name (a name outside the schema is an InternalError;
+  // columns not given and non-finite values are written empty) and their TensorBoard scalars
+  // at `step`; flushes both.
+  absl::Status Row(const std::map<std::string, double>& values, int64_t step);
+
+ private:
+  RunMetricsWriter() = default;
+  std::string dir_;
+  std::ofstream csv_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  double wall_offset_ = 0;
+  double best_eval_ = -std::numeric_limits<double>::infinity();
+};
+
+}  // namespace meow
