@@ -3,7 +3,7 @@
 //   payload.
 // A torn write leaves a short header or payload; a flipped bit fails the magic or the checksum.
 // Either way the reader stops at the last good record and says which file and offset failed.
-// Also small POSIX file helpers with errors that name the file.
+// The POSIX write, sync and atomic-file helpers it uses live in common/file_util.h.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/file_util.h"
 #include "google/protobuf/message_lite.h"
 
 namespace meow {
@@ -51,33 +52,6 @@ class RecordReader {
   FILE* file_;  // owned
   int64_t offset_ = 0;
   bool failed_ = false;
-};
-
-// write(2) all of `data` to `fd`, retrying short writes; errors name `path`.
-absl::Status WriteAll(int fd, absl::string_view data, const std::string& path);
-// fdatasync(2) with an error naming `path`.
-absl::Status SyncFile(int fd, const std::string& path);
-// fsync(2) on a directory, making renames and new files in it durable.
-absl::Status SyncDirectory(const std::string& dir);
-
-// Writes a file through `path`.tmp (data synced), then renames it over `path` and syncs the
-// directory: after a crash `path` is either absent/old or complete. Not thread-safe per path.
-class AtomicFileWriter {
- public:
-  static absl::StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
-  ~AtomicFileWriter();  // removes the temp file unless committed
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-
-  absl::Status Append(absl::string_view data);
-  absl::Status Commit();  // sync, close, rename, sync directory
-
- private:
-  AtomicFileWriter(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-
-  std::string path_;
-  int fd_;  // owned; -1 once closed
-  bool committed_ = false;
 };
 
 }  // namespace meow
