@@ -5,10 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/address.h"
+#include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "common/rpc_metrics.h"
 #include "common/tensor_codec.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace meow {
@@ -136,30 +136,18 @@ absl::Status ParameterServerConfig::Validate() const {
 absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const ParameterServerConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   std::unique_ptr<ParameterServer> server(new ParameterServer(config.security.token, config.evaluated_weight_shapes));
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
-  // A port already taken is an error, not shared with another process (gRPC's default SO_REUSEPORT).
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
-  builder.RegisterService(&server->service_);
-  builder.RegisterService(&server->learner_service_);
-  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("parameter server cannot listen on ", config.address, " (address in use or not local?)"));
-  }
-  const std::string host = config.address.substr(0, config.address.rfind(':'));
-  server->address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
-  if (auto* health = server->server_->GetHealthCheckService()) {
-    health->SetServingStatus(true);
-    health->SetServingStatus(kServiceName, true);
-    health->SetServingStatus("meow.proto.LearnerService", true);
-  }
+  GrpcServerOptions server_options;
+  server_options.what = "parameter server";
+  server_options.address = config.address;
+  server_options.security = config.security;
+  server_options.services = {&server->service_, &server->learner_service_};
+  server_options.health_names = {kServiceName, "meow.proto.LearnerService"};
+  server_options.max_send_bytes = config.max_message_bytes;
+  auto started = StartGrpcServer(server_options);
+  if (!started.ok()) return started.status();
+  server->server_ = std::move(started->server);
+  server->port_ = started->port;
+  server->address_ = started->address;
   return server;
 }
 

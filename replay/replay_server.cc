@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/address.h"
+#include "common/grpc_server.h"
 #include "common/rpc_metrics.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace meow {
@@ -64,35 +64,22 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   options.max_pending_acks = config.max_pending_acks;
   server->service_ = std::make_unique<ReplayServiceImpl>(server->table_.get(), server->persistence_.get(), options);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.address, MakeServerCredentials(config.security), &server->port_);
-  // A port already taken is an error, not shared with another process (gRPC's default SO_REUSEPORT).
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
-  builder.RegisterService(server->service_.get());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
-  // Clients send keepalive pings every 30 s to notice a dead server; allow them.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // And the server pings its clients, so the stream of an actor whose host vanished (no RST) ends
-  // within ~40 s and its id is free for the restarted actor (see Table::OpenSession).
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("replay cannot listen on ", config.address, " (address in use or not local?)"));
-  }
-  const std::string host = config.address.substr(0, config.address.rfind(':'));
-  server->address_ = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", server->port_);
-  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  if (health != nullptr) {
-    health->SetServingStatus(true);
-    health->SetServingStatus(kServiceName, true);
-  }
+  GrpcServerOptions server_options;
+  server_options.what = "replay";
+  server_options.address = config.address;
+  server_options.security = config.security;
+  server_options.services = {server->service_.get()};
+  server_options.health_names = {kServiceName};
+  server_options.max_send_bytes = config.max_message_bytes;
+  server_options.max_receive_bytes = config.max_message_bytes;
+  // The stream of an actor whose host vanished (no RST) ends within ~40 s and its id is free for
+  // the restarted actor (see Table::OpenSession).
+  server_options.ping_clients = true;
+  auto started = StartGrpcServer(server_options);
+  if (!started.ok()) return started.status();
+  server->server_ = std::move(started->server);
+  server->port_ = started->port;
+  server->address_ = started->address;
   return server;
 }
 

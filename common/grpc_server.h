@@ -1,0 +1,41 @@
+// The one server bootstrap of meow's gRPC servers (replay, the learner's parameter server): the
+// services on a listening port that is not shared with another process (no SO_REUSEPORT), TLS
+// and token from the given security settings, the RPC-metrics interceptor, health checking with
+// each service SERVING and server reflection, message limits and keepalive.
+// Thread-safe: StartGrpcServer may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/grpc_security.h"
+#include "grpcpp/grpcpp.h"
+
+namespace meow {
+
+struct GrpcServerOptions {
+  std::string what;     // names the server in errors: "replay", "parameter server"
+  std::string address;  // host:port; port 0 picks a free one
+  GrpcSecurity security;
+  std::vector<grpc::Service*> services;   // not owned; outlive the server
+  std::vector<std::string> health_names;  // full service names reported SERVING
+  int64_t max_send_bytes = 4 << 20;
+  int64_t max_receive_bytes = 0;  // 0: gRPC's default (4 MiB)
+  // Ping clients every 30 s (timeout 10 s), so the stream of a client whose host vanished ends
+  // within ~40 s. Clients' own pings (every 30 s) are always allowed.
+  bool ping_clients = false;
+};
+
+struct GrpcServerHandle {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;         // the bound port
+  std::string address;  // host:port for clients (0.0.0.0 and [::] become 127.0.0.1)
+};
+
+// UNAVAILABLE "<what> cannot listen on <address> (...)" when the port cannot be bound.
+absl::StatusOr<GrpcServerHandle> StartGrpcServer(const GrpcServerOptions& options);
+
+}  // namespace meow
