@@ -1,7 +1,8 @@
 // Small file helpers shared by every process: whole-file reads, crash-safe writes (the one
 // atomic-write helper: AtomicFileWriter, and WriteFileAtomically over it), POSIX writes and syncs
 // with errors that name the file, and the directory lock.
-// Thread-safe: free functions without shared state.
+// Thread-safe: free functions without shared state; an AtomicFileWriter or DirectoryLock is used
+// by one thread.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,6 @@
 #include "learner/run_metrics.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -86,18 +87,22 @@ absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const s
 }
 
 absl::Status RunMetricsWriter::Row(const std::map<std::string, double>& values, int64_t step) {
-  for (const auto& [name, value] : values) {
-    bool known = false;
-    for (const std::string& column : Columns()) known |= column == name;
-    if (!known) return absl::InternalError(absl::StrCat("metrics.csv has no column \"", name, "\""));
-  }
   std::vector<std::string> cells;
   std::map<std::string, double> scalars;
+  size_t used = 0;
   for (const std::string& column : Columns()) {
     auto it = values.find(column);
     const double value = it == values.end() ? std::nan("") : it->second;
+    used += it != values.end();
     cells.push_back(Num(value));
     if (auto tag = Tags().find(column); tag != Tags().end() && it != values.end()) scalars[tag->second] = value;
+  }
+  if (used != values.size()) {
+    for (const auto& [name, value] : values) {
+      if (std::find(Columns().begin(), Columns().end(), name) == Columns().end()) {
+        return absl::InternalError(absl::StrCat("metrics.csv has no column \"", name, "\""));
+      }
+    }
   }
   csv_ << absl::StrJoin(cells, ",") << "\n" << std::flush;
   if (!csv_) return absl::DataLossError(absl::StrCat("cannot append to ", dir_, "/metrics.csv"));

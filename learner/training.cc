@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <limits>
 #include <map>
 #include <memory>
 #include <thread>
@@ -28,7 +26,6 @@
 #include "common/metrics_http.h"
 #include "common/rpc_metrics.h"
 #include "common/run_dir.h"
-#include "common/tensorboard.h"
 #include "learner/learner_loop.h"
 #include "learner/parameter_server.h"
 #include "learner/report.h"

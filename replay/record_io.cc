@@ -1,11 +1,8 @@
 #include "replay/record_io.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"

@@ -181,7 +181,7 @@ absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags(bool sync_run_dir) {
   c.log_interval = absl::GetFlag(FLAGS_log_interval);
   c.run_dir = absl::GetFlag(FLAGS_run_dir);
   // --sync writes its own layout and cannot resume: its default run dir is its own.
-  if (c.run_dir.empty()) c.run_dir = absl::StrCat("runs/", env, "-seed", c.seed, sync_run_dir ? "-sync" : "");
+  if (c.run_dir.empty()) c.run_dir = absl::StrCat(DefaultRunDir(env, c.seed), sync_run_dir ? "-sync" : "");
   // Name the flag in every validation error.
   c.policy.obs_dim = c.policy.action_dim = 1;  // filled from the env later
   if (absl::Status s = c.policy.Validate(); !s.ok()) {
