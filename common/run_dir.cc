@@ -19,7 +19,8 @@ std::string ExistingKind(const std::string& dir) {
   std::error_code ec;
   const bool has_metrics = std::filesystem::file_size(dir + "/metrics.csv", ec) > 0 && !ec;
   if (std::filesystem::exists(dir + "/checkpoints", ec)) return kDistributedRun;
-  if (auto config = ReadFile(dir + "/config.txt"); config.ok() && absl::StrContains(*config, "\nmode=")) {
+  if (auto config = ReadFile(dir + "/config.txt");
+      config.ok() && (absl::StrContains(*config, "\nmode=local") || absl::StrContains(*config, "\nmode=learner"))) {
     return kDistributedRun;
   }
   return has_metrics ? kSyncRun : "";

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
-#include "learner/sync_trainer.h"
+#include "learner/train_config.h"
 
 namespace meow {
 namespace {

@@ -154,13 +154,13 @@ absl::Status SetThreadsFromFlag() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags(bool sync_run_dir) {
+absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
   const std::string env = absl::GetFlag(FLAGS_env);
   auto preset = GetPreset(env);
   if (!preset.ok()) {
     return absl::NotFoundError(absl::StrCat("--env=", env, ": ", preset.status().message()));
   }
-  SyncTrainConfig c;
+  TrainSettings c;
   c.env = env;
   c.seed = absl::GetFlag(FLAGS_seed);
   c.device = absl::GetFlag(FLAGS_device);
@@ -196,7 +196,7 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
   auto sync = TrainConfigFromFlags();
   if (!sync.ok()) return sync.status();
   TrainConfig c;
-  static_cast<SyncTrainConfig&>(c) = *sync;
+  static_cast<TrainSettings&>(c) = *sync;
   if (absl::GetFlag(FLAGS_run_free)) {
     c.samples_per_insert = 0;
   } else if (auto spi = absl::GetFlag(FLAGS_samples_per_insert); spi.has_value()) {

@@ -100,7 +100,7 @@ absl::Status SetThreadsFromFlag();
 
 // The task's preset overridden by the training flags, validated (errors name the flag).
 // `sync_run_dir`: the default run dir is runs/<env>-seed<N>-sync (the sync loop's own layout).
-absl::StatusOr<SyncTrainConfig> TrainConfigFromFlags(bool sync_run_dir = false);
+absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir = false);
 
 // The training flags plus the distributed ones: local mode (`meow train`) or a learner process.
 absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local);

@@ -3,6 +3,7 @@
 // 127.0.0.1; then a restart from the same run directory, an interrupted run, and learner mode
 // pointed at a replay that is not there. Label: integration.
 #include "learner/training.h"
+#include "learner/sync_trainer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -297,7 +299,7 @@ TEST(TrainingTest, BadConfigurationsAreRefusedUpFront) {
 // eval columns empty and one row per evaluation with its eval columns, so tools read both alike.
 TEST(TrainingTest, SyncAndLocalModeWriteOneMetricsSchema) {
   std::atomic<bool> stop{false};
-  SyncTrainConfig sync = SmallConfig("MultiGoal-v0", FreshDir("schema_sync"));
+  TrainSettings sync = SmallConfig("MultiGoal-v0", FreshDir("schema_sync"));
   sync.total_env_steps = 2000;
   auto sync_result = TrainSync(sync);
   ASSERT_TRUE(sync_result.ok()) << sync_result.status();
@@ -325,12 +327,38 @@ TEST(TrainingTest, SyncAndLocalModeWriteOneMetricsSchema) {
       EXPECT_FALSE(std::isfinite(eval[i]) && std::isfinite(loss[i])) << dir << " row " << i << " mixes both kinds";
       eval_rows += std::isfinite(eval[i]);
       update_rows += std::isfinite(loss[i]);
-      if (i > 0) EXPECT_GE(steps[i], steps[i - 1]) << dir << " row " << i;
+      if (i > 0) {
+        EXPECT_GE(steps[i], steps[i - 1]) << dir << " row " << i;
+      }
     }
     EXPECT_GE(evals, 1u) << dir;
     EXPECT_EQ(eval_rows, evals) << dir << ": one row per evaluation";
     EXPECT_GE(update_rows, 1u) << dir;
     EXPECT_TRUE(std::isfinite(metrics->values["updates_per_s"].front())) << dir;
+  }
+  // config.txt: the shared settings as the same lines in the same order (then each mode's own),
+  // and the mode named; both modes wrote policy_latest and policy_best.
+  auto config_lines = [](const std::string& dir) {
+    std::ifstream file(dir + "/config.txt");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(file, line);) lines.push_back(line);
+    return lines;
+  };
+  const std::vector<std::string> sync_lines = config_lines(sync.run_dir);
+  const std::vector<std::string> local_lines = config_lines(local.run_dir);
+  ASSERT_GE(sync_lines.size(), 18u);
+  ASSERT_GT(local_lines.size(), sync_lines.size());
+  EXPECT_EQ(sync_lines[1], "mode=sync");
+  EXPECT_EQ(local_lines[1], "mode=local");
+  for (size_t i = 0; i < sync_lines.size(); ++i) {
+    if (i == 1) continue;  // mode
+    // Same settings: same key and value (the device and the hyperparameters of SmallConfig).
+    EXPECT_EQ(sync_lines[i], local_lines[i]) << "config.txt line " << i;
+  }
+  for (const std::string& dir : {sync.run_dir, local.run_dir}) {
+    for (const char* file : {"policy_latest.safetensors", "policy_best.safetensors"}) {
+      EXPECT_TRUE(std::filesystem::exists(dir + "/" + file)) << dir << "/" << file;
+    }
   }
   fs::remove_all(sync.run_dir);
   fs::remove_all(local.run_dir);
@@ -344,7 +372,7 @@ TEST(TrainingTest, ARunDirKeepsItsKindAndNothingOfAnEarlierRunIsOverwritten) {
     std::ifstream file(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(file), {});
   };
-  SyncTrainConfig sync = SmallConfig("MultiGoal-v0", "");
+  TrainSettings sync = SmallConfig("MultiGoal-v0", "");
   sync.total_env_steps = 600;
   sync.run_dir = FreshDir("kind_sync");
   ASSERT_TRUE(TrainSync(sync).ok());

@@ -22,7 +22,7 @@ TEST(InvertedPendulumLearningTest, ReachesAnEvaluationReturnOf900Within50kSteps)
   TuneAllocator();
   SetComputeThreads(1);
   TrainConfig c;
-  static_cast<SyncTrainConfig&>(c) = ConfigFromPreset(*GetPreset("InvertedPendulum-v4"));
+  static_cast<TrainSettings&>(c) = ConfigFromPreset(*GetPreset("InvertedPendulum-v4"));
   c.total_env_steps = 50'000;
   c.eval_interval = 5'000;
   c.log_interval = 5'000;

@@ -27,8 +27,8 @@ inline constexpr int kMaxSteps = 50;
 inline constexpr int kMinFinished = 75;
 inline constexpr uint64_t kEvalSeed = 1000;  // resets kEvalSeed + i; actions from kEvalSeed + 100
 
-inline SyncTrainConfig ToyConfig(uint64_t seed) {
-  SyncTrainConfig c = ConfigFromPreset(*GetPreset("MultiGoal-v0"));
+inline TrainSettings ToyConfig(uint64_t seed) {
+  TrainSettings c = ConfigFromPreset(*GetPreset("MultiGoal-v0"));
   c.seed = seed;
   c.device = "cpu";
   c.progress = false;

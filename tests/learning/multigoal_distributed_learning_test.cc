@@ -31,7 +31,7 @@ TEST(MultiGoalLearningTest, TheDistributedPathReachesAllFourGoals) {
   int seeds_with_all_goals = 0;
   for (uint64_t seed : {1, 2, 3}) {
     TrainConfig config;
-    static_cast<SyncTrainConfig&>(config) = ToyConfig(seed);
+    static_cast<TrainSettings&>(config) = ToyConfig(seed);
     config.run_dir = absl::StrCat(::testing::TempDir(), "/multigoal_distributed_", getpid(), "_", seed);
     std::filesystem::remove_all(config.run_dir);
     config.actors = GetPreset("MultiGoal-v0")->local_actors;  // as `meow train`

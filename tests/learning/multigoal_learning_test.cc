@@ -30,7 +30,7 @@ TEST(MultiGoalLearningTest, StochasticRolloutsReachAllFourGoals) {
   SetComputeThreads(1);
   int seeds_with_all_goals = 0;
   for (uint64_t seed : {1, 2, 3}) {
-    SyncTrainConfig config = ToyConfig(seed);
+    TrainSettings config = ToyConfig(seed);
     config.run_dir = absl::StrCat(::testing::TempDir(), "/multigoal_sync_", getpid(), "_", seed);
     std::filesystem::remove_all(config.run_dir);
     auto result = TrainSync(config);

@@ -1,0 +1,126 @@
+// The parts every way of training writes a run with: RunDirectory (lock, kind, config.txt,
+// metrics, policy files) and the progress line's rates and durations.
+#include "learner/run_directory.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "common/flow_policy.h"
+#include "common/run_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/progress.h"
+
+namespace meow {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/run_directory_" + std::to_string(getpid()) + "_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+std::string Read(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+FlowPolicy SmallPolicy() {
+  FlowPolicyConfig config;
+  config.obs_dim = 2;
+  config.action_dim = 2;
+  return FlowPolicy(config);
+}
+
+TEST(RunDirectoryTest, WritesConfigMetricsAndPolicies) {
+  const std::string dir = FreshDir("files");
+  auto run = RunDirectory::Open(dir + "/nested", kDistributedRun, /*resumable=*/true);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_TRUE((*run)->WriteConfig({{"env", "MultiGoal-v0"}, {"seed", "3"}}).ok());
+  EXPECT_EQ(Read(dir + "/nested/config.txt"), "env=MultiGoal-v0\nseed=3\n");
+  EXPECT_EQ(Read(dir + "/nested/run_kind"), "distributed\n");
+  FlowPolicy policy = SmallPolicy();
+  ASSERT_TRUE((*run)->SaveLatest(*policy).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/nested/policy_latest.safetensors"));
+  EXPECT_TRUE((*run)->IsBest(-1e9));
+  ASSERT_TRUE((*run)->SaveBest(-5, *policy).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/nested/policy_best.safetensors"));
+  EXPECT_FALSE((*run)->IsBest(-6));
+  EXPECT_TRUE((*run)->IsBest(-4));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/nested/metrics.csv"));
+}
+
+TEST(RunDirectoryTest, OneWriterAtATimeAndOneKind) {
+  const std::string dir = FreshDir("lock");
+  auto first = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr(dir));
+  first->reset();  // released: the same kind resumes, another kind is refused
+  auto resumed = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  resumed->reset();
+  auto sync = RunDirectory::Open(dir, kSyncRun, /*resumable=*/false);
+  ASSERT_FALSE(sync.ok());
+  EXPECT_EQ(sync.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(sync.status().message()), HasSubstr("pick another --run_dir"));
+}
+
+TEST(RunDirectoryTest, AResumedRunKnowsItsBestEvaluation) {
+  const std::string dir = FreshDir("best");
+  {
+    auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+    ASSERT_TRUE(run.ok()) << run.status();
+    ASSERT_TRUE((*run)->metrics().Row({{"env_steps", 1000}, {"eval_return_mean", 250}}, 1000).ok());
+  }
+  auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_FALSE((*run)->IsBest(249));
+  EXPECT_TRUE((*run)->IsBest(251));
+}
+
+TEST(RunDirectoryTest, ClearErrorsForDirectoriesItCannotUse) {
+  auto empty = RunDirectory::Open("", kSyncRun, /*resumable=*/false);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_THAT(std::string(empty.status().message()), HasSubstr("run_dir must be set"));
+  const std::string file = FreshDir("a_file");
+  std::ofstream(file) << "not a directory";
+  auto under_file = RunDirectory::Open(file + "/run", kSyncRun, /*resumable=*/false);
+  ASSERT_FALSE(under_file.ok());
+  EXPECT_THAT(std::string(under_file.status().message()), HasSubstr(file + "/run"));
+}
+
+TEST(ProgressTest, FormatDuration) {
+  EXPECT_EQ(FormatDuration(42.9), "42s");
+  EXPECT_EQ(FormatDuration(185), "3m05s");
+  EXPECT_EQ(FormatDuration(3720), "1h02m");
+  EXPECT_EQ(FormatDuration(-1), "?");
+  EXPECT_EQ(FormatDuration(NAN), "?");
+}
+
+TEST(ProgressTest, RateMeterMeasuresTheWindowSinceTheLastMark) {
+  RateMeter rates;
+  EXPECT_TRUE(std::isnan(rates.steps_per_s()));
+  rates.Start(10, 1000, 0);
+  rates.Mark(12, 1400, 100);
+  EXPECT_DOUBLE_EQ(rates.steps_per_s(), 200);
+  EXPECT_DOUBLE_EQ(rates.updates_per_s(), 50);
+  rates.Mark(14, 1600, 500);  // only the new window counts
+  EXPECT_DOUBLE_EQ(rates.steps_per_s(), 100);
+  EXPECT_DOUBLE_EQ(rates.updates_per_s(), 200);
+  rates.Mark(14, 1700, 600);  // no time passed: the rates stay
+  EXPECT_DOUBLE_EQ(rates.steps_per_s(), 100);
+}
+
+}  // namespace
+}  // namespace meow
