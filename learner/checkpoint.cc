@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -22,6 +24,9 @@ namespace {
 
 constexpr char kPrefix[] = "ckpt-";
 constexpr char kSuffix[] = ".safetensors";
+
+constexpr char kRngTensor[] = "torch_rng";
+constexpr char kAlgorithmKey[] = "meow.algorithm";
 
 std::string CrcKey(const std::string& name) { return "meow.crc32c." + name; }
 
@@ -44,30 +49,29 @@ std::vector<std::string> CheckpointStore::List() const {
   return files;
 }
 
-absl::Status CheckpointStore::Save(const MeowUpdater& updater, const LearnerCounters& counters) {
+absl::Status CheckpointStore::Save(const Algorithm& algorithm, const LearnerCounters& counters) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
   SafetensorsFile file;
-  file.tensors["params"] = ToRawTensor(updater.flat_params());
-  file.tensors["target"] = ToRawTensor(updater.flat_target());
-  file.tensors["adam_m"] = ToRawTensor(updater.adam_m());
-  file.tensors["adam_v"] = ToRawTensor(updater.adam_v());
+  for (const auto& [name, tensor] : algorithm.State()) {
+    if (name == kRngTensor) return absl::InternalError(absl::StrCat("state tensor name ", name, " is reserved"));
+    file.tensors[name] = ToRawTensor(tensor);
+  }
   {
     auto* gen = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
     std::lock_guard<std::mutex> lock(gen->mutex_);
-    file.tensors["torch_rng"] = ToRawTensor(at::Tensor(gen->get_state()));
+    file.tensors[kRngTensor] = ToRawTensor(at::Tensor(gen->get_state()));
   }
+  file.metadata = algorithm.StateMetadata();
   for (const auto& [name, raw] : file.tensors) {
     file.metadata[CrcKey(name)] = absl::StrCat(Crc32c(raw.data.data(), raw.data.size()));
   }
-  const FlowPolicyConfig& pc = updater.policy_config();
+  file.metadata[kAlgorithmKey] = algorithm.name();
   file.metadata["meow.env_steps"] = absl::StrCat(counters.env_steps);
   file.metadata["meow.updates"] = absl::StrCat(counters.updates);
   file.metadata["meow.skipped"] = absl::StrCat(counters.skipped);
   file.metadata["meow.version"] = absl::StrCat(counters.version);
-  file.metadata["meow.obs_dim"] = absl::StrCat(pc.obs_dim);
-  file.metadata["meow.action_dim"] = absl::StrCat(pc.action_dim);
   const std::string path = absl::StrFormat("%s/%s%012d%s", dir_, kPrefix, counters.updates, kSuffix);
   if (absl::Status s = WriteSafetensors(path, file); !s.ok()) return s;
   const std::vector<std::string> files = List();
@@ -75,18 +79,26 @@ absl::Status CheckpointStore::Save(const MeowUpdater& updater, const LearnerCoun
   return absl::OkStatus();
 }
 
-absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& path, MeowUpdater& updater) {
+absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& path, Algorithm& algorithm) {
   auto file = ReadSafetensors(path);
   if (!file.ok()) return file.status();
-  for (const char* name : {"params", "target", "adam_m", "adam_v", "torch_rng"}) {
-    auto it = file->tensors.find(name);
-    if (it == file->tensors.end()) return absl::DataLossError(absl::StrCat("no tensor \"", name, "\""));
+  // Files written before the name was recorded are MEow's.
+  const auto recorded = file->metadata.find(kAlgorithmKey);
+  const std::string algorithm_name = recorded == file->metadata.end() ? "meow" : recorded->second;
+  if (algorithm_name != algorithm.name()) {
+    return absl::FailedPreconditionError(absl::StrCat("a checkpoint of algorithm \"", algorithm_name,
+                                                      "\", and this run trains \"", algorithm.name(), "\""));
+  }
+  if (file->tensors.find(kRngTensor) == file->tensors.end()) {
+    return absl::DataLossError(absl::StrCat("no tensor \"", kRngTensor, "\""));
+  }
+  for (const auto& [name, raw] : file->tensors) {
     auto crc = file->metadata.find(CrcKey(name));
     uint32_t expected = 0;
     if (crc == file->metadata.end() || !absl::SimpleAtoi(crc->second, &expected)) {
       return absl::DataLossError(absl::StrCat("no checksum for \"", name, "\""));
     }
-    if (Crc32c(it->second.data.data(), it->second.data.size()) != expected) {
+    if (Crc32c(raw.data.data(), raw.data.size()) != expected) {
       return absl::DataLossError(absl::StrCat("checksum mismatch in \"", name, "\""));
     }
   }
@@ -99,41 +111,39 @@ absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& 
       return absl::DataLossError(absl::StrCat("bad or missing counter ", key));
     }
   }
-  auto flat = [&](const char* name) -> absl::StatusOr<at::Tensor> {
-    const RawTensor& raw = file->tensors.at(name);
-    if (raw.dtype != "F32" || raw.shape.size() != 1) {
-      return absl::DataLossError(absl::StrCat("\"", name, "\" is not a float32 vector"));
+  std::map<std::string, at::Tensor> state;
+  for (const auto& [name, raw] : file->tensors) {
+    if (name == kRngTensor) continue;
+    if (raw.dtype != "F32") return absl::DataLossError(absl::StrCat("\"", name, "\" is not float32"));
+    at::Tensor t = at::empty(raw.shape, at::kFloat);
+    if (static_cast<size_t>(t.nbytes()) != raw.data.size()) {
+      return absl::DataLossError(absl::StrCat("\"", name, "\" has the wrong size for its shape"));
     }
-    at::Tensor t = at::empty({raw.shape[0]}, at::kFloat);
     std::memcpy(t.data_ptr(), raw.data.data(), raw.data.size());
-    return t.to(updater.device());
-  };
-  auto params = flat("params"), target = flat("target"), m = flat("adam_m"), v = flat("adam_v");
-  for (const auto* t : {&params, &target, &m, &v}) {
-    if (!t->ok()) return t->status();
+    state.emplace(name, std::move(t));
   }
-  if (absl::Status s = updater.RestoreState(*params, *target, *m, *v, counters.updates, counters.skipped); !s.ok()) {
+  if (absl::Status s = algorithm.RestoreState(state, counters.updates, counters.skipped); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("does not fit this network: ", s.message()));
   }
-  const RawTensor& rng = file->tensors.at("torch_rng");
-  at::Tensor state = at::empty({static_cast<int64_t>(rng.data.size())}, at::kByte);
-  std::memcpy(state.data_ptr(), rng.data.data(), rng.data.size());
+  const RawTensor& rng = file->tensors.at(kRngTensor);
+  at::Tensor rng_state = at::empty({static_cast<int64_t>(rng.data.size())}, at::kByte);
+  std::memcpy(rng_state.data_ptr(), rng.data.data(), rng.data.size());
   try {
     auto* gen = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
     std::lock_guard<std::mutex> lock(gen->mutex_);
-    gen->set_state(*state.unsafeGetTensorImpl());
+    gen->set_state(*rng_state.unsafeGetTensorImpl());
   } catch (const c10::Error& e) {
     return absl::DataLossError("the generator state does not load");
   }
   return counters;
 }
 
-absl::StatusOr<RestoreResult> CheckpointStore::RestoreLatest(MeowUpdater& updater) {
+absl::StatusOr<RestoreResult> CheckpointStore::RestoreLatest(Algorithm& algorithm) {
   RestoreResult result;
   std::error_code ec;
   if (!std::filesystem::exists(dir_, ec)) return result;
   for (const std::string& path : List()) {
-    auto counters = RestoreFrom(path, updater);
+    auto counters = RestoreFrom(path, algorithm);
     if (counters.ok()) {
       result.counters = *counters;
       result.path = path;

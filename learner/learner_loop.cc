@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "learner/meow_update.h"
 #include "learner/train_config.h"
 
 namespace meow {
@@ -53,8 +54,8 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   auto device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
-  auto updater = MeowUpdater::Create(config.policy, config.update, *device);
-  if (!updater.ok()) return updater.status();
+  auto algorithm = MeowUpdater::Create(config.policy, config.update, *device);
+  if (!algorithm.ok()) return algorithm.status();
   ReplaySamplerConfig sampler_config;
   sampler_config.addresses = config.replay_addresses;
   sampler_config.batch_size = config.batch_size;
@@ -63,10 +64,10 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   sampler_config.action_dim = static_cast<int>(config.policy.action_dim);
   auto sampler = ReplaySampler::Create(sampler_config);
   if (!sampler.ok()) return sampler.status();
-  std::unique_ptr<Learner> learner(new Learner(config, store, *std::move(updater), *std::move(sampler)));
+  std::unique_ptr<Learner> learner(new Learner(config, store, *std::move(algorithm), *std::move(sampler)));
   if (!config.run_dir.empty()) {
     learner->checkpoints_ = std::make_unique<CheckpointStore>(config.run_dir);
-    auto restored = learner->checkpoints_->RestoreLatest(*learner->updater_);
+    auto restored = learner->checkpoints_->RestoreLatest(*learner->algorithm_);
     if (!restored.ok()) return restored.status();
     absl::MutexLock lock(&learner->mu_);
     learner->stats_.checkpoint_problems = restored->problems;
@@ -91,9 +92,9 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   return learner;
 }
 
-Learner::Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
+Learner::Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<Algorithm> algorithm,
                  std::unique_ptr<ReplaySampler> sampler)
-    : config_(config), store_(store), updater_(std::move(updater)), sampler_(std::move(sampler)) {}
+    : config_(config), store_(store), algorithm_(std::move(algorithm)), sampler_(std::move(sampler)) {}
 
 LearnerStats Learner::stats() const {
   absl::MutexLock lock(&mu_);
@@ -107,10 +108,10 @@ absl::Status Learner::Publish() {
     version = std::max(stats_.version, store_->version()) + 1;
   }
   if (absl::Status s = ReserveVersion(version); !s.ok()) return s;
-  if (absl::Status s = store_->Publish(version, updater_->policy()->ExportWeights()); !s.ok()) return s;
+  if (absl::Status s = store_->Publish(version, algorithm_->ActingWeights()); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   stats_.version = version;
-  published_at_[version] = updater_->steps();
+  published_at_[version] = algorithm_->updates();
   if (published_at_.size() > 100'000) published_at_.erase(published_at_.begin());
   return absl::OkStatus();
 }
@@ -147,12 +148,12 @@ absl::Status Learner::Checkpoint() {
   LearnerCounters counters;
   {
     absl::MutexLock lock(&mu_);
-    counters.updates = updater_->steps();
-    counters.skipped = updater_->skipped_steps();
+    counters.updates = algorithm_->updates();
+    counters.skipped = algorithm_->skipped_updates();
     counters.version = stats_.version;
   }
   counters.env_steps = env_steps_.load();
-  return checkpoints_->Save(*updater_, counters);
+  return checkpoints_->Save(*algorithm_, counters);
 }
 
 absl::Status Learner::Run(const std::atomic<bool>& stop) {
@@ -161,7 +162,7 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
   int64_t since_publish = 0, since_checkpoint = 0;
   // Actors act at random until the first weights exist: publish right after the first update.
   bool published = stats().version > 0;
-  while (!stop.load() && (config_.max_updates == 0 || updater_->steps() < config_.max_updates)) {
+  while (!stop.load() && (config_.max_updates == 0 || algorithm_->updates() < config_.max_updates)) {
     auto batch = sampler_->Next(config_.sample_timeout);
     if (!batch.ok()) {
       if (absl::IsDeadlineExceeded(batch.status()) || absl::IsUnavailable(batch.status())) {
@@ -174,19 +175,19 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
     const int64_t rows = batch->rows;
     // Views of the sampled columns (they outlive the synchronous update); copied only to a GPU.
     auto column = [&](std::vector<float>& v, std::vector<int64_t> shape) {
-      return at::from_blob(v.data(), shape, options).to(updater_->device());
+      return at::from_blob(v.data(), shape, options).to(algorithm_->device());
     };
     Batch b{column(batch->obs, {rows, s}), column(batch->action, {rows, a}), column(batch->reward, {rows}),
             column(batch->next_obs, {rows, s}), column(batch->terminated, {rows})};
-    auto step = updater_->Step(b);
+    auto step = algorithm_->Update(b);
     if (!step.ok()) return step.status();
     double staleness = 0;
     {
       absl::MutexLock lock(&mu_);
       for (int64_t v : batch->policy_version) staleness += static_cast<double>(stats_.version - v);
       stats_.mean_staleness = rows > 0 ? staleness / rows : 0;
-      stats_.updates = updater_->steps();
-      stats_.skipped = updater_->skipped_steps();
+      stats_.updates = algorithm_->updates();
+      stats_.skipped = algorithm_->skipped_updates();
       stats_.last_loss = step->loss;
       if (!step->skipped) stats_.last_update = *step;
     }

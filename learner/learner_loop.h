@@ -63,7 +63,7 @@ class Learner {
   static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config, ParameterStore* store);
   absl::Status Run(const std::atomic<bool>& stop);
   LearnerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
-  MeowUpdater& updater() { return *updater_; }
+  Algorithm& algorithm() { return *algorithm_; }
   // Environment steps stored in replay, as the caller sees them; saved in checkpoints.
   void set_env_steps(int64_t steps) { env_steps_.store(steps); }
   // Environment steps of the restored checkpoint (0 for a fresh start).
@@ -75,7 +75,7 @@ class Learner {
   std::optional<int64_t> UpdatesBehind(int64_t version) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<MeowUpdater> updater,
+  Learner(const LearnerConfig& config, ParameterStore* store, std::unique_ptr<Algorithm> algorithm,
           std::unique_ptr<ReplaySampler> sampler);
   absl::Status Publish() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Checkpoint() ABSL_LOCKS_EXCLUDED(mu_);
@@ -83,8 +83,8 @@ class Learner {
   absl::Status ReserveVersion(int64_t version) ABSL_LOCKS_EXCLUDED(mu_);
 
   LearnerConfig config_;
-  ParameterStore* store_;  // not owned
-  std::unique_ptr<MeowUpdater> updater_;
+  ParameterStore* store_;                 // not owned
+  std::unique_ptr<Algorithm> algorithm_;  // MEow (MeowUpdater)
   std::unique_ptr<ReplaySampler> sampler_;
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without a run dir
   // Versions up to this one may have been published by this run dir's learners (the file

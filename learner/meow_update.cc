@@ -269,4 +269,28 @@ absl::Status MeowUpdater::RestoreState(const at::Tensor& params, const at::Tenso
   return absl::OkStatus();
 }
 
+std::map<std::string, at::Tensor> MeowUpdater::State() const {
+  return {{"params", flat_params_}, {"target", flat_target_}, {"adam_m", adam_m_}, {"adam_v", adam_v_}};
+}
+
+std::map<std::string, std::string> MeowUpdater::StateMetadata() const {
+  return {{"meow.obs_dim", absl::StrCat(policy_config_.obs_dim)},
+          {"meow.action_dim", absl::StrCat(policy_config_.action_dim)}};
+}
+
+absl::Status MeowUpdater::RestoreState(const std::map<std::string, at::Tensor>& state, int64_t updates,
+                                       int64_t skipped_updates) {
+  at::Tensor parts[4];
+  const char* names[4] = {"params", "target", "adam_m", "adam_v"};
+  for (int i = 0; i < 4; ++i) {
+    auto it = state.find(names[i]);
+    if (it == state.end()) return absl::InvalidArgumentError(absl::StrCat("no state \"", names[i], "\""));
+    if (it->second.scalar_type() != at::kFloat) {
+      return absl::InvalidArgumentError(absl::StrCat("state ", names[i], " must be float32"));
+    }
+    parts[i] = it->second.to(device_);
+  }
+  return RestoreState(parts[0], parts[1], parts[2], parts[3], updates, skipped_updates);
+}
+
 }  // namespace meow

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -22,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/flow_policy.h"
+#include "learner/algorithm.h"
 
 namespace meow {
 
@@ -42,15 +45,6 @@ struct MeowUpdateConfig {
   absl::Status Validate() const;
 };
 
-// A batch of B transitions as float32 tensors on the updater's device.
-struct Batch {
-  at::Tensor obs;         // (B, S)
-  at::Tensor action;      // (B, A), in [-1, 1]
-  at::Tensor reward;      // (B)
-  at::Tensor next_obs;    // (B, S)
-  at::Tensor terminated;  // (B), 1 for true termination, 0 otherwise (truncation is 0)
-};
-
 // Checks every field's dtype, shape and device; the error names the field.
 absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim, const c10::Device& device);
 
@@ -67,16 +61,7 @@ struct MeowLossTerms {
 MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
                        bool stack_heads = false);
 
-struct UpdateStats {
-  double loss = 0;
-  double q_mean = 0;       // mean of Q_1 and Q_2 over the batch
-  double v_mean = 0;       // mean of V_1 and V_2 of the online net on s
-  double target_mean = 0;  // mean of y
-  double grad_norm = 0;    // before clipping
-  bool skipped = false;    // true when the loss or gradient was not finite
-};
-
-class MeowUpdater {
+class MeowUpdater : public Algorithm {
  public:
   // Builds the online network (fresh initialisation from the current LibTorch RNG state), its
   // target copy and the optimiser state on `device`.
@@ -90,9 +75,21 @@ class MeowUpdater {
   FlowPolicy& target() { return target_; }
   const MeowUpdateConfig& config() const { return config_; }
   const FlowPolicyConfig& policy_config() const { return policy_config_; }
-  const c10::Device& device() const { return device_; }
+  const c10::Device& device() const override { return device_; }
   int64_t steps() const { return steps_; }                  // applied updates
   int64_t skipped_steps() const { return skipped_steps_; }  // non-finite, skipped
+
+  // Algorithm: "meow"; Update is Step; the acting weights are the online policy's (ExportWeights);
+  // the state is the four flat buffers below.
+  std::string name() const override { return "meow"; }
+  absl::StatusOr<UpdateStats> Update(const Batch& batch) override { return Step(batch); }
+  int64_t updates() const override { return steps_; }
+  int64_t skipped_updates() const override { return skipped_steps_; }
+  SafetensorsFile ActingWeights() override { return policy_->ExportWeights(); }
+  std::map<std::string, at::Tensor> State() const override;
+  std::map<std::string, std::string> StateMetadata() const override;
+  absl::Status RestoreState(const std::map<std::string, at::Tensor>& state, int64_t updates,
+                            int64_t skipped_updates) override;
 
   // Flat state, for checkpoints: parameters, target parameters, Adam moments, in the order of
   // policy()->parameters(). The setters validate sizes and copy.

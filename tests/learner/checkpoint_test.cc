@@ -11,6 +11,8 @@
 #include <torch/utils.h>
 
 #include "common/file_util.h"
+#include "learner/meow_update.h"
+#include "common/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -123,6 +125,35 @@ TEST_F(CheckpointTest, ABadNewestCheckpointIsReportedByNameAndThePreviousIsUsed)
   EXPECT_THAT(restored->problems[1], HasSubstr(files[1]));
   EXPECT_THAT(restored->problems[1], HasSubstr("checksum mismatch"));
   EXPECT_TRUE(at::equal(b->flat_params(), good));
+}
+
+// Checkpoints record the algorithm they belong to: one of another algorithm is refused by name and
+// changes nothing; one from before the name was recorded is MEow's.
+TEST_F(CheckpointTest, ACheckpointOfAnotherAlgorithmIsRefusedByName) {
+  auto a = Trained(1);
+  CheckpointStore store(run_dir_);
+  ASSERT_TRUE(store.Save(*a, {1, 1, 0, 1}).ok());
+  const std::string path = store.List().front();
+  auto file = ReadSafetensors(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->metadata["meow.algorithm"], "meow");
+  file->metadata["meow.algorithm"] = "sac";
+  ASSERT_TRUE(WriteSafetensors(path, *file).ok());
+  auto b = *MeowUpdater::Create(Policy(), MeowUpdateConfig(), at::kCPU);
+  const at::Tensor before = b->flat_params().clone();
+  auto refused = store.RestoreLatest(*b);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_FALSE(refused->counters.has_value());
+  ASSERT_EQ(refused->problems.size(), 1u);
+  EXPECT_THAT(refused->problems[0], HasSubstr("a checkpoint of algorithm \"sac\", and this run trains \"meow\""));
+  EXPECT_TRUE(at::equal(b->flat_params(), before));
+
+  file->metadata.erase("meow.algorithm");
+  ASSERT_TRUE(WriteSafetensors(path, *file).ok());
+  auto restored = store.RestoreLatest(*b);
+  ASSERT_TRUE(restored.ok());
+  ASSERT_TRUE(restored->counters.has_value()) << (restored->problems.empty() ? "" : restored->problems[0]);
+  EXPECT_TRUE(at::equal(b->flat_params(), a->flat_params()));
 }
 
 TEST_F(CheckpointTest, ACheckpointOfAnotherNetworkIsRefused) {

@@ -93,7 +93,7 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_FALSE((*resumed)->stats().restored_from.empty());
   EXPECT_EQ((*resumed)->stats().updates, 30);
-  EXPECT_TRUE(at::equal((*resumed)->updater().flat_params(), (*learner)->updater().flat_params()));
+  EXPECT_TRUE(at::equal((*resumed)->algorithm().State().at("params"), (*learner)->algorithm().State().at("params")));
   // Restored weights go out at once, above every version the first learner may have published.
   EXPECT_GT(store2.version(), first.version);
   const int64_t resumed_first = store2.version();

@@ -217,7 +217,9 @@ void ExpectSameTrajectory(double grad_clip, bool manual_backward = true) {
     clipped = clipped || stats->grad_norm > grad_clip;
     EXPECT_NEAR(stats->loss, plain_loss, 1e-5 * std::max(1.0, std::abs(plain_loss))) << "step " << step;
   }
-  if (grad_clip < 1) EXPECT_TRUE(clipped) << "the clip never engaged; the test would not check it";
+  if (grad_clip < 1) {
+    EXPECT_TRUE(clipped) << "the clip never engaged; the test would not check it";
+  }
   auto a = (*fast)->policy()->named_parameters();
   auto b = plain.policy()->named_parameters();
   auto ta = (*fast)->target()->named_parameters();
