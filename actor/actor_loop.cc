@@ -51,8 +51,7 @@ Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs, std::un
       envs_(std::move(envs)),
       inserter_(std::move(inserter)),
       parameters_(config.learner_address),
-      policy_(config.policy) {
-  policy_->eval();
+      policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
   stats_.last_episode_return = std::nan("");
 }
 
@@ -85,7 +84,7 @@ absl::Status Actor::MaybeRefresh() {
     return absl::OkStatus();
   }
   if (!got->has_value()) return absl::OkStatus();
-  if (absl::Status s = policy_->ImportWeights((*got)->weights); !s.ok()) {
+  if (absl::Status s = policy_->LoadWeights((*got)->weights); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights version ", (*got)->version, " from ", config_.learner_address, ": ", s.message()));
   }
@@ -184,7 +183,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
       for (float& x : actions) x = uniform(rng);
     } else {
       const at::Tensor obs = at::from_blob(current.data(), {v, s}, at::kFloat);
-      const at::Tensor act = policy_->Sample(obs, /*deterministic=*/false, gen).action.contiguous();
+      const at::Tensor act = policy_->Act(obs, /*deterministic=*/false, gen).contiguous();
       std::copy(act.data_ptr<float>(), act.data_ptr<float>() + v * a, actions.begin());
     }
     if (absl::Status st = envs_->Step(actions); !st.ok()) return st;

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "actor/acting_policy.h"
 #include "actor/parameter_client.h"
 #include "actor/vector_env.h"
 #include "common/flow_policy.h"
@@ -96,7 +97,7 @@ class Actor {
   std::unique_ptr<VectorEnv> envs_;
   std::unique_ptr<ReplayInserter> inserter_;
   ParameterClient parameters_;
-  FlowPolicy policy_{nullptr};
+  std::unique_ptr<ActingPolicy> policy_;
   std::vector<proto::Episode> pending_episodes_;  // used by Run's thread only
   mutable absl::Mutex mu_;
   ActorStats stats_ ABSL_GUARDED_BY(mu_);

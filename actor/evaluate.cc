@@ -16,20 +16,16 @@ at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::De
   return device.is_cpu() ? t : t.to(device);
 }
 
-absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env, std::optional<uint64_t> seed,
+absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::optional<uint64_t> seed,
                                          bool deterministic, int64_t max_steps,
                                          std::optional<at::Generator> generator) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = policy.is_training();
-  policy.eval();
-  const c10::Device device = policy.parameters().front().device();
+  const c10::Device device = policy.device();
   if (absl::Status s = env.Reset(seed); !s.ok()) return s;
   if (max_steps <= 0) max_steps = env.spec().max_episode_steps;
   EpisodeResult result;
   for (int64_t t = 0; t < max_steps; ++t) {
-    const at::Tensor action = policy.Sample(ObservationTensor(env.Observation(), device), deterministic, generator)
-                                  .action.to(at::kCPU)
-                                  .contiguous();
+    const at::Tensor action =
+        policy.Act(ObservationTensor(env.Observation(), device), deterministic, generator).to(at::kCPU).contiguous();
     auto step = env.Step({action.data_ptr<float>(), static_cast<size_t>(action.numel())});
     if (!step.ok()) return step.status();
     result.episode_return += step->reward;
@@ -40,11 +36,10 @@ absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env, std::
     }
   }
   result.final_observation.assign(env.Observation().begin(), env.Observation().end());
-  policy.train(was_training);
   return result;
 }
 
-absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes, bool deterministic,
+absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t episodes, bool deterministic,
                                      uint64_t seed_base, std::optional<at::Generator> generator, int64_t max_steps) {
   EvalSummary summary;
   for (int64_t i = 0; i < episodes; ++i) {

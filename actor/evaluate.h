@@ -13,6 +13,7 @@
 #include <ATen/core/Generator.h>
 
 #include "absl/status/statusor.h"
+#include "actor/acting_policy.h"
 #include "actor/env.h"
 #include "common/flow_policy.h"
 
@@ -35,14 +36,14 @@ struct EvalSummary {
 at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::Device& device);
 
 // Runs one episode from Reset(seed) (nullopt: continue the env's stream), with at most
-// `max_steps` steps (<= 0: the task's limit). The policy is used in eval mode.
-absl::StatusOr<EpisodeResult> RunEpisode(FlowPolicyImpl& policy, Env& env, std::optional<uint64_t> seed,
+// `max_steps` steps (<= 0: the task's limit).
+absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::optional<uint64_t> seed,
                                          bool deterministic, int64_t max_steps,
                                          std::optional<at::Generator> generator = std::nullopt);
 
 // `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does,
 // each of at most `max_steps` steps (<= 0: the task's limit).
-absl::StatusOr<EvalSummary> Evaluate(FlowPolicyImpl& policy, Env& env, int64_t episodes, bool deterministic,
+absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t episodes, bool deterministic,
                                      uint64_t seed_base, std::optional<at::Generator> generator = std::nullopt,
                                      int64_t max_steps = 0);
 

@@ -34,8 +34,10 @@ absl::StatusOr<std::unique_ptr<Evaluator>> Evaluator::Create(const EvaluatorConf
 }
 
 Evaluator::Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env)
-    : config_(config), env_(std::move(env)), learner_(config.learner_address), policy_(config.policy) {
-  policy_->eval();
+    : config_(config),
+      env_(std::move(env)),
+      learner_(config.learner_address),
+      policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
   stats_.last_mean = stats_.last_std = std::nan("");
 }
 
@@ -54,7 +56,7 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps) {
   }
   if (!got->has_value()) return absl::OkStatus();  // no weights yet: nothing to evaluate
   const PolicyWeights& weights = **got;
-  if (absl::Status s = policy_->ImportWeights(weights.weights); !s.ok()) {
+  if (absl::Status s = policy_->LoadWeights(weights.weights); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights version ", weights.version, " from ", config_.learner_address, ": ", s.message()));
   }

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "actor/acting_policy.h"
 #include "actor/env.h"
 #include "actor/parameter_client.h"
 #include "common/flow_policy.h"
@@ -65,7 +66,7 @@ class Evaluator {
   EvaluatorConfig config_;
   std::unique_ptr<Env> env_;
   ParameterClient learner_;
-  FlowPolicy policy_{nullptr};
+  std::unique_ptr<ActingPolicy> policy_;
   mutable absl::Mutex mu_;
   EvaluatorStats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -47,7 +47,8 @@ class SyncRun {
   std::unique_ptr<Env> env_, eval_env_;
   int obs_dim_, action_dim_;
   std::unique_ptr<MeowUpdater> updater_;
-  std::optional<at::Generator> gen_;  // the actions' generator (CPU only; CUDA uses its default)
+  std::unique_ptr<FlowActingPolicy> acting_;  // acts with updater_'s online network
+  std::optional<at::Generator> gen_;          // the actions' generator (CPU only; CUDA uses its default)
   std::mt19937_64 rng_;
   TransitionStore store_;
   Batch host_;                             // the sampled batch
@@ -101,6 +102,7 @@ absl::StatusOr<std::unique_ptr<SyncRun>> SyncRun::Create(const TrainSettings& in
   auto updater = MeowUpdater::Create(config.policy, config.update, *device);
   if (!updater.ok()) return updater.status();
   run->updater_ = *std::move(updater);
+  run->acting_ = std::make_unique<FlowActingPolicy>(run->updater_->policy());
   if (!config.run_dir.empty()) {
     auto run_dir = RunDirectory::Open(config.run_dir, kSyncRun, /*resumable=*/false);
     if (!run_dir.ok()) return run_dir.status();
@@ -115,10 +117,8 @@ absl::Status SyncRun::Act(int64_t t) {
     std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
     for (float& a : action_) a = uniform(rng_);
   } else {
-    torch::NoGradGuard no_grad;
-    const at::Tensor a = updater_->policy()
-                             ->Sample(ObservationTensor(env_->Observation(), device_), /*deterministic=*/false, gen_)
-                             .action.to(at::kCPU);
+    const at::Tensor a =
+        acting_->Act(ObservationTensor(env_->Observation(), device_), /*deterministic=*/false, gen_).to(at::kCPU);
     std::copy(a.data_ptr<float>(), a.data_ptr<float>() + action_dim_, action_.begin());
   }
   auto step = env_->Step(action_);
@@ -158,7 +158,7 @@ absl::Status SyncRun::Update() {
 
 absl::Status SyncRun::Evaluate(int64_t steps_done) {
   FlowPolicyImpl& policy = *updater_->policy();
-  auto summary = meow::Evaluate(policy, *eval_env_, config_.eval_episodes, config_.deterministic_eval,
+  auto summary = meow::Evaluate(*acting_, *eval_env_, config_.eval_episodes, config_.deterministic_eval,
                                 /*seed_base=*/0, gen_);
   if (!summary.ok()) return summary.status();
   last_eval_ = {steps_done, summary->mean, summary->std};

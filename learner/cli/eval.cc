@@ -48,24 +48,6 @@ int RunEvaluator() {
   return 0;
 }
 
-// Loads --policy for the task's sizes; errors name the file.
-absl::StatusOr<FlowPolicy> LoadPolicy(const std::string& path, const EnvSpec& spec) {
-  auto file = ReadSafetensors(path);
-  if (!file.ok()) return file.status();
-  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
-  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
-  if (config->obs_dim != spec.obs_dim || config->action_dim != spec.action_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " holds a policy for ", config->obs_dim, " observations and ",
-                                                   config->action_dim, " actions; ", spec.name, " has ", spec.obs_dim,
-                                                   " and ", spec.action_dim));
-  }
-  FlowPolicy policy(*config);
-  if (absl::Status s = policy->ImportWeights(*file); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
-  }
-  return policy;
-}
-
 int RunEval() {
   const std::string path = absl::GetFlag(FLAGS_policy);
   if (path.empty() && !absl::GetFlag(FLAGS_learner).empty()) return RunEvaluator();
@@ -83,7 +65,7 @@ int RunEval() {
   SetComputeThreads(std::max(1, absl::GetFlag(FLAGS_threads)));
   auto env = MakeEnv(absl::GetFlag(FLAGS_env));
   if (!env.ok()) return Fail(env.status());
-  auto policy = LoadPolicy(path, (*env)->spec());
+  auto policy = LoadActingPolicy(path, (*env)->spec());
   if (!policy.ok()) return Fail(policy.status());
   const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
   // Actions are sampled from a stream seeded by --seed, so a stochastic evaluation repeats.

@@ -44,15 +44,11 @@ inline bool AllFourGoals(const MultiGoalCounts& c) {
 // The rollouts of the policy in RUN_DIR/policy_latest.safetensors.
 inline absl::StatusOr<MultiGoalCounts> CountGoalsOfRun(const std::string& run_dir) {
   const std::string path = run_dir + "/policy_latest.safetensors";
-  auto file = ReadSafetensors(path);
-  if (!file.ok()) return file.status();
-  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
-  if (!config.ok()) return config.status();
-  FlowPolicy policy(*config);
-  if (absl::Status s = policy->ImportWeights(*file); !s.ok()) return s;
   MultiGoalEnv env;
+  auto policy = LoadActingPolicy(path, env.spec());
+  if (!policy.ok()) return policy.status();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(kEvalSeed + 100);
-  auto summary = Evaluate(*policy, env, kRollouts, /*deterministic=*/false, kEvalSeed, gen, kMaxSteps);
+  auto summary = Evaluate(**policy, env, kRollouts, /*deterministic=*/false, kEvalSeed, gen, kMaxSteps);
   if (!summary.ok()) return summary.status();
   return CountMultiGoalEnds(*summary);
 }

@@ -1,0 +1,52 @@
+// What actors and the evaluator act with: a policy that takes the weights the learner publishes
+// and maps observations to actions in [-1, 1]. They know nothing else of the algorithm, so the
+// next algorithms plug in here as they plug into the learner (learner/algorithm.h). MEow's flow
+// policy (FlowActingPolicy) is the first.
+// Not thread-safe: one thread acts with a policy.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "actor/env.h"
+#include "common/flow_policy.h"
+#include "common/safetensors.h"
+
+namespace meow {
+
+class ActingPolicy {
+ public:
+  virtual ~ActingPolicy() = default;
+  // Replaces the weights with published ones; an error naming the tensor when they do not fit.
+  virtual absl::Status LoadWeights(const SafetensorsFile& weights) = 0;
+  // Actions (N, A) for observations (N, S), float32 on device(): a sample drawn with `generator`
+  // (CPU; the device's default generator when absent), or with `deterministic` the policy's
+  // deterministic action. No gradient is recorded.
+  virtual at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) = 0;
+  virtual c10::Device device() const = 0;
+};
+
+// MEow's flow policy acting in eval mode (no dropout); its sample is the flow's.
+class FlowActingPolicy : public ActingPolicy {
+ public:
+  // A fresh network of `config`'s sizes (its weights come from LoadWeights).
+  explicit FlowActingPolicy(const FlowPolicyConfig& config);
+  // Acts with `policy` itself, not a copy (the single-threaded loop acts with the network it trains).
+  explicit FlowActingPolicy(FlowPolicy policy);
+
+  absl::Status LoadWeights(const SafetensorsFile& weights) override { return policy_->ImportWeights(weights); }
+  at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override;
+  c10::Device device() const override;
+
+ private:
+  FlowPolicy policy_;
+};
+
+// The policy in a weights file (policy_latest/best.safetensors, a checkpoint's export) for a task
+// of `spec`'s sizes; errors name the file and what does not fit.
+absl::StatusOr<std::unique_ptr<ActingPolicy>> LoadActingPolicy(const std::string& path, const EnvSpec& spec);
+
+}  // namespace meow
