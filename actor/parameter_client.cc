@@ -22,9 +22,9 @@ std::shared_ptr<grpc::Channel> ParameterClient::ChannelLocked() {
 }
 
 void ParameterClient::FailedLocked(const grpc::Status& status) {
-  // A fresh channel for the next call: the learner may come back at the same address.
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+  // A fresh channel for the next call (grpc_channel.h): the learner may come back at the same
+  // address.
+  if (channel_ != nullptr && RedialNeeded(status, *channel_)) {
     channel_.reset();
     stub_.reset();
     learner_stub_.reset();

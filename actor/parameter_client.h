@@ -1,7 +1,8 @@
 // The actor's side of the ParameterService: fetches versioned policy weights from the learner.
-// Every call has a deadline; after UNAVAILABLE the next call builds a fresh channel (a gRPC 1.51
-// channel otherwise stays failed for seconds after a restarted server is back), so a restarted
-// learner is picked up by the next fetch. Thread-safe (calls are serialised).
+// Every call has a deadline; after a failure the next call dials a fresh channel when the
+// reconnect policy of grpc_channel.h says so (RedialNeeded), so a restarted learner is picked up
+// by the next fetch. Its callers retry on their own schedule (the actor's refresh interval). Thread-safe (calls are
+// serialised).
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,7 @@ class ParameterClient {
   const std::string& address() const { return address_; }
 
  private:
-  // The channel, rebuilt after UNAVAILABLE or DEADLINE_EXCEEDED.
+  // The channel, dialled again after a failure that RedialNeeded names.
   std::shared_ptr<grpc::Channel> ChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailedLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -1,5 +1,8 @@
 #include "common/grpc_channel.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "common/grpc_security.h"
 
 namespace meow {
@@ -21,6 +24,34 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address, int64_t
   // ("timed out before receiving SETTINGS frame"); 20 s is gRPC's own default, kept explicit.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   return MakeChannel(address, ProcessGrpcSecurity(), args);
+}
+
+absl::Status Backoff::Validate() const {
+  if (initial <= absl::ZeroDuration() || max < initial) {
+    return absl::InvalidArgumentError(absl::StrCat("backoff: expected 0 < initial <= max, got initial=",
+                                                   absl::FormatDuration(initial), ", max=", absl::FormatDuration(max)));
+  }
+  return absl::OkStatus();
+}
+
+Reconnect::Reconnect(const Backoff& backoff, uint64_t seed) : backoff_(backoff), next_(backoff.initial), rng_(seed) {}
+
+absl::Duration Reconnect::NextDelay() {
+  std::uniform_real_distribution<double> unit(0.5, 1.0);
+  const absl::Duration delay = next_ * unit(rng_);
+  next_ = std::min(next_ * 2, backoff_.max);
+  return delay;
+}
+
+bool RedialNeeded(const grpc::Status& status, grpc::Channel& channel) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return true;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return channel.GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY;
+    default:
+      return false;
+  }
 }
 
 }  // namespace meow

@@ -3,6 +3,7 @@
 #include "common/grpc_security.h"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -34,21 +35,6 @@ std::string Describe(const grpc::Status& status) {
                       status.error_message());
 }
 
-// Sleep length for `backoff`: uniformly in [backoff/2, backoff] so clients spread out.
-absl::Duration Jittered(absl::Duration backoff, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> unit(0.5, 1.0);
-  return backoff * unit(rng);
-}
-
-absl::Status ValidateBackoff(const Backoff& backoff) {
-  if (backoff.initial <= absl::ZeroDuration() || backoff.max < backoff.initial) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backoff: expected 0 < initial <= max, got initial=", absl::FormatDuration(backoff.initial),
-                     ", max=", absl::FormatDuration(backoff.max)));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -75,7 +61,7 @@ absl::Status ReplayInserterConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("inserter.max_message_bytes: expected >= 1024, got ", max_message_bytes));
   }
-  return ValidateBackoff(backoff);
+  return backoff.Validate();
 }
 
 absl::StatusOr<std::unique_ptr<ReplayInserter>> ReplayInserter::Create(const ReplayInserterConfig& config) {
@@ -90,7 +76,6 @@ ReplayInserter::ReplayInserter(const ReplayInserterConfig& config)
       address_(config.addresses[config.actor_id % config.addresses.size()]),
       channel_(CreateChannel(address_, config.max_message_bytes)),
       stub_(proto::ReplayService::NewStub(channel_)),
-      jitter_(config.actor_id * 0x9e3779b97f4a7c15ull + 1),
       incarnation_([] {
         std::random_device device;
         uint64_t v = 0;
@@ -178,7 +163,7 @@ ReplayInserter::Stats ReplayInserter::stats() const {
 }
 
 void ReplayInserter::Run() {
-  absl::Duration backoff = config_.backoff.initial;
+  Reconnect reconnect(config_.backoff, config_.actor_id * 0x9e3779b97f4a7c15ull + 1);
   absl::Time conflict_since = absl::InfiniteFuture();  // first ALREADY_EXISTS of a run of them
   for (;;) {
     int64_t connects_before;
@@ -200,13 +185,10 @@ void ReplayInserter::Run() {
                        absl::StrCat("replay at ", address_, " refused the insert stream: ", status.error_message()));
       return;
     }
-    if (stats_.connects > connects_before) backoff = config_.backoff.initial;
-    mu_.AwaitWithTimeout(absl::Condition(&closed_), Jittered(backoff, jitter_));
+    if (stats_.connects > connects_before) reconnect.Progress();
+    mu_.AwaitWithTimeout(absl::Condition(&closed_), reconnect.NextDelay());
     if (closed_) return;
-    backoff = std::min(backoff * 2, config_.backoff.max);
-    // A gRPC channel that failed to connect can stay in TRANSIENT_FAILURE for seconds after the
-    // server is back; a fresh channel connects on the next attempt, on our backoff schedule.
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    if (RedialNeeded(status, *channel_)) {
       channel_ = CreateChannel(address_, config_.max_message_bytes);
       stub_ = proto::ReplayService::NewStub(channel_);
     }
@@ -344,7 +326,7 @@ absl::Status ReplaySamplerConfig::Validate() const {
   if (stream_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sampler.stream_deadline: expected > 0");
   }
-  return ValidateBackoff(backoff);
+  return backoff.Validate();
 }
 
 absl::StatusOr<std::unique_ptr<ReplaySampler>> ReplaySampler::Create(const ReplaySamplerConfig& config) {
@@ -356,7 +338,7 @@ absl::StatusOr<std::unique_ptr<ReplaySampler>> ReplaySampler::Create(const Repla
   return sampler;
 }
 
-ReplaySampler::ReplaySampler(const ReplaySamplerConfig& config) : config_(config), jitter_(0x5eed) {
+ReplaySampler::ReplaySampler(const ReplaySamplerConfig& config) : config_(config) {
   for (const std::string& address : config.addresses) {
     auto shard = std::make_unique<Shard>();
     shard->address = address;
@@ -444,7 +426,7 @@ absl::StatusOr<SampledBatch> ReplaySampler::Next(absl::Duration timeout) {
 }
 
 void ReplaySampler::Run(Shard* shard) {
-  absl::Duration backoff = config_.backoff.initial;
+  Reconnect reconnect(config_.backoff, 0x5eed + std::hash<std::string>()(shard->address));
   for (;;) {
     int64_t received_before;
     {
@@ -461,13 +443,11 @@ void ReplaySampler::Run(Shard* shard) {
           absl::StrCat("replay at ", shard->address, " refused the sample stream: ", status.error_message()));
       return;
     }
-    if (stats_.received > received_before) backoff = config_.backoff.initial;
-    mu_.AwaitWithTimeout(absl::Condition(&closed_), Jittered(backoff, jitter_));
+    if (stats_.received > received_before) reconnect.Progress();
+    mu_.AwaitWithTimeout(absl::Condition(&closed_), reconnect.NextDelay());
     if (closed_) return;
-    backoff = std::min(backoff * 2, config_.backoff.max);
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      // As for the inserter: a fresh channel reconnects on our schedule. Only this thread uses
-      // the shard's channel and stub.
+    if (RedialNeeded(status, *shard->channel)) {
+      // Only this thread uses the shard's channel and stub.
       shard->channel = CreateChannel(shard->address, config_.max_message_bytes);
       shard->stub = proto::ReplayService::NewStub(shard->channel);
     }

@@ -24,12 +24,6 @@
 
 namespace meow {
 
-// Reconnection schedule shared by the clients: exponential with jitter.
-struct Backoff {
-  absl::Duration initial = absl::Milliseconds(50);
-  absl::Duration max = absl::Seconds(5);
-};
-
 struct ReplayInserterConfig {
   std::vector<std::string> addresses;  // replay shards; this actor uses addresses[actor_id % n]
   uint64_t actor_id = 0;
@@ -122,7 +116,6 @@ class ReplayInserter {
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
   absl::Status refusal_ ABSL_GUARDED_BY(mu_);  // first refusal since the last Flush
   Stats stats_ ABSL_GUARDED_BY(mu_);
-  std::mt19937_64 jitter_ ABSL_GUARDED_BY(mu_);
   const uint64_t incarnation_;  // random, non-zero: this inserter's streams (see OpenInsertStream)
   std::thread thread_;
 };
@@ -201,7 +194,6 @@ class ReplaySampler {
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
   size_t next_shard_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
-  std::mt19937_64 jitter_ ABSL_GUARDED_BY(mu_);
 };
 
 // One Info call with deadline `timeout`.
