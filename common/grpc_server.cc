@@ -40,4 +40,13 @@ absl::StatusOr<GrpcServerHandle> StartGrpcServer(const GrpcServerOptions& option
   return handle;
 }
 
+void MarkNotServing(grpc::Server& server) {
+  if (grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService()) health->Shutdown();
+}
+
+void StopGrpcServer(grpc::Server& server, absl::Duration grace) {
+  server.Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server.Wait();
+}
+
 }  // namespace meow

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/grpc_security.h"
 #include "grpcpp/grpcpp.h"
 
@@ -37,5 +38,12 @@ struct GrpcServerHandle {
 
 // UNAVAILABLE "<what> cannot listen on <address> (...)" when the port cannot be bound.
 absl::StatusOr<GrpcServerHandle> StartGrpcServer(const GrpcServerOptions& options);
+
+// The one shutdown of such a server, in two steps so that its owner can wake its own blocked calls
+// in between: MarkNotServing reports NOT_SERVING for every service (probes and load balancers stop
+// sending) and ignores later status changes; StopGrpcServer gives the calls still running `grace`
+// to end, cancels the rest and waits until the server has stopped.
+void MarkNotServing(grpc::Server& server);
+void StopGrpcServer(grpc::Server& server, absl::Duration grace);
 
 }  // namespace meow

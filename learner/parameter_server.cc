@@ -161,8 +161,8 @@ void ParameterServer::Shutdown(absl::Duration grace) {
   }
   store_.Close();
   if (server_ != nullptr) {
-    if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
-    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+    MarkNotServing(*server_);
+    StopGrpcServer(*server_, grace);
   }
 }
 

@@ -91,18 +91,11 @@ void ReplayServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  if (server_ != nullptr) {
-    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-      health->SetServingStatus(false);
-    }
-  }
+  if (server_ != nullptr) MarkNotServing(*server_);
   // Wake blocked inserts and samples; then let the calls end.
   if (table_ != nullptr) table_->Close();
   if (service_ != nullptr) service_->Shutdown();
-  if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
-    server_->Wait();
-  }
+  if (server_ != nullptr) StopGrpcServer(*server_, grace);
   if (persistence_ != nullptr) {
     if (config_.snapshot_on_shutdown) {
       absl::StatusOr<proto::CheckpointResponse> snapshot = persistence_->Snapshot();
