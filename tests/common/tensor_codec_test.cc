@@ -6,7 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/replay/test_util.h"
+#include "tests/common/transition_batches.h"
 
 namespace meow {
 namespace {
