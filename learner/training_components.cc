@@ -1,6 +1,7 @@
 #include "learner/training_components.h"
 
 #include <cstdio>
+#include <thread>
 #include <utility>
 
 #include <torch/utils.h>
