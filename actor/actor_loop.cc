@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<Actor>> Actor::Create(const ActorConfig& input) {
   inserter_config.addresses = config.replay_addresses;
   inserter_config.actor_id = config.actor_id;
   inserter_config.max_unacked_batches = config.max_unacked_batches;
+  inserter_config.security = config.security;
   auto inserter = ReplayInserter::Create(inserter_config);
   if (!inserter.ok()) return inserter.status();
   return std::unique_ptr<Actor>(new Actor(config, *std::move(envs), *std::move(inserter)));
@@ -50,7 +51,7 @@ Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs, std::un
     : config_(config),
       envs_(std::move(envs)),
       inserter_(std::move(inserter)),
-      parameters_(config.learner_address),
+      parameters_(config.learner_address, config.security),
       policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
   stats_.last_episode_return = std::nan("");
 }

@@ -45,6 +45,7 @@ struct ActorConfig {
   uint64_t seed = 1;  // env resets (seed + actor_id * 1000 + i) and actions
   std::vector<std::string> replay_addresses;
   std::string learner_address;
+  GrpcSecurity security;          // TLS and token for both (default: plaintext, no token)
   FlowPolicyConfig policy;        // alpha and sigmas; sizes come from the env
   int64_t steps_per_batch = 8;    // vector steps per inserted batch (V x this rows)
   int64_t refresh_interval = 50;  // vector steps between weight fetches

@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<Evaluator>> Evaluator::Create(const EvaluatorConf
 Evaluator::Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env)
     : config_(config),
       env_(std::move(env)),
-      learner_(config.learner_address),
+      learner_(config.learner_address, config.security),
       policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
   stats_.last_mean = stats_.last_std = std::nan("");
 }

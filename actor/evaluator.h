@@ -28,6 +28,7 @@ namespace meow {
 struct EvaluatorConfig {
   std::string env = "MultiGoal-v0";
   std::string learner_address;
+  GrpcSecurity security;     // TLS and token (default: plaintext, no token)
   FlowPolicyConfig policy;   // alpha and sigmas; sizes come from the env
   int64_t interval = 10000;  // environment steps between evaluations
   int64_t episodes = 10;

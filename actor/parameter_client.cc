@@ -9,12 +9,12 @@
 
 namespace meow {
 
-ParameterClient::ParameterClient(std::string address, int64_t max_message_bytes)
-    : address_(std::move(address)), max_message_bytes_(max_message_bytes) {}
+ParameterClient::ParameterClient(std::string address, GrpcSecurity security, int64_t max_message_bytes)
+    : address_(std::move(address)), security_(std::move(security)), max_message_bytes_(max_message_bytes) {}
 
 std::shared_ptr<grpc::Channel> ParameterClient::ChannelLocked() {
   if (channel_ == nullptr) {
-    channel_ = CreateChannel(address_, max_message_bytes_);
+    channel_ = CreateChannel(address_, max_message_bytes_, security_);
     stub_ = proto::ParameterService::NewStub(channel_);
     learner_stub_ = proto::LearnerService::NewStub(channel_);
   }

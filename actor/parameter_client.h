@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "common/safetensors.h"
 #include "common/weights_codec.h"
 #include "grpcpp/grpcpp.h"
@@ -24,7 +25,8 @@ namespace meow {
 
 class ParameterClient {
  public:
-  explicit ParameterClient(std::string address, int64_t max_message_bytes = 256 << 20);
+  // `security`: TLS and token (grpc_security.h; the default is plaintext without a token).
+  explicit ParameterClient(std::string address, GrpcSecurity security = {}, int64_t max_message_bytes = 256 << 20);
 
   // The newest weights when their version is >= min_version; nullopt when the server has nothing
   // newer. min_version counts in the learner incarnation of the last weights this client
@@ -45,6 +47,7 @@ class ParameterClient {
   void FailedLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::string address_;
+  GrpcSecurity security_;
   int64_t max_message_bytes_;
   absl::Mutex mu_;
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);

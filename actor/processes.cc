@@ -12,20 +12,19 @@
 #include "absl/time/clock.h"
 #include "actor/env_registry.h"
 #include "common/metrics_http.h"
-#include "common/rpc_metrics.h"
 #include "replay/replay_client.h"
 
 namespace meow {
 namespace {
 
-// The process's metrics page: `fill` adds the loop's figures, then the RPC counts of the process.
+// The process's metrics page with the loop's figures (`fill`). Actors and evaluators serve no RPCs,
+// so there are no RPC counts to add; their client errors are among the loop's figures.
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartProcessMetrics(const std::string& address,
                                                                        std::function<void(PrometheusText&)> fill) {
   if (address.empty()) return std::unique_ptr<MetricsHttpServer>();
   return MetricsHttpServer::Start(address, [fill = std::move(fill)] {
     PrometheusText text;
     fill(text);
-    RpcMetrics::Global().AppendTo(text);
     return text.text();
   });
 }
@@ -95,11 +94,12 @@ absl::Status RunActorProcess(const ActorProcessConfig& config, const std::atomic
   auto env = MakeEnv(c.env);
   if (!env.ok()) return env.status();
   if (absl::Status s =
-          WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim, config.connect_timeout);
+          WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim, config.connect_timeout,
+                        c.security);
       !s.ok()) {
     return s;
   }
-  ParameterClient probe(c.learner_address);
+  ParameterClient probe(c.learner_address, c.security);
   if (absl::Status s = WaitForLearner(probe, config.connect_timeout); !s.ok()) return s;
   auto actor = Actor::Create(c);
   if (!actor.ok()) return actor.status();
@@ -131,7 +131,7 @@ absl::Status RunActorProcess(const ActorProcessConfig& config, const std::atomic
 absl::Status RunEvaluatorProcess(const EvaluatorProcessConfig& config, const std::atomic<bool>& stop) {
   const EvaluatorConfig& c = config.evaluator;
   if (absl::Status s = c.Validate(); !s.ok()) return s;
-  ParameterClient probe(c.learner_address);
+  ParameterClient probe(c.learner_address, c.security);
   if (absl::Status s = WaitForLearner(probe, config.connect_timeout); !s.ok()) return s;
   auto evaluator = Evaluator::Create(c);
   if (!evaluator.ok()) return evaluator.status();

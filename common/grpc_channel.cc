@@ -3,11 +3,11 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_security.h"
 
 namespace meow {
 
-std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address, int64_t max_message_bytes) {
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address, int64_t max_message_bytes,
+                                             const GrpcSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
@@ -23,7 +23,7 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address, int64_t
   // HTTP/2 SETTINGS). At 100 ms a busy server, a far network or a TLS handshake lost every attempt
   // ("timed out before receiving SETTINGS frame"); 20 s is gRPC's own default, kept explicit.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
-  return MakeChannel(address, ProcessGrpcSecurity(), args);
+  return MakeChannel(address, security, args);
 }
 
 absl::Status Backoff::Validate() const {
@@ -41,6 +41,21 @@ absl::Duration Reconnect::NextDelay() {
   const absl::Duration delay = next_ * unit(rng_);
   next_ = std::min(next_ * 2, backoff_.max);
   return delay;
+}
+
+bool RetryableStreamEnd(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool RedialNeeded(const grpc::Status& status, grpc::Channel& channel) {

@@ -5,15 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
 #include "grpcpp/support/client_interceptor.h"
 
 namespace meow {
 namespace {
-
-absl::Mutex security_mu(absl::kConstInit);
-GrpcSecurity* process_security ABSL_GUARDED_BY(security_mu) = nullptr;
 
 absl::StatusOr<std::string> ReadPem(const std::string& file, const char* flag) {
   auto text = ReadFile(file);
@@ -97,17 +93,6 @@ absl::StatusOr<GrpcSecurity> LoadGrpcSecurity(const std::string& cert_file, cons
   }
   s.server_name = server_name;
   return s;
-}
-
-void SetProcessGrpcSecurity(const GrpcSecurity& security) {
-  absl::MutexLock lock(&security_mu);
-  delete process_security;
-  process_security = new GrpcSecurity(security);
-}
-
-GrpcSecurity ProcessGrpcSecurity() {
-  absl::MutexLock lock(&security_mu);
-  return process_security == nullptr ? GrpcSecurity() : *process_security;
 }
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const GrpcSecurity& security) {

@@ -2,9 +2,10 @@
 // certificate is configured, and a shared bearer token checked on every RPC of our services when
 // one is set (grpc.health.v1 stays open, so that probes work without the token).
 //
-// Servers take a GrpcSecurity in their config (default: the process's); clients made through
-// CreateChannel use the process's. The `meow` binary sets the process's from its flags
-// once, before it starts anything. Thread-safe.
+// Settings are values passed in, never process state: servers take a GrpcSecurity in their config,
+// clients in theirs (every CreateChannel names one). The `meow` binary loads them from its flags
+// once and hands them to the subcommand; a default GrpcSecurity is plaintext without a token.
+// Thread-safe: pure functions.
 #pragma once
 
 #include <memory>
@@ -31,9 +32,6 @@ struct GrpcSecurity {
 absl::StatusOr<GrpcSecurity> LoadGrpcSecurity(const std::string& cert_file, const std::string& key_file,
                                               const std::string& ca_file, const std::string& token_file,
                                               const std::string& server_name);
-
-void SetProcessGrpcSecurity(const GrpcSecurity& security);
-GrpcSecurity ProcessGrpcSecurity();
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const GrpcSecurity& security);
 

@@ -15,7 +15,8 @@ absl::StatusOr<GrpcServerHandle> StartGrpcServer(const GrpcServerOptions& option
   builder.AddListeningPort(options.address, MakeServerCredentials(options.security), &handle.port);
   // A port already taken is an error, not shared with another process (gRPC's default SO_REUSEPORT).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors());
+  handle.rpc_metrics = options.rpc_metrics != nullptr ? options.rpc_metrics : std::make_shared<RpcMetrics>();
+  builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors(handle.rpc_metrics));
   for (grpc::Service* service : options.services) builder.RegisterService(service);
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_bytes));
   if (options.max_receive_bytes > 0) builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));

@@ -1,6 +1,7 @@
 // The one server bootstrap of meow's gRPC servers (replay, the learner's parameter server): the
 // services on a listening port that is not shared with another process (no SO_REUSEPORT), TLS
-// and token from the given security settings, the RPC-metrics interceptor, health checking with
+// and token from the given security settings, the RPC-metrics interceptor counting into the given
+// registry, health checking with
 // each service SERVING and server reflection, message limits and keepalive.
 // Thread-safe: StartGrpcServer may be called from any thread.
 #pragma once
@@ -17,10 +18,15 @@
 
 namespace meow {
 
+class RpcMetrics;  // common/rpc_metrics.h
+
 struct GrpcServerOptions {
   std::string what;     // names the server in errors: "replay", "parameter server"
   std::string address;  // host:port; port 0 picks a free one
   GrpcSecurity security;
+  // Where the server's RPCs are counted (shared with the owner's metrics page); null: a registry
+  // of its own, in GrpcServerHandle::rpc_metrics.
+  std::shared_ptr<RpcMetrics> rpc_metrics;
   std::vector<grpc::Service*> services;   // not owned; outlive the server
   std::vector<std::string> health_names;  // full service names reported SERVING
   int64_t max_send_bytes = 4 << 20;
@@ -34,6 +40,7 @@ struct GrpcServerHandle {
   std::unique_ptr<grpc::Server> server;
   int port = 0;         // the bound port
   std::string address;  // host:port for clients (0.0.0.0 and [::] become 127.0.0.1)
+  std::shared_ptr<RpcMetrics> rpc_metrics;  // never null
 };
 
 // UNAVAILABLE "<what> cannot listen on <address> (...)" when the port cannot be bound.

@@ -2,6 +2,8 @@
 // codes have the same numbers). Thread-safe: pure functions.
 #pragma once
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 
@@ -9,5 +11,7 @@ namespace meow {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
+// "UNAVAILABLE: <message>", for logs and stats.
+std::string DescribeGrpcStatus(const grpc::Status& status);
 
 }  // namespace meow

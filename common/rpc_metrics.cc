@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
@@ -23,32 +24,32 @@ const char* CodeName(int code) {
 
 class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit RpcMetricsInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : method_(info->method() == nullptr ? "" : info->method()) {}
+  RpcMetricsInterceptor(grpc::experimental::ServerRpcInfo* info, RpcMetrics* metrics)
+      : method_(info->method() == nullptr ? "" : info->method()), metrics_(metrics) {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      RpcMetrics::Global().Record(method_, methods->GetSendStatus().error_code());
+      metrics_->Record(method_, methods->GetSendStatus().error_code());
     }
     methods->Proceed();
   }
 
  private:
   std::string method_;
+  RpcMetrics* metrics_;  // owned by the factory
 };
 
 class RpcMetricsFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  explicit RpcMetricsFactory(std::shared_ptr<RpcMetrics> metrics) : metrics_(std::move(metrics)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
-    return new RpcMetricsInterceptor(info);
+    return new RpcMetricsInterceptor(info, metrics_.get());
   }
+
+ private:
+  std::shared_ptr<RpcMetrics> metrics_;
 };
 
 }  // namespace
-
-RpcMetrics& RpcMetrics::Global() {
-  static RpcMetrics* metrics = new RpcMetrics();
-  return *metrics;
-}
 
 void RpcMetrics::Record(const std::string& method, int code) {
   absl::MutexLock lock(&mu_);
@@ -76,9 +77,10 @@ void RpcMetrics::AppendTo(PrometheusText& text) const {
   }
 }
 
-std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> RpcMetricsInterceptors() {
+std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> RpcMetricsInterceptors(
+    std::shared_ptr<RpcMetrics> metrics) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> out;
-  out.push_back(std::make_unique<RpcMetricsFactory>());
+  out.push_back(std::make_unique<RpcMetricsFactory>(std::move(metrics)));
   return out;
 }
 

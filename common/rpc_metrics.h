@@ -1,6 +1,7 @@
-// Process-wide counts of the RPCs our gRPC servers answered, by method and status code, kept by a
-// server interceptor every server installs; and the numeric fields of a status message (e.g.
-// replay's InfoResponse) as Prometheus gauges. Thread-safe.
+// Counts of the RPCs gRPC servers answered, by method and status code, kept by a server
+// interceptor every server installs into the registry it is given (a process that serves a
+// metrics page makes one and hands it to its servers and its page); and the numeric fields of a
+// status message (e.g. replay's InfoResponse) as Prometheus gauges. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,6 @@ namespace meow {
 
 class RpcMetrics {
  public:
-  static RpcMetrics& Global();
   void Record(const std::string& method, int code) ABSL_LOCKS_EXCLUDED(mu_);
   // (method, status code name) -> calls.
   std::map<std::pair<std::string, std::string>, int64_t> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -31,8 +31,10 @@ class RpcMetrics {
   std::map<std::pair<std::string, int>, int64_t> counts_ ABSL_GUARDED_BY(mu_);
 };
 
-// For ServerBuilder::experimental().SetInterceptorCreators.
-std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> RpcMetricsInterceptors();
+// For ServerBuilder::experimental().SetInterceptorCreators: counts every RPC into `metrics`, which
+// the interceptors share (it outlives the server).
+std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> RpcMetricsInterceptors(
+    std::shared_ptr<RpcMetrics> metrics);
 
 // Every numeric and bool field of `message` (nested messages flattened with '_') as a gauge
 // named meow_<prefix>_<field>.

@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   if (!algorithm.ok()) return algorithm.status();
   ReplaySamplerConfig sampler_config;
   sampler_config.addresses = config.replay_addresses;
+  sampler_config.security = config.security;
   sampler_config.batch_size = config.batch_size;
   sampler_config.prefetch_batches = config.prefetch_batches;
   sampler_config.obs_dim = static_cast<int>(config.policy.obs_dim);

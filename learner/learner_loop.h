@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "learner/checkpoint.h"
 #include "learner/meow_update.h"
 #include "learner/parameter_server.h"
@@ -32,6 +33,7 @@ namespace meow {
 
 struct LearnerConfig {
   std::vector<std::string> replay_addresses;
+  GrpcSecurity security;    // TLS and token for replay (default: plaintext, no token)
   FlowPolicyConfig policy;  // obs_dim and action_dim must be set
   MeowUpdateConfig update;
   int batch_size = 256;

@@ -140,14 +140,13 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> StartParameterServer(const Para
   server_options.what = "parameter server";
   server_options.address = config.address;
   server_options.security = config.security;
+  server_options.rpc_metrics = config.rpc_metrics;
   server_options.services = {&server->service_, &server->learner_service_};
   server_options.health_names = {kServiceName, "meow.proto.LearnerService"};
   server_options.max_send_bytes = config.max_message_bytes;
   auto started = StartGrpcServer(server_options);
   if (!started.ok()) return started.status();
-  server->server_ = std::move(started->server);
-  server->port_ = started->port;
-  server->address_ = started->address;
+  server->grpc_ = *std::move(started);
   return server;
 }
 
@@ -160,9 +159,9 @@ void ParameterServer::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   store_.Close();
-  if (server_ != nullptr) {
-    MarkNotServing(*server_);
-    StopGrpcServer(*server_, grace);
+  if (grpc_.server != nullptr) {
+    MarkNotServing(*grpc_.server);
+    StopGrpcServer(*grpc_.server, grace);
   }
 }
 

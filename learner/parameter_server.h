@@ -22,6 +22,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc_security.h"
+#include "common/grpc_server.h"
+#include "common/rpc_metrics.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
 #include "learner/learner_service.h"
@@ -72,7 +74,9 @@ class ParameterServiceImpl final : public proto::ParameterService::Service {
 struct ParameterServerConfig {
   std::string address = "127.0.0.1:0";            // host:port; port 0 picks a free one
   int64_t max_message_bytes = 256 << 20;          // Humanoid-size weights are about 2 MB
-  GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
+  GrpcSecurity security;                          // TLS and token; default: plaintext, no token
+  // Where its RPCs are counted (e.g. shared with the process's replay server); null: its own.
+  std::shared_ptr<RpcMetrics> rpc_metrics;
   // The tensor names and shapes an evaluation's weights must have (the policy's); empty: reports
   // with weights are refused.
   WeightShapes evaluated_weight_shapes;
@@ -86,8 +90,9 @@ class ParameterServer {
   ~ParameterServer();  // Shutdown()
   ParameterStore* store() { return &store_; }
   TrainingBoard* board() { return &board_; }
-  int port() const { return port_; }
-  const std::string& address() const { return address_; }  // host:port for clients
+  int port() const { return grpc_.port; }
+  const std::string& address() const { return grpc_.address; }  // host:port for clients
+  RpcMetrics& rpc_metrics() { return *grpc_.rpc_metrics; }
   // Closes the store (watchers end), marks health NOT_SERVING and stops. Idempotent.
   void Shutdown(absl::Duration grace = absl::Milliseconds(500));
 
@@ -101,9 +106,7 @@ class ParameterServer {
   ParameterServiceImpl service_;
   TrainingBoard board_;
   LearnerServiceImpl learner_service_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
-  std::string address_;
+  GrpcServerHandle grpc_;  // the gRPC server, its port and address, its RPC counts
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

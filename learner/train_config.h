@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/flow_policy.h"
+#include "common/grpc_security.h"
 #include "common/presets.h"
 #include "learner/meow_update.h"
 
@@ -71,6 +72,9 @@ struct TrainConfig : TrainSettings {
   absl::Duration linger = absl::Seconds(3);
   // host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
   std::string metrics_address;
+  // TLS and token of the learner's server and of its replay clients (local mode: of the embedded
+  // replay and the in-process actors and evaluator too). Default: plaintext, no token.
+  GrpcSecurity security;
 
   bool local() const { return replay_addresses.empty(); }
   // samples_per_insert, or batch_size when unset.

@@ -55,6 +55,8 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
 
   ParameterServerConfig pc;
   pc.address = config.address;
+  pc.security = config.security;
+  pc.rpc_metrics = c->rpc_metrics_;
   pc.evaluated_weight_shapes = std::move(policy_shapes);
   auto server = StartParameterServer(pc);
   if (!server.ok()) return server.status();
@@ -64,6 +66,7 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   torch::manual_seed(config.seed);
   LearnerConfig lc;
   lc.replay_addresses = c->replay_addresses_;
+  lc.security = config.security;
   lc.policy = config.policy;
   lc.update = config.update;
   lc.batch_size = static_cast<int>(config.batch_size);
@@ -81,13 +84,14 @@ absl::Status TrainingComponents::StartReplay() {
   if (!config_.local()) {
     replay_addresses_ = config_.replay_addresses;
     if (absl::Status s = WaitForReplay(replay_addresses_, static_cast<int>(config_.policy.obs_dim),
-                                       static_cast<int>(config_.policy.action_dim), config_.connect_timeout);
+                                       static_cast<int>(config_.policy.action_dim), config_.connect_timeout,
+                                       config_.security);
         !s.ok()) {
       return s;
     }
     // A replay that a finished run marked done takes transitions again for this one.
     for (const std::string& address : replay_addresses_) {
-      if (absl::Status s = SetReplayTrainingDone(address, false, 0, absl::Seconds(10)); !s.ok()) {
+      if (absl::Status s = SetReplayTrainingDone(address, false, 0, absl::Seconds(10), config_.security); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("replay at ", address, ": ", s.message()));
       }
     }
@@ -106,6 +110,8 @@ absl::Status TrainingComponents::StartReplay() {
                               : RateLimiterConfig::MinSize(min_size);
   rc.persistence.directory = config_.run_dir + "/replay";
   rc.insert_timeout = absl::Seconds(10);
+  rc.security = config_.security;
+  rc.rpc_metrics = rpc_metrics_;
   auto started = StartReplayServer(rc);
   if (!started.ok()) {
     return absl::Status(started.status().code(),
@@ -135,6 +141,7 @@ absl::Status TrainingComponents::StartActors() {
     ac.seed = config_.seed;
     ac.replay_addresses = replay_addresses_;
     ac.learner_address = server_->address();
+    ac.security = config_.security;
     ac.policy = config_.policy;
     ac.refresh_interval = config_.actor_refresh_interval;
     ac.steps_per_batch = config_.actor_steps_per_batch;
@@ -156,6 +163,7 @@ absl::Status TrainingComponents::StartEvaluator() {
   EvaluatorConfig ec;
   ec.env = config_.env;
   ec.learner_address = server_->address();
+  ec.security = config_.security;
   ec.policy = config_.policy;
   ec.interval = config_.eval_interval;
   ec.episodes = config_.eval_episodes;
@@ -192,7 +200,7 @@ void TrainingComponents::AnnounceDone(int64_t env_steps, bool tell_replay) {
   // Replay carries "done" to actors that do not ask the learner in time (held by the rate
   // limiter, or after this process has exited): their inserts end with OUT_OF_RANGE.
   for (const std::string& address : replay_addresses_) {
-    if (absl::Status s = SetReplayTrainingDone(address, true, env_steps, absl::Seconds(5)); !s.ok()) {
+    if (absl::Status s = SetReplayTrainingDone(address, true, env_steps, absl::Seconds(5), config_.security); !s.ok()) {
       absl::FPrintF(stderr, "meow: could not tell replay at %s that training is over: %s\n", address, s.message());
     }
   }

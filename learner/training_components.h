@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/rpc_metrics.h"
 #include "learner/learner_loop.h"
 #include "learner/parameter_server.h"
 #include "learner/train_config.h"
@@ -43,6 +44,8 @@ class TrainingComponents {
   const std::vector<std::string>& replay_addresses() const { return replay_addresses_; }
   ReplayServer* embedded_replay() { return replay_.get(); }  // null in learner mode
   ParameterServer& server() { return *server_; }
+  // The RPCs answered by the learner's server and the embedded replay.
+  RpcMetrics& rpc_metrics() { return *rpc_metrics_; }
   Learner& learner() { return *learner_; }
 
   // The first failure of a worker: the learner loop ending (by error, or at all before it was
@@ -72,6 +75,7 @@ class TrainingComponents {
   void StopAll();
 
   TrainConfig config_;
+  std::shared_ptr<RpcMetrics> rpc_metrics_ = std::make_shared<RpcMetrics>();
   std::unique_ptr<ReplayServer> replay_;
   std::vector<std::string> replay_addresses_;
   std::unique_ptr<ParameterServer> server_;

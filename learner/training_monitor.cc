@@ -26,7 +26,7 @@ TrainingMonitor::TrainingMonitor(const TrainConfig& config, TrainingComponents& 
       last_episode_mean_(std::nan("")),
       last_eval_mean_(std::nan("")) {
   for (const std::string& address : components_.replay_addresses()) {
-    info_stubs_.push_back(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20)));
+    info_stubs_.push_back(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20, config_.security)));
   }
 }
 
@@ -212,7 +212,7 @@ std::string TrainingMonitor::MetricsPage() const {
     *info.mutable_rate_limiter() = embedded->table()->RateLimiterState();
     AppendProtoNumbers(text, "replay", info);
   }
-  RpcMetrics::Global().AppendTo(text);
+  components_.rpc_metrics().AppendTo(text);
   return text.text();
 }
 

@@ -81,7 +81,7 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
                                                const std::function<void(const std::string&)>& progress) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   ReplayLoadResult result;
-  auto before = GetReplayInfo(config.address, absl::Seconds(10));
+  auto before = GetReplayInfo(config.address, absl::Seconds(10), config.security);
   if (!before.ok()) {
     return absl::UnavailableError(
         absl::StrCat("load: cannot reach replay at ", config.address, ": ", before.status().message()));
@@ -93,6 +93,7 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
   for (int i = 0; i < config.streams; ++i) {
     ReplayInserterConfig ic;
     ic.addresses = {config.address};
+    ic.security = config.security;
     ic.actor_id = config.first_actor_id + static_cast<uint64_t>(i);
     auto inserter = ReplayInserter::Create(ic);
     if (!inserter.ok()) return inserter.status();
@@ -102,6 +103,7 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
   for (int i = 0; i < config.samplers; ++i) {
     ReplaySamplerConfig sc;
     sc.addresses = {config.address};
+    sc.security = config.security;
     sc.batch_size = config.sample_batch_size;
     auto sampler = ReplaySampler::Create(sc);
     if (!sampler.ok()) return sampler.status();
@@ -161,7 +163,7 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
     const int64_t acked = acked_now(), sampled_now = sampled.load();
     const double window = absl::ToDoubleSeconds(now - last_report);
     std::string replay_line = "replay info unavailable";
-    if (auto info = GetReplayInfo(config.address, absl::Seconds(2)); info.ok()) {
+    if (auto info = GetReplayInfo(config.address, absl::Seconds(2), config.security); info.ok()) {
       replay_line = absl::StrFormat(
           "replay size %d/%d, limiter insert waits %d (%.1f s), blocked now %d", info->table().size(),
           info->table().capacity(), info->rate_limiter().insert_waits() - before->rate_limiter().insert_waits(),
@@ -198,7 +200,7 @@ absl::StatusOr<ReplayLoadResult> RunReplayLoad(const ReplayLoadConfig& config,
   for (auto& sampler : samplers) sampler->Close();
   result.rows_acked = result.batches_acked * config.rows_per_batch;
   result.sampled_batches = sampled.load();
-  auto after = GetReplayInfo(config.address, absl::Seconds(10));
+  auto after = GetReplayInfo(config.address, absl::Seconds(10), config.security);
   if (!after.ok()) {
     return absl::UnavailableError(
         absl::StrCat("load: replay at ", config.address, " did not answer after the run: ", after.status().message()));

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "proto/replay.pb.h"
 
 namespace meow {
@@ -26,6 +27,7 @@ struct ReplayLoadConfig {
   absl::Duration duration = absl::Seconds(60);
   absl::Duration report_interval = absl::Seconds(5);
   uint64_t seed = 1;
+  GrpcSecurity security;  // TLS and token (default: plaintext, no token)
 
   absl::Status Validate() const;
 };

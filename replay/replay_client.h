@@ -1,7 +1,9 @@
 // Client side of the replay service: the actor's streaming inserter, the learner's prefetching
 // sampler, and one-shot Info / Checkpoint calls. Several replay addresses act as shards: an
 // actor's batches all go to one shard (chosen by actor id), the sampler draws from every shard.
-// Every RPC has a deadline; every blocking call takes a timeout; Close() cancels.
+// Every RPC has a deadline; every blocking call takes a timeout; Close() cancels. TLS and token
+// come with each config (or call). Implemented in replay_client.cc (inserter, one-shot calls) and
+// replay_sampler.cc.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc_channel.h"
+#include "common/grpc_security.h"
 #include "common/tensor_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/replay.grpc.pb.h"
@@ -37,6 +40,7 @@ struct ReplayInserterConfig {
   absl::Duration stream_deadline = absl::Minutes(30);
   Backoff backoff;
   int64_t max_message_bytes = 64 << 20;
+  GrpcSecurity security;  // TLS and token (default: plaintext, no token)
 
   absl::Status Validate() const;
 };
@@ -128,6 +132,7 @@ struct ReplaySamplerConfig {
   absl::Duration stream_deadline = absl::Minutes(30);
   Backoff backoff;
   int64_t max_message_bytes = 64 << 20;
+  GrpcSecurity security;  // TLS and token (default: plaintext, no token)
   // Expected signature; a negative size accepts what the table has.
   int obs_dim = -1;
   int action_dim = -1;
@@ -196,17 +201,23 @@ class ReplaySampler {
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
+// One-shot calls, each on a channel of its own with `security`'s TLS and token (the default:
+// plaintext, no token).
+
 // One Info call with deadline `timeout`.
-absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address, absl::Duration timeout);
+absl::StatusOr<proto::InfoResponse> GetReplayInfo(const std::string& address, absl::Duration timeout,
+                                                  const GrpcSecurity& security = {});
 
 // Waits up to `timeout` until every replay shard answers, and checks that it holds transitions
 // of the given sizes. UNAVAILABLE naming the address when one cannot be reached.
 absl::Status WaitForReplay(const std::vector<std::string>& addresses, int obs_dim, int action_dim,
-                           absl::Duration timeout);
+                           absl::Duration timeout, const GrpcSecurity& security = {});
 
 // Tells the server that training is over (or running again); see ReplayService.SetTrainingDone.
-absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps, absl::Duration timeout);
+absl::Status SetReplayTrainingDone(const std::string& address, bool done, int64_t env_steps, absl::Duration timeout,
+                                   const GrpcSecurity& security = {});
 // Asks the server to write a snapshot now.
-absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address, absl::Duration timeout);
+absl::StatusOr<proto::CheckpointResponse> CheckpointReplay(const std::string& address, absl::Duration timeout,
+                                                           const GrpcSecurity& security = {});
 
 }  // namespace meow

@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   server_options.what = "replay";
   server_options.address = config.address;
   server_options.security = config.security;
+  server_options.rpc_metrics = config.rpc_metrics;
   server_options.services = {server->service_.get()};
   server_options.health_names = {kServiceName};
   server_options.max_send_bytes = config.max_message_bytes;
@@ -77,9 +78,7 @@ absl::StatusOr<std::unique_ptr<ReplayServer>> StartReplayServer(const ReplayServ
   server_options.ping_clients = true;
   auto started = StartGrpcServer(server_options);
   if (!started.ok()) return started.status();
-  server->server_ = std::move(started->server);
-  server->port_ = started->port;
-  server->address_ = started->address;
+  server->grpc_ = *std::move(started);
   return server;
 }
 
@@ -91,11 +90,11 @@ void ReplayServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  if (server_ != nullptr) MarkNotServing(*server_);
+  if (grpc_.server != nullptr) MarkNotServing(*grpc_.server);
   // Wake blocked inserts and samples; then let the calls end.
   if (table_ != nullptr) table_->Close();
   if (service_ != nullptr) service_->Shutdown();
-  if (server_ != nullptr) StopGrpcServer(*server_, grace);
+  if (grpc_.server != nullptr) StopGrpcServer(*grpc_.server, grace);
   if (persistence_ != nullptr) {
     if (config_.snapshot_on_shutdown) {
       absl::StatusOr<proto::CheckpointResponse> snapshot = persistence_->Snapshot();
@@ -132,7 +131,7 @@ absl::Status RunReplay(const ReplayServerConfig& config) {
       if (raw->persistence() != nullptr) *info.mutable_persistence() = raw->persistence()->Info();
       PrometheusText text;
       AppendProtoNumbers(text, "replay", info);
-      RpcMetrics::Global().AppendTo(text);
+      raw->rpc_metrics().AppendTo(text);
       return text.text();
     });
     if (!started.ok()) return started.status();

@@ -10,6 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/grpc_security.h"
+#include "common/grpc_server.h"
+#include "common/rpc_metrics.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/replay.pb.h"
 #include "replay/persistence.h"
@@ -31,7 +33,9 @@ struct ReplayServerConfig {
   // Unread acknowledgements per insert stream before the server stops reading it.
   int max_pending_acks = 1024;
   bool snapshot_on_shutdown = true;               // when persistence is on
-  GrpcSecurity security = ProcessGrpcSecurity();  // TLS and token
+  GrpcSecurity security;  // TLS and token; default: plaintext, no token
+  // Where its RPCs are counted (e.g. shared with other servers of the process); null: its own.
+  std::shared_ptr<RpcMetrics> rpc_metrics;
   // RunReplay: host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
   std::string metrics_address;
 
@@ -46,11 +50,12 @@ class ReplayServer {
   ReplayServer(const ReplayServer&) = delete;
   ReplayServer& operator=(const ReplayServer&) = delete;
 
-  int port() const { return port_; }
+  int port() const { return grpc_.port; }
   // "host:port" with the bound port, for clients.
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return grpc_.address; }
   Table* table() { return table_.get(); }
   Persistence* persistence() { return persistence_.get(); }  // null without a directory
+  RpcMetrics& rpc_metrics() { return *grpc_.rpc_metrics; }
 
   // Stops serving: marks health NOT_SERVING, wakes blocked calls (CANCELLED), gives running calls
   // up to `grace` to end, then writes a final snapshot (if configured). Idempotent.
@@ -61,12 +66,10 @@ class ReplayServer {
   ReplayServer() = default;
 
   ReplayServerConfig config_;
-  int port_ = 0;
-  std::string address_;
   std::unique_ptr<Table> table_;
   std::unique_ptr<Persistence> persistence_;  // may be null
   std::unique_ptr<ReplayServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
+  GrpcServerHandle grpc_;  // the gRPC server, its port and address, its RPC counts
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -26,7 +26,7 @@ uint64_t ActorIdFromHostName() {
   return h & ((uint64_t{1} << 40) - 1);
 }
 
-absl::StatusOr<ActorProcessConfig> ActorFromFlags() {
+absl::StatusOr<ActorProcessConfig> ActorFromFlags(const GrpcSecurity& security) {
   auto training = TrainConfigFromFlags();
   if (!training.ok()) return training.status();
   ActorProcessConfig p;
@@ -36,6 +36,7 @@ absl::StatusOr<ActorProcessConfig> ActorFromFlags() {
   c.seed = training->seed;
   c.replay_addresses = absl::GetFlag(FLAGS_replay);
   c.learner_address = absl::GetFlag(FLAGS_learner);
+  c.security = security;
   if (c.replay_addresses.empty()) return absl::InvalidArgumentError("meow actor needs --replay=HOST:PORT[,...]");
   if (c.learner_address.empty()) return absl::InvalidArgumentError("meow actor needs --learner=HOST:PORT");
   for (const std::string& a : c.replay_addresses) {
@@ -67,8 +68,8 @@ absl::StatusOr<ActorProcessConfig> ActorFromFlags() {
   return p;
 }
 
-int RunActor() {
-  auto config = ActorFromFlags();
+int RunActor(const GrpcSecurity& security) {
+  auto config = ActorFromFlags(security);
   if (!config.ok()) return Fail(config.status());
   if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
   const std::atomic<bool>& stop = InstallStopHandlers();

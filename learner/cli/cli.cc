@@ -192,11 +192,12 @@ absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
   return c;
 }
 
-absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local) {
+absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local, const GrpcSecurity& security) {
   auto sync = TrainConfigFromFlags();
   if (!sync.ok()) return sync.status();
   TrainConfig c;
   static_cast<TrainSettings&>(c) = *sync;
+  c.security = security;
   if (absl::GetFlag(FLAGS_run_free)) {
     c.samples_per_insert = 0;
   } else if (auto spi = absl::GetFlag(FLAGS_samples_per_insert); spi.has_value()) {

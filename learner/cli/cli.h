@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "learner/sync_trainer.h"
 #include "learner/training.h"
 
@@ -65,7 +66,9 @@ struct Subcommand {
   const char* summary;
   std::vector<const char*> flags;  // the flags it reads, in the order --help lists them
   bool speaks_grpc;                // reads the TLS/token flags
-  int (*run)();
+  // The exit code. `security`: the TLS/token settings loaded from the flags (speaks_grpc), for
+  // the configs of its servers and clients; empty otherwise.
+  int (*run)(const GrpcSecurity& security);
 };
 
 // Flag lists more than one subcommand reads.
@@ -102,8 +105,9 @@ absl::Status SetThreadsFromFlag();
 // `sync_run_dir`: the default run dir is runs/<env>-seed<N>-sync (the sync loop's own layout).
 absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir = false);
 
-// The training flags plus the distributed ones: local mode (`meow train`) or a learner process.
-absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local);
+// The training flags plus the distributed ones: local mode (`meow train`) or a learner process,
+// with `security` for its servers and clients.
+absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local, const GrpcSecurity& security);
 
 // Runs local mode or a learner process and prints the summary; the exit code.
 int RunDistributedTraining(const TrainConfig& config);

@@ -24,10 +24,11 @@ ABSL_FLAG(int64_t, max_steps, 0, "Steps per episode at most (0: the task's limit
 namespace meow::cli {
 namespace {
 
-int RunEvaluator() {
+int RunEvaluator(const GrpcSecurity& security) {
   auto training = TrainConfigFromFlags();
   if (!training.ok()) return Fail(training.status());
   EvaluatorProcessConfig p;
+  p.evaluator.security = security;
   EvaluatorConfig& c = p.evaluator;
   c.env = training->env;
   c.policy = training->policy;
@@ -48,9 +49,9 @@ int RunEvaluator() {
   return 0;
 }
 
-int RunEval() {
+int RunEval(const GrpcSecurity& security) {
   const std::string path = absl::GetFlag(FLAGS_policy);
-  if (path.empty() && !absl::GetFlag(FLAGS_learner).empty()) return RunEvaluator();
+  if (path.empty() && !absl::GetFlag(FLAGS_learner).empty()) return RunEvaluator(security);
   if (path.empty()) {
     return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE, or --learner=HOST:PORT to follow a run"));
   }

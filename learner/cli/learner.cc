@@ -5,8 +5,8 @@
 namespace meow::cli {
 namespace {
 
-int RunLearner() {
-  auto config = DistributedConfigFromFlags(/*local=*/false);
+int RunLearner(const GrpcSecurity& security) {
+  auto config = DistributedConfigFromFlags(/*local=*/false, security);
   if (!config.ok()) return Fail(config.status());
   return RunDistributedTraining(*config);
 }

@@ -17,7 +17,7 @@ ABSL_FLAG(uint64_t, first_actor_id, 1'000'000, "Actor id of the first stream (th
 namespace meow::cli {
 namespace {
 
-int RunLoad() {
+int RunLoad(const GrpcSecurity& security) {
   const std::vector<std::string> replay = absl::GetFlag(FLAGS_replay);
   if (replay.size() != 1) return Fail(absl::InvalidArgumentError("meow load needs exactly one --replay=HOST:PORT"));
   if (absl::Status s = CheckAddress("replay", replay[0]); !s.ok()) return Fail(s);
@@ -30,6 +30,7 @@ int RunLoad() {
   config.duration = absl::GetFlag(FLAGS_duration);
   config.first_actor_id = absl::GetFlag(FLAGS_first_actor_id);
   config.seed = absl::GetFlag(FLAGS_seed);
+  config.security = security;
   config.report_interval = absl::Seconds(5);
   if (absl::Status s = config.Validate(); !s.ok()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));

@@ -95,14 +95,15 @@ int Main(int argc, char** argv) {
     absl::FPrintF(stderr, "meow: unknown subcommand \"%s\"\n\n%s", name, kUsage);
     return 2;
   }
+  GrpcSecurity security;
   if (command->speaks_grpc) {
-    auto security =
+    auto loaded =
         LoadGrpcSecurity(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca),
                          absl::GetFlag(FLAGS_auth_token_file), absl::GetFlag(FLAGS_tls_server_name));
-    if (!security.ok()) return Fail(security.status());
-    SetProcessGrpcSecurity(*security);
+    if (!loaded.ok()) return Fail(loaded.status());
+    security = *std::move(loaded);
   }
-  return command->run();
+  return command->run(security);
 }
 
 }  // namespace

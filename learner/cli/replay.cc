@@ -42,12 +42,13 @@ absl::StatusOr<RateLimiterConfig> LimiterFromFlags(int64_t capacity) {
   return RateLimiterConfig::SampleToInsertRatio(*ratio, min_size, tolerance);
 }
 
-int RunReplayServer() {
+int RunReplayServer(const GrpcSecurity& security) {
   const std::string env_name = absl::GetFlag(FLAGS_env);
   auto env = MakeEnv(env_name);
   if (!env.ok()) return Fail(absl::NotFoundError(absl::StrCat("--env=", env_name, ": ", env.status().message())));
   auto preset = GetPreset(env_name);
   ReplayServerConfig config;
+  config.security = security;
   config.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7777" : absl::GetFlag(FLAGS_address);
   if (absl::Status s = CheckAddress("address", config.address); !s.ok()) return Fail(s);
   config.table.obs_dim = (*env)->spec().obs_dim;

@@ -10,7 +10,7 @@ ABSL_FLAG(std::string, out, "", "Output HTML file (default: RUN_DIR/report.html)
 namespace meow::cli {
 namespace {
 
-int RunReport() {
+int RunReport(const GrpcSecurity& /*security*/) {
   std::vector<std::string> dirs = absl::GetFlag(FLAGS_run_dirs);
   if (dirs.empty() && !absl::GetFlag(FLAGS_run_dir).empty()) dirs.push_back(absl::GetFlag(FLAGS_run_dir));
   if (dirs.empty()) return Fail(absl::InvalidArgumentError("meow report needs --run_dir=DIR or --run_dirs=A,B"));

@@ -56,13 +56,13 @@ int RunSync() {
   return 0;
 }
 
-int RunTrain() {
+int RunTrain(const GrpcSecurity& security) {
   if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
     return Fail(absl::InvalidArgumentError(
         "--tls_cert without --tls_ca: in one process the clients must verify its own servers"));
   }
   if (absl::GetFlag(FLAGS_sync)) return RunSync();
-  auto config = DistributedConfigFromFlags(/*local=*/true);
+  auto config = DistributedConfigFromFlags(/*local=*/true, security);
   if (!config.ok()) return Fail(config.status());
   return RunDistributedTraining(*config);
 }

@@ -43,7 +43,7 @@ TEST(RedialNeededTest, AfterUnavailableOrATimeoutOnAChannelThatIsNotConnected) {
   options.address = "127.0.0.1:0";
   auto server = StartGrpcServer(options);  // health checking and reflection only
   ASSERT_TRUE(server.ok()) << server.status();
-  auto live = CreateChannel(server->address, 1 << 20);
+  auto live = CreateChannel(server->address, 1 << 20, GrpcSecurity());
   ASSERT_TRUE(live->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30))));
   const grpc::Status deadline(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline");
   EXPECT_FALSE(RedialNeeded(deadline, *live));
@@ -52,7 +52,7 @@ TEST(RedialNeededTest, AfterUnavailableOrATimeoutOnAChannelThatIsNotConnected) {
   EXPECT_FALSE(RedialNeeded(grpc::Status::OK, *live));
   // Nobody listens: the channel never connects, so a timed-out call dials again.
   server->server->Shutdown();
-  auto dead = CreateChannel(server->address, 1 << 20);
+  auto dead = CreateChannel(server->address, 1 << 20, GrpcSecurity());
   EXPECT_FALSE(dead->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200))));
   EXPECT_TRUE(RedialNeeded(deadline, *dead));
 }

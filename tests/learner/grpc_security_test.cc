@@ -61,22 +61,21 @@ class GrpcSecurityTest : public ::testing::Test {
     learner_ = *std::move(learner);
   }
   void TearDown() override {
-    SetProcessGrpcSecurity(GrpcSecurity());
     replay_.reset();
     learner_.reset();
     fs::remove_all(dir_);
   }
 
-  // Sets this process's client settings: TLS with the test CA, and the given token file.
+  // The client settings the calls below pass in: TLS with the test CA, and the given token file.
   void UseClient(const std::string& token_file, bool tls = true) {
     auto client = LoadGrpcSecurity("", "", tls ? dir_ + "/cert.pem" : "", token_file, "");
     ASSERT_TRUE(client.ok()) << client.status();
-    SetProcessGrpcSecurity(*client);
+    client_ = *client;
   }
 
   // One batch through a raw Insert stream; the stream's final status.
   grpc::Status InsertOneBatch() {
-    auto stub = proto::ReplayService::NewStub(CreateChannel(replay_->address(), 64 << 20));
+    auto stub = proto::ReplayService::NewStub(CreateChannel(replay_->address(), 64 << 20, client_));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto stream = stub->Insert(&context);
@@ -97,17 +96,18 @@ class GrpcSecurityTest : public ::testing::Test {
 
   std::string dir_;
   GrpcSecurity server_;
+  GrpcSecurity client_;
   std::unique_ptr<ReplayServer> replay_;
   std::unique_ptr<ParameterServer> learner_;
 };
 
 TEST_F(GrpcSecurityTest, TheRightTokenOverTlsGetsThrough) {
   UseClient(dir_ + "/token");
-  auto info = GetReplayInfo(replay_->address(), kAnswer);
+  auto info = GetReplayInfo(replay_->address(), kAnswer, client_);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_TRUE(InsertOneBatch().ok());
   EXPECT_EQ(replay_->table()->Info().size(), 1);
-  ParameterClient client(learner_->address());
+  ParameterClient client(learner_->address(), client_);
   auto weights = client.Get(0, kAnswer);
   EXPECT_TRUE(weights.ok()) << weights.status();
   EXPECT_TRUE(client.Report(proto::ReportRequest(), kAnswer).ok());
@@ -117,7 +117,7 @@ TEST_F(GrpcSecurityTest, NoTokenOrAWrongTokenIsUnauthenticatedAndStoresNothing) 
   for (const std::string& token_file : {std::string(), dir_ + "/wrong"}) {
     SCOPED_TRACE(token_file.empty() ? "no token" : "wrong token");
     UseClient(token_file);
-    auto info = GetReplayInfo(replay_->address(), kAnswer);
+    auto info = GetReplayInfo(replay_->address(), kAnswer, client_);
     EXPECT_EQ(info.status().code(), absl::StatusCode::kUnauthenticated) << info.status();
     EXPECT_THAT(std::string(info.status().message()),
                 HasSubstr(token_file.empty() ? "requires a bearer token" : "wrong bearer token"));
@@ -125,7 +125,7 @@ TEST_F(GrpcSecurityTest, NoTokenOrAWrongTokenIsUnauthenticatedAndStoresNothing) 
     EXPECT_EQ(insert.error_code(), grpc::StatusCode::UNAUTHENTICATED) << insert.error_message();
     EXPECT_EQ(replay_->table()->Info().size(), 0);
     EXPECT_EQ(replay_->table()->Info().actors(), 0);
-    ParameterClient client(learner_->address());
+    ParameterClient client(learner_->address(), client_);
     EXPECT_EQ(client.Get(0, kAnswer).status().code(), absl::StatusCode::kUnauthenticated);
     proto::ReportRequest report;
     proto::Episode* e = report.add_episodes();
@@ -138,7 +138,7 @@ TEST_F(GrpcSecurityTest, NoTokenOrAWrongTokenIsUnauthenticatedAndStoresNothing) 
 
 TEST_F(GrpcSecurityTest, APlaintextClientCannotTalkToATlsServer) {
   UseClient(dir_ + "/token", /*tls=*/false);
-  auto info = GetReplayInfo(replay_->address(), kAnswer);
+  auto info = GetReplayInfo(replay_->address(), kAnswer, client_);
   EXPECT_EQ(info.status().code(), absl::StatusCode::kUnavailable) << info.status();
   EXPECT_EQ(InsertOneBatch().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(replay_->table()->Info().size(), 0);

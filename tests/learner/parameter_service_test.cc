@@ -255,7 +255,7 @@ TEST(ParameterServiceTest, MalformedResponsesAreRefusedNamingTheTensor) {
 
 TEST(ParameterServiceTest, WatchersSeeEachNewerVersion) {
   auto server = Start();
-  auto stub = proto::ParameterService::NewStub(CreateChannel(server->address(), 256 << 20));
+  auto stub = proto::ParameterService::NewStub(CreateChannel(server->address(), 256 << 20, GrpcSecurity()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   context.set_wait_for_ready(true);  // a slow first connection on a busy machine is not a failure
@@ -341,7 +341,7 @@ TEST(ParameterServiceTest, ALearnerThatCountsFromOneAgainIsPickedUp) {
   EXPECT_FALSE(got->has_value());
 
   // A raw request naming another incarnation ignores its min_version, watchers included.
-  auto stub = proto::ParameterService::NewStub(CreateChannel(address, 256 << 20));
+  auto stub = proto::ParameterService::NewStub(CreateChannel(address, 256 << 20, GrpcSecurity()));
   proto::GetParametersRequest request;
   request.set_min_version(100);
   request.set_incarnation(old_incarnation);

@@ -93,7 +93,7 @@ auto WhileUnavailable(Call call) {
 class RawInsertStream {
  public:
   explicit RawInsertStream(const std::string& address)
-      : stub_(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20))) {
+      : stub_(proto::ReplayService::NewStub(CreateChannel(address, 64 << 20, GrpcSecurity()))) {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
     stream_ = stub_->Insert(&context_);
   }
@@ -183,7 +183,7 @@ TEST(ReplayServiceTest, ATakenPortIsAnErrorNotShared) {
 TEST(ReplayServiceTest, HealthCheckAndReflection) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
-  auto channel = CreateChannel(server->address(), 1 << 20);
+  auto channel = CreateChannel(server->address(), 1 << 20, GrpcSecurity());
   auto health = grpc::health::v1::Health::NewStub(channel);
   for (const std::string service : {"", "meow.proto.ReplayService"}) {
     grpc::ClientContext context;
@@ -424,7 +424,7 @@ TEST(ReplayServiceTest, SampleStreamHonoursCredit) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(server->table()->Insert(MakeBatch(1, 1, 64), 0, kLong, nullptr).ok());
-  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20, GrpcSecurity()));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
   auto stream = stub->Sample(&context);
@@ -463,7 +463,7 @@ TEST(ReplayServiceTest, AReplaySlowToAnswerANewConnectionIsStillReached) {
 TEST(ReplayServiceTest, SampleStreamRefusesBadRequests) {
   std::unique_ptr<ReplayServer> server = Start(ServerConfig());
   ASSERT_NE(server, nullptr);
-  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20, GrpcSecurity()));
   struct Case {
     int batch_size, credit;
     grpc::StatusCode code;
@@ -729,7 +729,7 @@ TEST(ReplayServiceTest, ASampleLargerThanAMessageIsRefusedNamingTheLimit) {
   for (uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(inserter->Insert(MakeBatch(1, i, 64), kLong).ok());
   ASSERT_TRUE(inserter->Flush(kLong).ok());
 
-  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20));
+  auto stub = proto::ReplayService::NewStub(CreateChannel(server->address(), 64 << 20, GrpcSecurity()));
   auto sample = [&](int64_t rows, proto::SampleResponse* response) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + kLong));
