@@ -77,7 +77,19 @@ bool HasAny(const RunMetrics& run, const std::string& column) {
   return std::any_of(it->second.begin(), it->second.end(), [](double v) { return std::isfinite(v); });
 }
 
-std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& runs) {
+// "11,000": a return with thousands separated.
+std::string FormatReturn(double v) {
+  const int64_t rounded = static_cast<int64_t>(std::llround(v));
+  std::string digits = absl::StrCat(rounded < 0 ? -rounded : rounded);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<size_t>(i), ",");
+  return rounded < 0 ? "-" + digits : digits;
+}
+
+// `refs` (published returns) are drawn on top: a diamond where the chart reaches their step, else a
+// dashed line at their value labelled with the step they were read at. The legend names the runs
+// when there are several or `name_runs`.
+std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& runs,
+                        const std::vector<PublishedReturn>& refs = {}, bool name_runs = false) {
   // Data range over every run and series (the band included).
   double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
   bool any = false;
@@ -102,6 +114,10 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     }
   }
   if (!any) return "";
+  for (const PublishedReturn& ref : refs) {
+    y_lo = std::min(y_lo, ref.value);
+    y_hi = std::max(y_hi, ref.value);
+  }
   double clipped_above = std::numeric_limits<double>::infinity();
   if (spec.clip_outliers) {
     std::vector<double> all;
@@ -204,8 +220,36 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
                             "<span class=\"key\"><svg width=\"28\" height=\"10\"><line x1=\"0\" "
                             "x2=\"28\" y1=\"5\" y2=\"5\" stroke=\"%s\" stroke-width=\"2\" "
                             "stroke-dasharray=\"%s\"/></svg>%s%s</span>",
-                            color, dash, runs.size() > 1 ? Escape(run.name) + " " : "", column);
+                            color, dash, runs.size() > 1 || name_runs ? Escape(run.name) + " " : "", column);
     }
+  }
+  for (const PublishedReturn& ref : refs) {
+    const bool on_chart = static_cast<double>(ref.env_steps) <= x_hi;
+    const std::string label = absl::StrCat(ref.source, ref.approximate ? " \u2248" : " ", FormatReturn(ref.value), " at ",
+                                           FormatTick(static_cast<double>(ref.env_steps)), " steps");
+    absl::StrAppendFormat(&svg, "<g class=\"reference\" data-source=\"%s\" data-steps=\"%d\" data-value=\"%g\">",
+                          Escape(ref.source), ref.env_steps, ref.value);
+    if (on_chart) {
+      const double x = px(static_cast<double>(ref.env_steps)), y = py(ref.value);
+      absl::StrAppendFormat(&svg,
+                            "<path fill=\"#000\" d=\"M%.2f %.2f l6 6 l-6 6 l-6 -6 Z\"/>"
+                            "<text class=\"tick\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"%s\">%s</text>",
+                            x, y - 6, x + (x > kWidth / 2 ? -10 : 10), y + 4, x > kWidth / 2 ? "end" : "start",
+                            Escape(label));
+    } else {
+      absl::StrAppendFormat(&svg,
+                            "<line x1=\"%g\" x2=\"%g\" y1=\"%.2f\" y2=\"%.2f\" stroke=\"#000\" "
+                            "stroke-width=\"1.2\" stroke-dasharray=\"8 4\"/>"
+                            "<text class=\"tick\" x=\"%g\" y=\"%.2f\" text-anchor=\"end\">%s</text>",
+                            kLeft, kWidth - kRight, py(ref.value), py(ref.value), kWidth - kRight - 4,
+                            py(ref.value) - 4, Escape(label));
+    }
+    svg += "</g>\n";
+  }
+  if (!refs.empty()) {
+    legend +=
+        "<span class=\"note\">black: published returns (a diamond at their step; a dashed line when read at a "
+        "later step than this chart reaches)</span>";
   }
   if (std::isfinite(clipped_above)) {
     legend +=
@@ -236,6 +280,45 @@ const std::vector<ChartSpec>& ReportCharts() {
       {"replay", "Replay size", "env_steps", "environment steps", {"replay_size"}, ""},
   };
   return *charts;
+}
+
+const std::vector<PublishedReturn>& PublishedReturns(const std::string& env) {
+  // MEow: the paper's Figure 3 (the same curves as the reference repository's cleanrl/src/curves.png),
+  // mean over seeds, read off the curve (about +-200 at the end; the Hopper point at 100k about
+  // +-150). CleanRL SAC: docs/benchmark/sac.md of vwxyzjn/cleanrl, v4 tasks, 3 seeds, the mean
+  // training episode return at 1M steps.
+  static const auto* table = new std::map<std::string, std::vector<PublishedReturn>>{
+      {"Hopper-v4",
+       {{"MEow paper", 100'000, 1'000, "Fig. 3, read off the curve", true},
+        {"MEow paper", 1'500'000, 3'500, "Fig. 3, read off the curve at its end", true},
+        {"CleanRL SAC", 1'000'000, 2'310, "benchmark, 3 seeds, training episodes"}}},
+      {"HalfCheetah-v4",
+       {{"MEow paper", 1'500'000, 11'000, "Fig. 3, read off the curve at its end", true},
+        {"CleanRL SAC", 1'000'000, 9'635, "benchmark, 3 seeds, training episodes"}}},
+      {"Walker2d-v4",
+       {{"MEow paper", 4'000'000, 5'500, "Fig. 3, read off the curve at its end", true},
+        {"CleanRL SAC", 1'000'000, 3'591, "benchmark, 3 seeds, training episodes"}}},
+      {"Ant-v4", {{"MEow paper", 4'000'000, 6'500, "Fig. 3, read off the curve at its end", true}}},
+      {"Humanoid-v4",
+       {{"MEow paper", 5'000'000, 7'000, "Fig. 3, read off the curve at its end", true},
+        {"CleanRL SAC", 1'000'000, 4'996, "benchmark, 3 seeds, training episodes"}}},
+  };
+  static const auto* none = new std::vector<PublishedReturn>();
+  auto it = table->find(env);
+  return it == table->end() ? *none : it->second;
+}
+
+double FinalEvalReturn(const RunMetrics& run, int n) {
+  auto it = run.values.find("eval_return_mean");
+  if (it == run.values.end()) return std::numeric_limits<double>::quiet_NaN();
+  double sum = 0;
+  int count = 0;
+  for (auto v = it->second.rbegin(); v != it->second.rend() && count < n; ++v) {
+    if (!std::isfinite(*v)) continue;
+    sum += *v;
+    ++count;
+  }
+  return count > 0 ? sum / count : std::numeric_limits<double>::quiet_NaN();
 }
 
 absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
@@ -271,17 +354,83 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
     }
     ++run.rows;
   }
+  // The task, when the run dir says it (metrics.csv files copied elsewhere may come alone).
+  if (auto config = ReadFile(run_dir + "/config.txt"); config.ok()) {
+    for (absl::string_view line : absl::StrSplit(*config, '\n')) {
+      if (absl::ConsumePrefix(&line, "env=")) run.env = std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
   return run;
 }
 
+namespace {
+
+std::string Number(double v) { return std::isfinite(v) ? absl::StrFormat("%g", v) : "-"; }
+
+// One row per run: its task, how far it got and its evaluations.
+std::string SummaryTable(const std::vector<RunMetrics>& runs) {
+  std::string html =
+      "<table><tr><th>run</th><th>task</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval "
+      "return</th><th>best eval return</th><th>final (mean of the last 3 evals)</th></tr>\n";
+  for (const RunMetrics& run : runs) {
+    auto last = [&](const std::string& c) -> double {
+      if (!run.values.count(c)) return std::nan("");
+      const std::vector<double>& values = run.values.at(c);
+      for (auto it = values.rbegin(); it != values.rend(); ++it) {
+        if (std::isfinite(*it)) return *it;
+      }
+      return std::nan("");
+    };
+    double best = -std::numeric_limits<double>::infinity();
+    if (run.values.count("eval_return_mean")) {
+      for (double v : run.values.at("eval_return_mean")) {
+        if (std::isfinite(v)) best = std::max(best, v);
+      }
+    }
+    const double final_return = FinalEvalReturn(run);
+    absl::StrAppendFormat(&html,
+                          "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                          "<td>%s</td></tr>\n",
+                          Escape(run.name), run.env.empty() ? "-" : Escape(run.env), run.rows,
+                          Number(last("env_steps")), Number(last("updates")), Number(last("eval_return_mean")),
+                          Number(best), std::isfinite(final_return) ? FormatReturn(final_return) : "-");
+  }
+  return html + "</table>\n";
+}
+
+// The published returns of the tasks shown, beside where these runs got to.
+std::string PublishedTable(const std::vector<std::string>& tasks) {
+  std::string rows;
+  for (const std::string& task : tasks) {
+    for (const PublishedReturn& ref : PublishedReturns(task)) {
+      absl::StrAppendFormat(&rows, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td></tr>\n",
+                            Escape(task), Escape(ref.source), FormatTick(static_cast<double>(ref.env_steps)),
+                            ref.approximate ? "\u2248" : "", FormatReturn(ref.value), Escape(ref.note));
+    }
+  }
+  if (rows.empty()) return "";
+  return "<h2>Published returns</h2>\n<table><tr><th>task</th><th>source</th><th>env steps</th><th>return</th>"
+         "<th>how obtained</th></tr>\n" +
+         rows + "</table>\n";
+}
+
+}  // namespace
+
 std::string RenderReport(const std::vector<RunMetrics>& runs) {
+  std::vector<std::string> tasks;  // in the order the runs name them
+  for (const RunMetrics& run : runs) {
+    if (std::find(tasks.begin(), tasks.end(), run.env) == tasks.end()) tasks.push_back(run.env);
+  }
+  const bool comparison = tasks.size() > 1;
   std::string title = "meow-rl report";
   if (runs.size() == 1) title += ": " + runs[0].name;
+  if (comparison) title = absl::StrCat("meow-rl comparison: ", runs.size(), " runs of ", tasks.size(), " tasks");
   std::string html =
       absl::StrCat("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", Escape(title),
                    "</title>\n<style>\n"
                    "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\n"
-                   "h1{font-size:20px} figure{display:inline-block;margin:0 16px 24px 0;vertical-align:top}\n"
+                   "h1{font-size:20px} h2{font-size:16px;margin-top:28px}\n"
+                   "figure{display:inline-block;margin:0 16px 24px 0;vertical-align:top}\n"
                    "svg.chart{background:#fff;border:1px solid #ddd}\n"
                    ".title{font-weight:600;font-size:14px}.tick,.label{font-size:11px;fill:#555}\n"
                    ".grid{stroke:#eee}.frame{fill:none;stroke:#999}\n"
@@ -291,36 +440,29 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
                    "td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:right}\n"
                    "#selfcheck{display:none}\n</style></head><body>\n<h1>",
                    Escape(title), "</h1>\n");
-  // A summary table: the last value of every run's columns (rows may leave a column empty).
-  html +=
-      "<table><tr><th>run</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval return</th><th>best eval "
-      "return</th></tr>\n";
-  for (const RunMetrics& run : runs) {
-    auto last = [&](const std::string& c) -> std::string {
-      if (!run.values.count(c)) return "-";
-      const std::vector<double>& values = run.values.at(c);
-      for (auto it = values.rbegin(); it != values.rend(); ++it) {
-        if (std::isfinite(*it)) return absl::StrFormat("%g", *it);
+  html += SummaryTable(runs);
+  html += PublishedTable(tasks);
+  const ChartSpec& eval_chart = ReportCharts().front();
+  if (comparison) {
+    // One section per task: its runs' evaluation curves beside the published returns.
+    for (const std::string& task : tasks) {
+      std::vector<RunMetrics> of_task;
+      for (const RunMetrics& run : runs) {
+        if (run.env == task) of_task.push_back(run);
       }
-      return "-";
-    };
-    double best = -std::numeric_limits<double>::infinity();
-    if (run.values.count("eval_return_mean")) {
-      for (double v : run.values.at("eval_return_mean")) {
-        if (std::isfinite(v)) best = std::max(best, v);
+      absl::StrAppendFormat(&html, "<h2>%s</h2>\n", task.empty() ? "runs without a task in config.txt" : Escape(task));
+      html += RenderChart(eval_chart, of_task, PublishedReturns(task), /*name_runs=*/true);
+    }
+    html += "<p class=\"note\">Each run's other charts: meow report --run_dir=DIR.</p>\n";
+  } else {
+    const std::vector<PublishedReturn>& refs = PublishedReturns(tasks.empty() ? "" : tasks.front());
+    for (const ChartSpec& spec : ReportCharts()) {
+      bool present = false;
+      for (const RunMetrics& run : runs) {
+        for (const std::string& c : spec.y_columns) present = present || HasAny(run, c);
       }
+      if (present) html += RenderChart(spec, runs, spec.id == eval_chart.id ? refs : std::vector<PublishedReturn>());
     }
-    absl::StrAppendFormat(&html, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
-                          Escape(run.name), run.rows, last("env_steps"), last("updates"), last("eval_return_mean"),
-                          std::isfinite(best) ? absl::StrFormat("%g", best) : "-");
-  }
-  html += "</table>\n";
-  for (const ChartSpec& spec : ReportCharts()) {
-    bool present = false;
-    for (const RunMetrics& run : runs) {
-      for (const std::string& c : spec.y_columns) present = present || HasAny(run, c);
-    }
-    if (present) html += RenderChart(spec, runs);
   }
   // After load, measure every series as drawn and publish the result for automated checks.
   html +=

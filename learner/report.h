@@ -1,6 +1,11 @@
 // `meow report`: one self-contained HTML page (inline SVG, no scripts or fonts fetched from the
 // network) with the learning curves of one run or several runs overlaid, read from each run
-// directory's metrics.csv.
+// directory's metrics.csv (and its task from config.txt).
+//
+// Runs of several tasks make a comparison page: a table of every run's final figures beside the
+// published returns of its task, then one section per task with its runs' evaluation curves. The
+// published returns (PublishedReturns) are drawn on a task's evaluation chart: as a marker where
+// the chart reaches their step, else as a dashed line labelled with the step they were read at.
 //
 // Charts (each drawn when its columns are present): evaluation return with its +-std band,
 // actors' episode return, env steps/s, updates/s, loss, Q and V means, weight
@@ -11,6 +16,7 @@
 // Thread-safe: free functions.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,12 +29,14 @@ namespace meow {
 // or "nan").
 struct RunMetrics {
   std::string name;  // shown in legends: the run directory's last component
+  std::string env;   // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
   std::vector<std::string> columns;
   std::map<std::string, std::vector<double>> values;
   size_t rows = 0;
 };
 
-// Reads RUN_DIR/metrics.csv. InvalidArgument naming the file and line for a malformed row.
+// Reads RUN_DIR/metrics.csv (and the task from RUN_DIR/config.txt, when present). InvalidArgument
+// naming the file and line for a malformed row.
 absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir);
 
 // One chart of the page: a title, the x column, and the y columns drawn as series.
@@ -45,6 +53,21 @@ struct ChartSpec {
   bool clip_outliers = false;
 };
 const std::vector<ChartSpec>& ReportCharts();
+
+// A published return of a task to compare a run with: whose, at how many environment steps, and
+// how the figure was obtained.
+struct PublishedReturn {
+  std::string source;  // e.g. "MEow paper", "CleanRL SAC"
+  int64_t env_steps = 0;
+  double value = 0;
+  std::string note;  // how it was read or measured
+  bool approximate = false;  // read off a published curve rather than reported as a number
+};
+// The published returns of `env` (the paper's MuJoCo tasks); empty for other tasks.
+const std::vector<PublishedReturn>& PublishedReturns(const std::string& env);
+
+// The mean of a run's last `n` evaluations (fewer when it has fewer); NaN without any.
+double FinalEvalReturn(const RunMetrics& run, int n = 3);
 
 std::string RenderReport(const std::vector<RunMetrics>& runs);
 

@@ -146,6 +146,77 @@ TEST_F(ReportTest, ThroughputChartsClipAShortBurstAndSaySo) {
   EXPECT_THAT(chart("eval"), ::testing::Not(HasSubstr("top edge")));
 }
 
+// A run dir of `task` as training writes it (config.txt first line env=...), with an evaluation
+// every 10k steps to `steps`: 100 * (step / 10k) each.
+std::string MakeTaskRun(const std::string& dir, const std::string& name, const std::string& task, int steps) {
+  const std::string run = dir + "/" + name;
+  std::filesystem::create_directories(run);
+  std::ofstream(run + "/config.txt") << "env=" << task << "\nmode=local\nseed=1\n";
+  std::ofstream csv(run + "/metrics.csv");
+  csv << "wall_time,env_steps,updates,eval_return_mean,eval_return_std\n";
+  for (int s = 10'000; s <= steps; s += 10'000) csv << s / 100 << "," << s << "," << s << "," << s / 100 << ",5\n";
+  return run;
+}
+
+TEST_F(ReportTest, ReadsTheTaskFromConfigTxtAndTheFinalReturnFromTheLastThreeEvaluations) {
+  auto run = ReadRunMetrics(MakeTaskRun(dir_, "h", "Hopper-v4", 200'000));
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->env, "Hopper-v4");
+  EXPECT_DOUBLE_EQ(FinalEvalReturn(*run), (1800 + 1900 + 2000) / 3.0);
+  EXPECT_DOUBLE_EQ(FinalEvalReturn(*run, 1), 2000);
+  auto bare = ReadRunMetrics(MakeRun("bare", 5, 1.0));  // no config.txt
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->env, "");
+  EXPECT_DOUBLE_EQ(FinalEvalReturn(*bare), (6.0 + 8.0) / 2);  // two evaluated rows (eval from row 3)
+}
+
+TEST_F(ReportTest, RunsOfSeveralTasksMakeAComparisonWithThePublishedReturns) {
+  auto hopper = ReadRunMetrics(MakeTaskRun(dir_, "hopper-seed1", "Hopper-v4", 200'000));
+  auto cheetah1 = ReadRunMetrics(MakeTaskRun(dir_, "cheetah-seed1", "HalfCheetah-v4", 200'000));
+  auto cheetah2 = ReadRunMetrics(MakeTaskRun(dir_, "cheetah-seed2", "HalfCheetah-v4", 150'000));
+  ASSERT_TRUE(hopper.ok() && cheetah1.ok() && cheetah2.ok());
+  const std::string html = RenderReport({*hopper, *cheetah1, *cheetah2});
+  EXPECT_THAT(html, HasSubstr("<title>meow-rl comparison: 3 runs of 2 tasks</title>"));
+  // The summary: task and final return of each run.
+  EXPECT_THAT(html, HasSubstr("<td>cheetah-seed2</td><td>HalfCheetah-v4</td><td>15</td><td>150000</td>"));
+  EXPECT_THAT(html, HasSubstr("<td>1,400</td></tr>"));  // cheetah-seed2: mean of 1300, 1400, 1500
+  // The published returns, with how each was obtained.
+  EXPECT_THAT(html, HasSubstr("<td>HalfCheetah-v4</td><td>CleanRL SAC</td><td>1M</td><td>9,635</td>"));
+  EXPECT_THAT(html, HasSubstr("<td>Hopper-v4</td><td>MEow paper</td><td>100k</td><td>\u22481,000</td>"));
+  // One section and evaluation chart per task, in the order the runs come; no other charts.
+  const size_t h_hopper = html.find("<h2>Hopper-v4</h2>"), h_cheetah = html.find("<h2>HalfCheetah-v4</h2>");
+  ASSERT_NE(h_hopper, std::string::npos);
+  ASSERT_NE(h_cheetah, std::string::npos);
+  EXPECT_LT(h_hopper, h_cheetah);
+  const std::string hopper_part = html.substr(h_hopper, h_cheetah - h_hopper);
+  const std::string cheetah_part = html.substr(h_cheetah);
+  EXPECT_THAT(hopper_part, HasSubstr("data-run=\"hopper-seed1\" data-series=\"eval_return_mean\" data-points=\"20\""));
+  EXPECT_THAT(hopper_part, ::testing::Not(HasSubstr("cheetah-seed")));
+  EXPECT_THAT(cheetah_part, HasSubstr("data-run=\"cheetah-seed2\" data-series=\"eval_return_mean\" data-points=\"15\""));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"episode\"")));
+  // Hopper's chart reaches 100k: the paper's point there is a diamond; the 1.5M and SAC figures
+  // are dashed lines labelled with their step.
+  EXPECT_THAT(hopper_part, HasSubstr("data-source=\"MEow paper\" data-steps=\"100000\" data-value=\"1000\"><path"));
+  EXPECT_THAT(hopper_part, HasSubstr("data-source=\"MEow paper\" data-steps=\"1500000\" data-value=\"3500\"><line"));
+  EXPECT_THAT(hopper_part, HasSubstr("MEow paper \u22483,500 at 1.5M steps"));
+  EXPECT_THAT(cheetah_part, HasSubstr("CleanRL SAC 9,635 at 1M steps"));
+  // The y axis reaches the highest published return (11,000 on HalfCheetah).
+  EXPECT_THAT(cheetah_part, HasSubstr("text-anchor=\"end\">10k<"));
+}
+
+TEST_F(ReportTest, OneTaskKeepsEveryChartAndAddsItsPublishedReturnsToTheEvaluationChart) {
+  auto hopper = ReadRunMetrics(MakeTaskRun(dir_, "hopper-seed1", "Hopper-v4", 50'000));
+  auto other = ReadRunMetrics(MakeTaskRun(dir_, "goals", "MultiGoal-v0", 50'000));
+  ASSERT_TRUE(hopper.ok() && other.ok());
+  const std::string html = RenderReport({*hopper});
+  EXPECT_THAT(html, HasSubstr("data-steps=\"100000\" data-value=\"1000\"><line"));  // beyond 50k: a line
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("<h2>Hopper-v4</h2>")));
+  // A task without published returns: no table, no reference marks.
+  const std::string plain = RenderReport({*other});
+  EXPECT_THAT(plain, ::testing::Not(HasSubstr("Published returns")));
+  EXPECT_THAT(plain, ::testing::Not(HasSubstr("class=\"reference\"")));
+}
+
 // Loads the page in headless Chromium and returns the self-check JSON the page writes after load.
 std::string RenderInChromium(const std::string& html_path) {
   const std::string profile = html_path + ".profile";
