@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include "actor/multi_goal.h"
+#include "common/status.h"
 
 namespace meow {
 
@@ -18,9 +19,10 @@ at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::De
 
 absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::optional<uint64_t> seed,
                                          bool deterministic, int64_t max_steps,
-                                         std::optional<at::Generator> generator) {
+                                         std::optional<at::Generator> generator, const StepObserver& observe) {
   const c10::Device device = policy.device();
   if (absl::Status s = env.Reset(seed); !s.ok()) return s;
+  if (observe) MEOW_RETURN_IF_ERROR(observe(env));
   if (max_steps <= 0) max_steps = env.spec().max_episode_steps;
   EpisodeResult result;
   for (int64_t t = 0; t < max_steps; ++t) {
@@ -30,6 +32,7 @@ absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::op
     if (!step.ok()) return step.status();
     result.episode_return += step->reward;
     ++result.length;
+    if (observe) MEOW_RETURN_IF_ERROR(observe(env));
     if (step->terminated || step->truncated) {
       result.terminated = step->terminated;
       break;

@@ -35,11 +35,16 @@ struct EvalSummary {
 // Copies an observation into a float32 (1, S) tensor on the policy's device.
 at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::Device& device);
 
+// Called with the environment after the reset and after every step of an episode (e.g. to draw
+// a video frame); an error ends the episode with that error.
+using StepObserver = std::function<absl::Status(const Env& env)>;
+
 // Runs one episode from Reset(seed) (nullopt: continue the env's stream), with at most
-// `max_steps` steps (<= 0: the task's limit).
+// `max_steps` steps (<= 0: the task's limit), showing each state to `observe` when given.
 absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::optional<uint64_t> seed,
                                          bool deterministic, int64_t max_steps,
-                                         std::optional<at::Generator> generator = std::nullopt);
+                                         std::optional<at::Generator> generator = std::nullopt,
+                                         const StepObserver& observe = nullptr);
 
 // `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does,
 // each of at most `max_steps` steps (<= 0: the task's limit).

@@ -15,6 +15,9 @@ PACKAGES=(
   # MuJoCo's CMake config calls find_dependency(OpenGL) (and names libqhull_r's headers) without
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
+  # videos: MuJoCo's renderer on a headless EGL context (Mesa's software driver), H.264 through an
+  # ffmpeg child process (ffprobe checks the files in the tests)
+  libegl-dev libegl-mesa0 libgl1-mesa-dri ffmpeg
   # the report test loads `meow report` pages in headless Chromium; the TLS tests make
   # certificates with openssl; the fault drills make their hosts with `ip netns`; clang checks the
   # lock annotations (tests/thread_safety)
@@ -30,6 +33,7 @@ if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=("${PACKAGES[@]/libgmock-dev}")
   PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")
   PACKAGES=("${PACKAGES[@]/ccache}")
+  PACKAGES=("${PACKAGES[@]/ffmpeg}")
   PACKAGES=(${PACKAGES[@]})  # drop the emptied entries
 fi
 

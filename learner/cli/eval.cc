@@ -11,6 +11,8 @@
 #include "actor/evaluate.h"
 #include "actor/multi_goal.h"
 #include "actor/processes.h"
+#include "actor/render/record_episode.h"
+#include "actor/render/video_writer.h"
 #include "common/flow_policy.h"
 #include "common/runtime.h"
 #include "common/safetensors.h"
@@ -20,6 +22,11 @@ ABSL_FLAG(std::string, policy, "", "Policy file (safetensors, from meow train or
 ABSL_FLAG(int64_t, episodes, 10, "Number of episodes (resets seeded seed, seed+1, ...).");
 ABSL_FLAG(bool, stochastic, false, "Sample actions instead of the deterministic rule.");
 ABSL_FLAG(int64_t, max_steps, 0, "Steps per episode at most (0: the task's limit).");
+ABSL_FLAG(std::string, video, "",
+          "With --policy on a MuJoCo task: also write the first episode (reset seeded --seed) as an H.264 "
+          "MP4 to this file, drawn offscreen at the task's real-time rate (needs ffmpeg).");
+ABSL_FLAG(int32_t, video_width, 480, "Video frame width in pixels (even).");
+ABSL_FLAG(int32_t, video_height, 480, "Video frame height in pixels (even).");
 
 namespace meow::cli {
 namespace {
@@ -63,12 +70,32 @@ int RunEval(const GrpcSecurity& security) {
   if (max_steps < 0) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --max_steps=", max_steps, ": expected >= 0")));
   }
+  EpisodeVideo video;
+  video.path = absl::GetFlag(FLAGS_video);
+  video.render.width = absl::GetFlag(FLAGS_video_width);
+  video.render.height = absl::GetFlag(FLAGS_video_height);
+  for (auto [flag, pixels] : {std::pair<const char*, int>{"--video_width=", video.render.width},
+                               {"--video_height=", video.render.height}}) {
+    if (absl::Status s = CheckFrameSize(flag, pixels); !video.path.empty() && !s.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));
+    }
+  }
   SetComputeThreads(std::max(1, absl::GetFlag(FLAGS_threads)));
   auto env = MakeEnv(absl::GetFlag(FLAGS_env));
   if (!env.ok()) return Fail(env.status());
   auto policy = LoadActingPolicy(path, (*env)->spec());
   if (!policy.ok()) return Fail(policy.status());
   const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
+  if (!video.path.empty()) {
+    // Its own action stream, so that the evaluation below is the same with or without a video.
+    at::Generator video_generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
+    auto recorded = RecordEpisode(**policy, **env, absl::GetFlag(FLAGS_seed), deterministic, video, video_generator,
+                                  max_steps);
+    if (!recorded.ok()) return Fail(recorded.status());
+    absl::PrintF("video: %s (%d frames, %dx%d at %g frames/s; episode return %.2f; drawn and encoded in %.1f s)\n",
+                 video.path, recorded->frames, video.render.width, video.render.height, recorded->fps,
+                 recorded->episode.episode_return, recorded->render_seconds);
+  }
   // Actions are sampled from a stream seeded by --seed, so a stochastic evaluation repeats.
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
   auto summary = Evaluate(**policy, **env, episodes, deterministic, absl::GetFlag(FLAGS_seed), generator, max_steps);
@@ -98,7 +125,8 @@ const Subcommand& EvalCommand() {
       "runs a saved policy and prints each episode's return (on MultiGoal-v0 also the goals reached); "
       "with --learner, the evaluator process of a run: evaluates the learner's weights every "
       "--eval_interval environment steps and reports to it.",
-      Concat({{"policy", "env", "episodes", "stochastic", "max_steps", "seed", "threads", "learner", "eval_interval",
+      Concat({{"policy", "env", "episodes", "stochastic", "max_steps", "video", "video_width", "video_height", "seed",
+               "threads", "learner", "eval_interval",
                "eval_episodes", "deterministic_eval", "alpha", "sigma_max", "sigma_min", "connect_timeout",
                "metrics_address"},
               kClientSecurityFlags}),

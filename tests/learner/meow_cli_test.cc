@@ -102,6 +102,9 @@ TEST(MeowCliTest, BadFlagValuesNameTheFlag) {
   CliRun device = Meow("train --device=tpu");
   EXPECT_EQ(device.exit_code, 2);
   EXPECT_THAT(device.output, HasSubstr("--device=tpu: expected cpu, cuda or auto"));
+  CliRun video = Meow("eval --policy=/nonexistent/p.safetensors --env=Hopper-v4 --video=v.mp4 --video_width=481");
+  EXPECT_EQ(video.exit_code, 2);
+  EXPECT_THAT(video.output, HasSubstr("--video_width=481: expected an even number of pixels"));
 }
 
 TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
