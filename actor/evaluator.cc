@@ -1,6 +1,7 @@
 #include "actor/evaluator.h"
 
 #include <cmath>
+#include <filesystem>
 #include <utility>
 
 #include <torch/utils.h>
@@ -8,7 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "actor/env_registry.h"
 #include "actor/evaluate.h"
+#include "actor/render/record_episode.h"
+#include "actor/render/video_writer.h"
 #include "common/address.h"
+#include "common/status.h"
 #include "common/tensor_codec.h"
 
 namespace meow {
@@ -19,6 +23,11 @@ absl::Status EvaluatorConfig::Validate() const {
   if (interval < 1) return absl::InvalidArgumentError(absl::StrCat("eval interval must be >= 1, got ", interval));
   if (episodes < 1) return absl::InvalidArgumentError(absl::StrCat("eval episodes must be >= 1, got ", episodes));
   if (poll_interval <= absl::ZeroDuration()) return absl::InvalidArgumentError("poll_interval must be > 0");
+  if (video_every < 0) return absl::InvalidArgumentError(absl::StrCat("video_every must be >= 0, got ", video_every));
+  if (video_every > 0) {
+    if (video_dir.empty()) return absl::InvalidArgumentError("videos (video_every > 0) need a video folder");
+    MEOW_RETURN_IF_ERROR(video.Validate());
+  }
   return absl::OkStatus();
 }
 
@@ -30,6 +39,21 @@ absl::StatusOr<std::unique_ptr<Evaluator>> Evaluator::Create(const EvaluatorConf
   config.policy.obs_dim = (*env)->spec().obs_dim;
   config.policy.action_dim = (*env)->spec().action_dim;
   if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
+  if (config.video_every > 0) {
+    // Refused up front rather than at the first video: a task without a renderer, no ffmpeg, a
+    // folder that cannot be made.
+    if (dynamic_cast<MujocoEnv*>(env->get()) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("videos are drawn for the MuJoCo tasks, not ", config.env, " (leave video_every at 0)"));
+    }
+    MEOW_RETURN_IF_ERROR(CheckFfmpeg("ffmpeg"));
+    std::error_code error;
+    std::filesystem::create_directories(config.video_dir, error);
+    if (error) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot make the video folder ", config.video_dir, ": ", error.message()));
+    }
+  }
   return std::unique_ptr<Evaluator>(new Evaluator(config, *std::move(env)));
 }
 
@@ -46,7 +70,24 @@ EvaluatorStats Evaluator::stats() const {
   return stats_;
 }
 
-absl::Status Evaluator::EvaluateOnce(int64_t env_steps) {
+void Evaluator::RecordVideo(int64_t env_steps, bool final) {
+  if (config_.video_every <= 0) return;
+  if (!final && (stats().evaluations + 1) % config_.video_every != 0) return;
+  EpisodeVideo video;
+  video.path = absl::StrCat(config_.video_dir, "/step-", env_steps, ".mp4");
+  video.render = config_.video;
+  auto recorded = RecordEpisode(*policy_, *env_, config_.seed, config_.deterministic, video);
+  absl::MutexLock lock(&mu_);
+  if (recorded.ok()) {
+    ++stats_.videos;
+    stats_.last_video = video.path;
+  } else {
+    ++stats_.video_errors;
+    stats_.last_video_error = std::string(recorded.status().message());
+  }
+}
+
+absl::Status Evaluator::EvaluateOnce(int64_t env_steps, bool final) {
   auto got = learner_.Get(1, config_.rpc_timeout);
   if (!got.ok()) {
     if (absl::IsInvalidArgument(got.status())) return got.status();
@@ -62,6 +103,7 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps) {
   }
   auto summary = Evaluate(*policy_, *env_, config_.episodes, config_.deterministic, config_.seed);
   if (!summary.ok()) return summary.status();
+  RecordVideo(env_steps, final);
 
   proto::ReportRequest request;
   request.set_source("evaluator");
@@ -119,7 +161,7 @@ absl::Status Evaluator::Run(const std::atomic<bool>& stop) {
     const bool final_eval = progress->done() && progress->version() > 0 && stats().last_env_steps < steps;
     if (steps >= next_eval || final_eval) {
       const int64_t before = stats().evaluations;
-      if (absl::Status s = EvaluateOnce(steps); !s.ok()) return s;
+      if (absl::Status s = EvaluateOnce(steps, progress->done()); !s.ok()) return s;
       // Evaluated (or no weights yet): the next point is the next multiple past `steps`.
       if (stats().evaluations > before || progress->version() == 0) {
         next_eval = (steps / config_.interval + 1) * config_.interval;

@@ -21,6 +21,7 @@
 #include "actor/acting_policy.h"
 #include "actor/env.h"
 #include "actor/parameter_client.h"
+#include "actor/render/renderer.h"
 #include "common/flow_policy.h"
 
 namespace meow {
@@ -37,6 +38,12 @@ struct EvaluatorConfig {
   bool send_weights = true;  // include the evaluated weights in the report
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // Every video_every-th evaluation and the final one (0: none) also records its first episode as
+  // video_dir/step-<env steps>.mp4 (MuJoCo tasks; the folder is made). A video that fails is
+  // counted and named in the stats; the evaluation goes on.
+  int64_t video_every = 0;
+  std::string video_dir;
+  RenderSettings video;
 
   absl::Status Validate() const;
 };
@@ -49,6 +56,10 @@ struct EvaluatorStats {
   double last_std = 0;
   int64_t errors = 0;  // learner calls that failed (retried)
   bool learner_done = false;
+  int64_t videos = 0;        // written
+  int64_t video_errors = 0;  // failed
+  std::string last_video;    // path of the newest one
+  std::string last_video_error;
 };
 
 class Evaluator {
@@ -60,9 +71,12 @@ class Evaluator {
 
  private:
   Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env);
-  // Fetches the newest weights, evaluates them at `env_steps` and reports. Errors only for bad
-  // weights or a failing environment.
-  absl::Status EvaluateOnce(int64_t env_steps);
+  // Fetches the newest weights, evaluates them at `env_steps` and reports (and records a video
+  // when due; `final` = the run's last evaluation). Errors only for bad weights or a failing
+  // environment.
+  absl::Status EvaluateOnce(int64_t env_steps, bool final);
+  // The video of this evaluation when one is due; failures go to the stats.
+  void RecordVideo(int64_t env_steps, bool final);
 
   EvaluatorConfig config_;
   std::unique_ptr<Env> env_;

@@ -354,6 +354,18 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
     }
     ++run.rows;
   }
+  // The newest video the evaluator wrote.
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir + "/videos", error)) {
+    std::string name = entry.path().filename().string();
+    absl::string_view view(name);
+    int64_t step = 0;
+    if (absl::ConsumePrefix(&view, "step-") && absl::ConsumeSuffix(&view, ".mp4") && absl::SimpleAtoi(view, &step) &&
+        step > run.video_step) {
+      run.video_step = step;
+      run.video = entry.path().string();
+    }
+  }
   // The task, when the run dir says it (metrics.csv files copied elsewhere may come alone).
   if (auto config = ReadFile(run_dir + "/config.txt"); config.ok()) {
     for (absl::string_view line : absl::StrSplit(*config, '\n')) {
@@ -442,6 +454,16 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
                    Escape(title), "</h1>\n");
   html += SummaryTable(runs);
   html += PublishedTable(tasks);
+  // The newest video of each run that has one (the evaluator's --video_every).
+  std::string videos;
+  for (const RunMetrics& run : runs) {
+    if (run.video.empty()) continue;
+    absl::StrAppendFormat(&videos,
+                          "<figure><video class=\"episode\" controls loop muted preload=\"metadata\" width=\"360\" "
+                          "src=\"%s\"></video><figcaption>%s at %s environment steps</figcaption></figure>\n",
+                          Escape(run.video), Escape(run.name), FormatReturn(static_cast<double>(run.video_step)));
+  }
+  if (!videos.empty()) html += "<h2>Newest evaluation videos</h2>\n" + videos;
   const ChartSpec& eval_chart = ReportCharts().front();
   if (comparison) {
     // One section per task: its runs' evaluation curves beside the published returns.
@@ -482,6 +504,11 @@ absl::Status WriteReport(const std::vector<std::string>& run_dirs, const std::st
   for (const std::string& dir : run_dirs) {
     auto run = ReadRunMetrics(dir);
     if (!run.ok()) return run.status();
+    if (!run->video.empty()) {
+      // Linked relative to the page, so that the page and the run dirs open anywhere together.
+      const std::filesystem::path page_dir = std::filesystem::absolute(out_path).parent_path();
+      run->video = std::filesystem::absolute(run->video).lexically_relative(page_dir).string();
+    }
     runs.push_back(*std::move(run));
   }
   return WriteFileAtomically(out_path, RenderReport(runs));

@@ -30,6 +30,8 @@ namespace meow {
 struct RunMetrics {
   std::string name;  // shown in legends: the run directory's last component
   std::string env;   // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
+  std::string video;        // the newest RUN_DIR/videos/step-<N>.mp4 (largest N); empty when none
+  int64_t video_step = -1;  // its N
   std::vector<std::string> columns;
   std::map<std::string, std::vector<double>> values;
   size_t rows = 0;
@@ -71,7 +73,9 @@ double FinalEvalReturn(const RunMetrics& run, int n = 3);
 
 std::string RenderReport(const std::vector<RunMetrics>& runs);
 
-// Reads every run directory and writes the page to `out_path` (atomically).
+// Reads every run directory and writes the page to `out_path` (atomically). Videos are linked by
+// their path relative to the page's folder: the page and the run directories open offline
+// together (move them together).
 absl::Status WriteReport(const std::vector<std::string>& run_dirs, const std::string& out_path);
 
 }  // namespace meow

@@ -72,6 +72,11 @@ struct TrainConfig : TrainSettings {
   absl::Duration linger = absl::Seconds(3);
   // host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.
   std::string metrics_address;
+  // Local mode: every video_every-th evaluation and the final one (0: none) also writes its first
+  // episode to RUN_DIR/videos/step-<env steps>.mp4, video_width x video_height (MuJoCo tasks).
+  int64_t video_every = 0;
+  int video_width = 480;
+  int video_height = 480;
   // TLS and token of the learner's server and of its replay clients (local mode: of the embedded
   // replay and the in-process actors and evaluator too). Default: plaintext, no token.
   GrpcSecurity security;

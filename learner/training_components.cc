@@ -164,6 +164,10 @@ absl::Status TrainingComponents::StartEvaluator() {
   ec.env = config_.env;
   ec.learner_address = server_->address();
   ec.security = config_.security;
+  ec.video_every = config_.video_every;
+  ec.video_dir = config_.run_dir + "/videos";
+  ec.video.width = config_.video_width;
+  ec.video.height = config_.video_height;
   ec.policy = config_.policy;
   ec.interval = config_.eval_interval;
   ec.episodes = config_.eval_episodes;

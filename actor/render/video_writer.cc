@@ -47,6 +47,12 @@ std::string LogTail(const std::string& log_path) {
 
 }  // namespace
 
+absl::Status CheckFfmpeg(const std::string& program) {
+  if (!FindProgram(program).empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("video: ffmpeg not found (looked for \"", program,
+                                                    "\"); install Debian's ffmpeg package (deploy/setup.sh installs it)"));
+}
+
 absl::Status CheckFrameSize(absl::string_view what, int pixels) {
   if (pixels >= 16 && pixels <= 4096 && pixels % 2 == 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
@@ -75,12 +81,8 @@ absl::StatusOr<std::unique_ptr<VideoWriter>> VideoWriter::Open(const VideoOption
     return absl::PermissionDeniedError(
         absl::StrCat("video ", options.path, ": cannot write to folder ", folder.string(), " (", std::strerror(errno), ")"));
   }
+  MEOW_RETURN_IF_ERROR(CheckFfmpeg(options.ffmpeg));
   const std::string program = FindProgram(options.ffmpeg);
-  if (program.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "video: ffmpeg not found (looked for \"", options.ffmpeg,
-        "\"); install Debian's ffmpeg package (deploy/setup.sh installs it)"));
-  }
   std::unique_ptr<VideoWriter> writer(new VideoWriter(options));
   writer->partial_path_ = (folder / absl::StrCat(".", out.filename().string(), ".partial")).string();
   writer->log_path_ = writer->partial_path_ + ".log";

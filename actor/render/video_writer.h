@@ -27,6 +27,10 @@ namespace meow {
 // `pixels` is a frame size H.264 in yuv420p can take (even) and a renderer can draw.
 absl::Status CheckFrameSize(absl::string_view what, int pixels);
 
+// OK when `program` (a path, or a name looked up in PATH) can be run; FailedPrecondition naming
+// the package to install otherwise.
+absl::Status CheckFfmpeg(const std::string& program);
+
 struct VideoOptions {
   std::string path;  // the .mp4 file to write (its folder must exist and be writable)
   int width = 480;   // even, in [16, 4096]

@@ -9,6 +9,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "actor/render/video_writer.h"
 #include "common/address.h"
 #include "common/presets.h"
 #include "common/runtime.h"
@@ -36,6 +37,12 @@ ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
 ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
 ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
+ABSL_FLAG(int64_t, video_every, 0,
+          "Every N-th evaluation and the final one also write their first episode as an MP4 (train: "
+          "RUN_DIR/videos/step-<env steps>.mp4; eval --learner: --video_dir). 0: none. MuJoCo tasks; needs ffmpeg. "
+          "Each video costs one more episode plus ~15 s of drawing on 2 cores.");
+ABSL_FLAG(int32_t, video_width, 480, "Video frame width in pixels (even).");
+ABSL_FLAG(int32_t, video_height, 480, "Video frame height in pixels (even).");
 ABSL_FLAG(std::string, address, "",
           "HOST:PORT to listen on (default 127.0.0.1:7777 for replay, "
           "127.0.0.1:7778 for the learner; 0.0.0.0:PORT serves other machines; port 0 picks one).");
@@ -147,6 +154,17 @@ absl::Status CheckAddress(const char* flag, const std::string& address) {
       absl::StrCat("bad flag: --", flag, "=", address, ": expected HOST:PORT (", parsed.status().message(), ")"));
 }
 
+absl::Status CheckVideoSizeFlags(bool wanted) {
+  if (!wanted) return absl::OkStatus();
+  for (auto [flag, pixels] : {std::pair<const char*, int>{"--video_width=", absl::GetFlag(FLAGS_video_width)},
+                               {"--video_height=", absl::GetFlag(FLAGS_video_height)}}) {
+    if (absl::Status s = CheckFrameSize(flag, pixels); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SetThreadsFromFlag() {
   const int threads = absl::GetFlag(FLAGS_threads);
   if (absl::Status s = CheckRange("threads", threads, 1, 256); !s.ok()) return s;
@@ -198,6 +216,11 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local, const GrpcSec
   TrainConfig c;
   static_cast<TrainSettings&>(c) = *sync;
   c.security = security;
+  c.video_every = absl::GetFlag(FLAGS_video_every);
+  if (absl::Status s = CheckRange("video_every", c.video_every, 0, 1'000'000); !s.ok()) return s;
+  if (absl::Status s = CheckVideoSizeFlags(c.video_every > 0); !s.ok()) return s;
+  c.video_width = absl::GetFlag(FLAGS_video_width);
+  c.video_height = absl::GetFlag(FLAGS_video_height);
   if (absl::GetFlag(FLAGS_run_free)) {
     c.samples_per_insert = 0;
   } else if (auto spi = absl::GetFlag(FLAGS_samples_per_insert); spi.has_value()) {

@@ -39,6 +39,10 @@ ABSL_DECLARE_FLAG(std::optional<double>, gamma);
 ABSL_DECLARE_FLAG(std::optional<double>, lr);
 ABSL_DECLARE_FLAG(std::optional<double>, grad_clip);
 ABSL_DECLARE_FLAG(int64_t, log_interval);
+// Videos (train, eval).
+ABSL_DECLARE_FLAG(int64_t, video_every);
+ABSL_DECLARE_FLAG(int32_t, video_width);
+ABSL_DECLARE_FLAG(int32_t, video_height);
 // Processes and their peers.
 ABSL_DECLARE_FLAG(std::string, address);
 ABSL_DECLARE_FLAG(std::vector<std::string>, replay);
@@ -97,6 +101,10 @@ int Fail(const absl::Status& status);
 absl::Status CheckRange(const char* flag, int64_t value, int64_t lo, int64_t hi);
 // INVALID_ARGUMENT "bad flag: --flag=value: expected HOST:PORT (...)" for what ParseHostPort refuses.
 absl::Status CheckAddress(const char* flag, const std::string& address);
+
+// --video_width / --video_height, checked (even, 16 to 4096), when `wanted`; InvalidArgument
+// naming the flag.
+absl::Status CheckVideoSizeFlags(bool wanted);
 
 // --threads, checked, applied to LibTorch's pools.
 absl::Status SetThreadsFromFlag();

@@ -25,8 +25,8 @@ ABSL_FLAG(int64_t, max_steps, 0, "Steps per episode at most (0: the task's limit
 ABSL_FLAG(std::string, video, "",
           "With --policy on a MuJoCo task: also write the first episode (reset seeded --seed) as an H.264 "
           "MP4 to this file, drawn offscreen at the task's real-time rate (needs ffmpeg).");
-ABSL_FLAG(int32_t, video_width, 480, "Video frame width in pixels (even).");
-ABSL_FLAG(int32_t, video_height, 480, "Video frame height in pixels (even).");
+ABSL_FLAG(std::string, video_dir, "",
+          "With --learner and --video_every: the folder for the evaluator's videos (step-<env steps>.mp4).");
 
 namespace meow::cli {
 namespace {
@@ -45,6 +45,15 @@ int RunEvaluator(const GrpcSecurity& security) {
   c.episodes = training->eval_episodes;
   if (absl::Status s = CheckRange("eval_episodes", c.episodes, 1, 1'000'000); !s.ok()) return Fail(s);
   c.deterministic = !absl::GetFlag(FLAGS_stochastic) && training->deterministic_eval;
+  c.video_every = absl::GetFlag(FLAGS_video_every);
+  if (absl::Status s = CheckRange("video_every", c.video_every, 0, 1'000'000); !s.ok()) return Fail(s);
+  if (absl::Status s = CheckVideoSizeFlags(c.video_every > 0); !s.ok()) return Fail(s);
+  c.video_dir = absl::GetFlag(FLAGS_video_dir);
+  if (c.video_every > 0 && c.video_dir.empty()) {
+    return Fail(absl::InvalidArgumentError("meow eval --learner with --video_every needs --video_dir=FOLDER"));
+  }
+  c.video.width = absl::GetFlag(FLAGS_video_width);
+  c.video.height = absl::GetFlag(FLAGS_video_height);
   p.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   p.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (!p.metrics_address.empty()) {
@@ -74,12 +83,7 @@ int RunEval(const GrpcSecurity& security) {
   video.path = absl::GetFlag(FLAGS_video);
   video.render.width = absl::GetFlag(FLAGS_video_width);
   video.render.height = absl::GetFlag(FLAGS_video_height);
-  for (auto [flag, pixels] : {std::pair<const char*, int>{"--video_width=", video.render.width},
-                               {"--video_height=", video.render.height}}) {
-    if (absl::Status s = CheckFrameSize(flag, pixels); !video.path.empty() && !s.ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message())));
-    }
-  }
+  if (absl::Status s = CheckVideoSizeFlags(!video.path.empty()); !s.ok()) return Fail(s);
   SetComputeThreads(std::max(1, absl::GetFlag(FLAGS_threads)));
   auto env = MakeEnv(absl::GetFlag(FLAGS_env));
   if (!env.ok()) return Fail(env.status());
@@ -126,7 +130,7 @@ const Subcommand& EvalCommand() {
       "with --learner, the evaluator process of a run: evaluates the learner's weights every "
       "--eval_interval environment steps and reports to it.",
       Concat({{"policy", "env", "episodes", "stochastic", "max_steps", "video", "video_width", "video_height", "seed",
-               "threads", "learner", "eval_interval",
+               "threads", "learner", "eval_interval", "video_every", "video_dir",
                "eval_episodes", "deterministic_eval", "alpha", "sigma_max", "sigma_min", "connect_timeout",
                "metrics_address"},
               kClientSecurityFlags}),

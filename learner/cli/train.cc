@@ -78,7 +78,7 @@ const Subcommand& TrainCommand() {
       Concat({kTrainingFlags,
               {"sync", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
                "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
-               "stop_at_return", "metrics_address"},
+               "stop_at_return", "metrics_address", "video_every", "video_width", "video_height"},
               kServerSecurityFlags,
               kClientSecurityFlags}),
       /*speaks_grpc=*/true,

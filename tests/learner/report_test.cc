@@ -217,6 +217,31 @@ TEST_F(ReportTest, OneTaskKeepsEveryChartAndAddsItsPublishedReturnsToTheEvaluati
   EXPECT_THAT(plain, ::testing::Not(HasSubstr("class=\"reference\"")));
 }
 
+TEST_F(ReportTest, TheNewestVideoOfEachRunIsLinkedRelativeToThePage) {
+  const std::string run = MakeTaskRun(dir_ + "/runs", "hopper-seed1", "Hopper-v4", 30'000);
+  std::filesystem::create_directories(run + "/videos");
+  for (const char* name : {"step-10000.mp4", "step-30000.mp4", "step-9999.mp4", "notes.txt"}) {
+    std::ofstream(run + "/videos/" + name) << "mp4";
+  }
+  auto metrics = ReadRunMetrics(run);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->video_step, 30000);
+  EXPECT_EQ(metrics->video, run + "/videos/step-30000.mp4");
+  std::filesystem::create_directories(dir_ + "/pages");
+  const std::string page = dir_ + "/pages/report.html";
+  ASSERT_TRUE(WriteReport({run}, page).ok());
+  auto html = ReadFile(page);
+  ASSERT_TRUE(html.ok());
+  const std::string src = "../runs/hopper-seed1/videos/step-30000.mp4";
+  EXPECT_THAT(*html, HasSubstr("<video class=\"episode\" controls loop muted preload=\"metadata\" width=\"360\" src=\"" + src));
+  EXPECT_THAT(*html, HasSubstr("hopper-seed1 at 30,000 environment steps"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/pages/" + src));
+  // A run without videos: no video section.
+  auto bare = ReadRunMetrics(MakeRun("bare", 5, 1.0));
+  ASSERT_TRUE(bare.ok());
+  EXPECT_THAT(RenderReport({*bare}), ::testing::Not(HasSubstr("<video")));
+}
+
 // Loads the page in headless Chromium and returns the self-check JSON the page writes after load.
 std::string RenderInChromium(const std::string& html_path) {
   const std::string profile = html_path + ".profile";

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "actor/parameter_client.h"
+#include "common/file_util.h"
 #include "common/runtime.h"
 #include "common/safetensors.h"
 #include "common/tensor_codec.h"
@@ -180,6 +181,9 @@ TEST(TrainingTest, LocalModeRunsHopper) {
   TrainConfig config = SmallConfig("Hopper-v4", dir);
   config.total_env_steps = 1500;
   config.eval_episodes = 1;
+  config.video_every = 1;  // every evaluation's first episode as a video (small frames: quick)
+  config.video_width = 64;
+  config.video_height = 48;
   auto result = RunTraining(config, stop);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_GE(result->env_steps, 1500);
@@ -190,6 +194,19 @@ TEST(TrainingTest, LocalModeRunsHopper) {
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_EQ(policy->metadata["meow.obs_dim"], "11");
   EXPECT_EQ(policy->metadata["meow.action_dim"], "3");
+  // One video per evaluation, the final one among them, each a real MP4 (an "ftyp" box first).
+  auto run = ReadRunMetrics(dir);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->video_step, result->evals.back().env_steps);
+  EXPECT_EQ(run->video, absl::StrCat(dir, "/videos/step-", result->evals.back().env_steps, ".mp4"));
+  int videos = 0;
+  for (const auto& entry : fs::directory_iterator(dir + "/videos")) {
+    auto bytes = ReadFile(entry.path().string());
+    ASSERT_TRUE(bytes.ok());
+    EXPECT_EQ(bytes->substr(4, 4), "ftyp") << entry.path();
+    ++videos;
+  }
+  EXPECT_EQ(videos, static_cast<int>(result->evals.size()));
   fs::remove_all(dir);
 }
 
@@ -293,6 +310,11 @@ TEST(TrainingTest, BadConfigurationsAreRefusedUpFront) {
   auto address = RunTraining(config, stop);
   ASSERT_FALSE(address.ok());
   EXPECT_THAT(std::string(address.status().message()), HasSubstr("\"nohost\" is not host:port"));
+  config = SmallConfig("MultiGoal-v0", FreshDir("bad"));
+  config.video_every = 1;
+  auto video = RunTraining(config, stop);
+  ASSERT_FALSE(video.ok());
+  EXPECT_THAT(std::string(video.status().message()), HasSubstr("videos are drawn for the MuJoCo tasks"));
 }
 
 // Local mode and --sync write metrics.csv with one schema: the same header, periodic rows with the
