@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include "actor/multi_goal.h"
@@ -58,12 +59,6 @@ absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t epi
   return summary;
 }
 
-int MultiGoalCounts::goals() const {
-  int n = 0;
-  for (int r : reached) n += r > 0;
-  return n;
-}
-
 MultiGoalCounts CountMultiGoalEnds(const EvalSummary& summary) {
   MultiGoalCounts counts;
   for (const EpisodeResult& e : summary.episodes) {
@@ -74,6 +69,23 @@ MultiGoalCounts CountMultiGoalEnds(const EvalSummary& summary) {
     ++counts.reached[MultiGoalEnv::NearestGoal({e.final_observation[0], e.final_observation[1]}).first];
   }
   return counts;
+}
+
+absl::StatusOr<MultiGoalRollouts> RollOutMultiGoal(ActingPolicy& policy, int rollouts, int max_steps, uint64_t seed) {
+  MultiGoalEnv env;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed + 100);
+  MultiGoalRollouts out;
+  for (int i = 0; i < rollouts; ++i) {
+    std::vector<std::array<double, 2>> path;
+    auto episode = RunEpisode(policy, env, seed + static_cast<uint64_t>(i), /*deterministic=*/false, max_steps,
+                              generator, [&](const Env& e) {
+                                path.push_back({e.Observation()[0], e.Observation()[1]});
+                                return absl::OkStatus();
+                              });
+    if (!episode.ok()) return episode.status();
+    out.paths.push_back(std::move(path));
+  }
+  return out;
 }
 
 }  // namespace meow

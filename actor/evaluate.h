@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "actor/acting_policy.h"
 #include "actor/env.h"
+#include "actor/multi_goal.h"
 #include "common/flow_policy.h"
 
 namespace meow {
@@ -54,11 +55,11 @@ absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t epi
 
 // MultiGoal-v0: the goal each episode ended at (a multi-modal policy reaches all four), counted
 // over the episodes that terminated at a goal; the others are unfinished.
-struct MultiGoalCounts {
-  std::array<int, 4> reached{};  // by goal: (+5,0), (-5,0), (0,+5), (0,-5)
-  int unfinished = 0;
-  int goals() const;  // goals reached at least once
-};
 MultiGoalCounts CountMultiGoalEnds(const EvalSummary& summary);
+
+// MultiGoal-v0 as the papers picture it: `rollouts` stochastic episodes of at most `max_steps`
+// from the origin (resets seeded seed + i, actions from a stream seeded seed + 100), with every
+// position. The learning tests' measure is RollOutMultiGoal(policy, 100, 50, 1000).
+absl::StatusOr<MultiGoalRollouts> RollOutMultiGoal(ActingPolicy& policy, int rollouts, int max_steps, uint64_t seed);
 
 }  // namespace meow

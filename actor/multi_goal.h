@@ -7,6 +7,10 @@
 
 #include <array>
 #include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
 
 #include "actor/env.h"
 
@@ -28,6 +32,10 @@ class MultiGoalEnv : public Env {
   // Puts the point at `position` (clipped to the box) mid-episode; for tests and plots.
   void SetState(const std::array<double, 2>& position);
 
+  // The reward's position terms at `position`: -min_g |s - g|^2 + 10 within a goal (the figure's
+  // contours; the action cost comes on top).
+  static double PositionReward(const std::array<double, 2>& position);
+
  private:
   EnvSpec spec_;
   std::mt19937_64 rng_;
@@ -35,5 +43,28 @@ class MultiGoalEnv : public Env {
   int steps_ = 0;
   bool running_ = false;
 };
+
+// Rollouts counted by the goal each ended at (a multi-modal policy reaches all four); those that
+// ended elsewhere (the step limit) are unfinished.
+struct MultiGoalCounts {
+  std::array<int, 4> reached{};  // by goal: (+5,0), (-5,0), (0,+5), (0,-5)
+  int unfinished = 0;
+  int goals() const;  // goals reached at least once
+};
+
+// Stochastic rollouts from the origin, the papers' picture of what was learned: each one's
+// positions from the reset on.
+struct MultiGoalRollouts {
+  std::vector<std::vector<std::array<double, 2>>> paths;
+  MultiGoalCounts Count() const;  // by the goal within reach of each path's last point
+};
+
+// "reached all 4 goals (31/24/22/19 of 100; 4 unfinished)", "reached 2 of 4 goals (...)".
+std::string DescribeGoals(const MultiGoalCounts& counts);
+
+// RUN_DIR/multigoal_rollouts.csv: "rollout,step,x,y" rows. Read refuses a malformed file naming
+// the line.
+absl::Status WriteMultiGoalRollouts(const std::string& path, const MultiGoalRollouts& rollouts);
+absl::StatusOr<MultiGoalRollouts> ReadMultiGoalRollouts(const std::string& path);
 
 }  // namespace meow

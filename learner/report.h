@@ -18,10 +18,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "actor/multi_goal.h"
 
 namespace meow {
 
@@ -32,6 +34,9 @@ struct RunMetrics {
   std::string env;   // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
   std::string video;        // the newest RUN_DIR/videos/step-<N>.mp4 (largest N); empty when none
   int64_t video_step = -1;  // its N
+  // MultiGoal-v0: RUN_DIR/multigoal_rollouts.csv (the final policy's stochastic rollouts from the
+  // origin, written by `meow train`), drawn as the papers' figure.
+  std::optional<MultiGoalRollouts> multigoal;
   std::vector<std::string> columns;
   std::map<std::string, std::vector<double>> values;
   size_t rows = 0;

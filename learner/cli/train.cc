@@ -7,6 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "actor/acting_policy.h"
+#include "actor/evaluate.h"
+#include "actor/multi_goal.h"
 #include "learner/cli/cli.h"
 
 ABSL_FLAG(bool, sync, false,
@@ -14,6 +17,31 @@ ABSL_FLAG(bool, sync, false,
           "replay + learner + actors over gRPC.");
 
 namespace meow::cli {
+namespace {
+
+// MultiGoal-v0 ends with what was learned in the papers' terms: stochastic rollouts of the final
+// policy from the origin, counted by goal (the learning tests' measure), kept in the run dir for
+// `meow report`'s figure. Other tasks: nothing (their evaluation return says it).
+void SayWhatWasLearned(const std::string& env, const std::string& run_dir) {
+  if (env != "MultiGoal-v0") return;
+  auto policy = LoadActingPolicy(run_dir + "/policy_latest.safetensors", MultiGoalEnv().spec());
+  if (!policy.ok()) return;  // interrupted before the first weights: nothing learned to show
+  constexpr int kRollouts = 100, kMaxSteps = 50;
+  auto rollouts = RollOutMultiGoal(**policy, kRollouts, kMaxSteps, /*seed=*/1000);
+  if (!rollouts.ok()) {
+    absl::FPrintF(stderr, "rollouts of the final policy failed: %s\n", rollouts.status().message());
+    return;
+  }
+  const std::string csv = run_dir + "/multigoal_rollouts.csv";
+  if (absl::Status s = WriteMultiGoalRollouts(csv, *rollouts); !s.ok()) {
+    absl::FPrintF(stderr, "%s\n", s.message());
+  }
+  absl::PrintF("what was learned: %d stochastic rollouts from the origin (at most %d steps) %s\n", kRollouts,
+               kMaxSteps, DescribeGoals(rollouts->Count()));
+  absl::PrintF("picture: meow report --run_dir=%s (the rollouts over the reward, goals marked)\n", run_dir);
+}
+
+}  // namespace
 
 int RunDistributedTraining(const TrainConfig& config) {
   if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
@@ -36,6 +64,7 @@ int RunDistributedTraining(const TrainConfig& config) {
   absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
                config.run_dir, config.run_dir);
   if (result->interrupted) absl::PrintF("the same command resumes from the newest checkpoint\n");
+  SayWhatWasLearned(config.env, config.run_dir);
   return 0;
 }
 
@@ -53,6 +82,7 @@ int RunSync() {
                result->seconds);
   if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
   absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir, config->run_dir);
+  SayWhatWasLearned(config->env, config->run_dir);
   return 0;
 }
 

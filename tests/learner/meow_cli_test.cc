@@ -201,9 +201,13 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   ASSERT_EQ(train.exit_code, 0) << train.output;
   EXPECT_THAT(train.output, HasSubstr("/1200"));
   EXPECT_THAT(train.output, HasSubstr("done: "));
-  for (const char* file : {"config.txt", "metrics.csv", "policy_latest.safetensors", "policy_best.safetensors"}) {
+  for (const char* file : {"config.txt", "metrics.csv", "policy_latest.safetensors", "policy_best.safetensors",
+                           "multigoal_rollouts.csv"}) {
     EXPECT_TRUE(std::filesystem::exists(absl::StrCat(dir, "/", file))) << file;
   }
+  // What was learned, in the papers' measure, and where its picture is.
+  EXPECT_THAT(train.output, HasSubstr("what was learned: 100 stochastic rollouts from the origin (at most 50 steps) reached "));
+  EXPECT_THAT(train.output, HasSubstr("picture: meow report --run_dir=" + dir));
   CliRun eval = Meow(absl::StrCat("eval --env=MultiGoal-v0 --episodes=2 --policy=", dir, "/policy_latest.safetensors"));
   EXPECT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_THAT(eval.output, HasSubstr("2 deterministic episodes"));

@@ -242,6 +242,31 @@ TEST_F(ReportTest, TheNewestVideoOfEachRunIsLinkedRelativeToThePage) {
   EXPECT_THAT(RenderReport({*bare}), ::testing::Not(HasSubstr("<video")));
 }
 
+TEST_F(ReportTest, MultiGoalRolloutsAreDrawnOverTheRewardWithTheGoalsCounted) {
+  const std::string run = MakeTaskRun(dir_, "goals", "MultiGoal-v0", 20'000);
+  // Two rollouts end at (+5, 0), one wanders: one goal of four reached.
+  MultiGoalRollouts rollouts;
+  rollouts.paths = {{{0, 0}, {2, 0}, {4.5, 0.1}}, {{0, 0}, {3, 1}, {4.6, 0.2}}, {{0, 0}, {-1, -1}, {-2, -3}}};
+  ASSERT_TRUE(WriteMultiGoalRollouts(run + "/multigoal_rollouts.csv", rollouts).ok());
+  auto metrics = ReadRunMetrics(run);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  ASSERT_TRUE(metrics->multigoal.has_value());
+  EXPECT_EQ(metrics->multigoal->paths.size(), 3u);
+  const std::string html = RenderReport({*metrics});
+  EXPECT_THAT(html, HasSubstr("<svg class=\"multigoal\" data-run=\"goals\" data-rollouts=\"3\""));
+  size_t paths = 0;
+  for (size_t at = html.find("class=\"rollout\""); at != std::string::npos; at = html.find("class=\"rollout\"", at + 1)) ++paths;
+  EXPECT_EQ(paths, 3u);
+  EXPECT_THAT(html, HasSubstr("data-goal=\"0\" data-count=\"2\""));
+  EXPECT_THAT(html, HasSubstr("data-goal=\"1\" data-count=\"0\""));
+  EXPECT_THAT(html, HasSubstr("reached 1 of 4 goals (2/0/0/0 of 3 at (+5,0)/(-5,0)/(0,+5)/(0,-5); 1 unfinished)"));
+  // A malformed rollouts file is an error naming it and the line.
+  ASSERT_TRUE(WriteFileAtomically(run + "/multigoal_rollouts.csv", "rollout,step,x,y\n0,0,0,0\n0,1,x,0\n").ok());
+  auto bad = ReadRunMetrics(run);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("multigoal_rollouts.csv line 3"));
+}
+
 // Loads the page in headless Chromium and returns the self-check JSON the page writes after load.
 std::string RenderInChromium(const std::string& html_path) {
   const std::string profile = html_path + ".profile";
