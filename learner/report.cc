@@ -113,9 +113,9 @@ std::string RenderMultiGoalFigure(const RunMetrics& run) {
                             sy(rollouts.paths[r][t][1]));
     }
     absl::StrAppendFormat(&svg,
-                          "<path class=\"rollout\" fill=\"none\" stroke=\"#d62728\" stroke-opacity=\"0.55\" "
-                          "stroke-width=\"1.2\" d=\"%s\"/>\n",
-                          d);
+                          "<path class=\"rollout\" data-points=\"%d\" fill=\"none\" stroke=\"#d62728\" "
+                          "stroke-opacity=\"0.55\" stroke-width=\"1.2\" d=\"%s\"/>\n",
+                          rollouts.paths[r].size(), d);
   }
   for (int g = 0; g < 4; ++g) {
     const double gx = MultiGoalEnv::kGoals[g][0], gy = MultiGoalEnv::kGoals[g][1];
@@ -563,6 +563,10 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
       "'path.series')){const b=p.getBBox();out.push({chart:svg.dataset.chart,run:p.dataset.run,"
       "series:p.dataset.series,points:+p.dataset.points,commands:(p.getAttribute('d').match(/[ML]/g)"
       "||[]).length,length:p.getTotalLength(),width:b.width,height:b.height});}}"
+      "for(const svg of document.querySelectorAll('svg.multigoal')){for(const p of svg.querySelectorAll("
+      "'path.rollout')){const b=p.getBBox();out.push({chart:'multigoal',run:svg.dataset.run,series:'rollout',"
+      "points:+p.dataset.points,commands:(p.getAttribute('d').match(/[ML]/g)||[]).length,"
+      "length:p.getTotalLength(),width:b.width,height:b.height});}}"
       "document.getElementById('selfcheck').textContent=JSON.stringify(out);});\n</script>\n"
       "</body></html>\n";
   return html;

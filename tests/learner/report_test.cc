@@ -299,6 +299,10 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEverySeries) {
     GTEST_SKIP() << "Debian's chromium is not installed (deploy/setup.sh installs it)";
   }
   const std::string a = MakeRun("run-a", 9, 1.0), b = MakeRun("run-b", 6, 3.0);
+  // run-a also has MultiGoal rollouts: its figure draws one path per rollout.
+  MultiGoalRollouts rollouts;
+  rollouts.paths = {{{0, 0}, {2, 0}, {4.5, 0.1}}, {{0, 0}, {-1, 3}, {-0.2, 4.4}, {0, 4.6}}};
+  ASSERT_TRUE(WriteMultiGoalRollouts(a + "/multigoal_rollouts.csv", rollouts).ok());
   const std::string page = dir_ + "/report.html";
   ASSERT_TRUE(WriteReport({a, b}, page).ok());
 
@@ -326,8 +330,17 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEverySeries) {
                                                 {"run-a/skipped_updates", 9},
                                                 {"run-b/skipped_updates", 6}};
   std::map<std::string, int> seen;
+  std::vector<int> rollout_points;
   for (const auto& value : paths.values()) {
     const auto& f = value.struct_value().fields();
+    if (f.at("chart").string_value() == "multigoal") {
+      // A rollout as drawn: its positions as commands, and a visible path.
+      EXPECT_EQ(f.at("run").string_value(), "run-a");
+      rollout_points.push_back(static_cast<int>(f.at("points").number_value()));
+      EXPECT_EQ(f.at("commands").number_value(), f.at("points").number_value());
+      EXPECT_GT(f.at("length").number_value(), 50);
+      continue;
+    }
     const std::string key = f.at("run").string_value() + "/" + f.at("series").string_value();
     ++seen[key];
     const int points = static_cast<int>(f.at("points").number_value());
@@ -338,6 +351,7 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEverySeries) {
     EXPECT_GT(f.at("length").number_value(), 100) << key;
   }
   for (const auto& [key, points] : expected_points) EXPECT_EQ(seen[key], 1) << key;
+  EXPECT_EQ(rollout_points, (std::vector<int>{3, 4}));
 }
 
 }  // namespace
