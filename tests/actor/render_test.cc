@@ -25,6 +25,7 @@
 #include "actor/render/record_episode.h"
 #include "actor/render/renderer.h"
 #include "actor/render/video_writer.h"
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -87,17 +88,30 @@ std::map<std::string, std::string> Probe(const std::string& path) {
   return fields;
 }
 
-TEST_F(RenderTest, HopperIsDrawnStandingInTheMiddleUnderTheSky) {
-  auto env = MakeMujocoEnv("Hopper-v4");
-  ASSERT_TRUE(env.ok()) << env.status();
-  ASSERT_TRUE((*env)->Reset(0).ok());
-  RenderSettings settings;
-  settings.width = 240;
-  settings.height = 240;
-  auto renderer = MujocoRenderer::Create(**env, settings);
-  ASSERT_TRUE(renderer.ok()) << renderer.status();
+// A task reset with `seed`, its renderer for width x height frames, and the first frame.
+struct Scene {
+  std::unique_ptr<MujocoEnv> env;
+  std::unique_ptr<MujocoRenderer> renderer;
   std::vector<uint8_t> frame;
-  ASSERT_TRUE((*renderer)->Render(**env, frame).ok());
+};
+absl::StatusOr<Scene> Draw(const std::string& task, uint64_t seed, int width, int height) {
+  Scene scene;
+  MEOW_ASSIGN_OR_RETURN(scene.env, MakeMujocoEnv(task));
+  MEOW_RETURN_IF_ERROR(scene.env->Reset(seed));
+  RenderSettings settings;
+  settings.width = width;
+  settings.height = height;
+  MEOW_ASSIGN_OR_RETURN(scene.renderer, MujocoRenderer::Create(*scene.env, settings));
+  MEOW_RETURN_IF_ERROR(scene.renderer->Render(*scene.env, scene.frame));
+  return scene;
+}
+
+TEST_F(RenderTest, HopperIsDrawnStandingInTheMiddleUnderTheSky) {
+  auto scene = Draw("Hopper-v4", 0, 240, 240);
+  ASSERT_TRUE(scene.ok()) << scene.status();
+  auto& env = scene->env;
+  auto& renderer = scene->renderer;
+  const std::vector<uint8_t>& frame = scene->frame;
   ASSERT_EQ(frame.size(), 240u * 240 * 3);
   // Not blank: many colours, and the robot in the middle columns, none of it in the sky.
   std::map<int, int> colours;
@@ -120,13 +134,13 @@ TEST_F(RenderTest, HopperIsDrawnStandingInTheMiddleUnderTheSky) {
 
   // The tracking camera follows the robot: moved 5 m along x and fallen flat, it is still in the
   // middle columns, now lying low (no robot pixels above the middle).
-  std::vector<double> qpos((*env)->model().nq, 0.0), qvel((*env)->model().nv, 0.0);
+  std::vector<double> qpos(env->model().nq, 0.0), qvel(env->model().nv, 0.0);
   qpos[0] = 5;     // rootx
   qpos[1] = -0.9;  // rootz relative to the rest height: the torso near the floor
   qpos[2] = 1.5;   // rooty: tipped over
-  ASSERT_TRUE((*env)->SetState(qpos, qvel).ok());
+  ASSERT_TRUE(env->SetState(qpos, qvel).ok());
   std::vector<uint8_t> fallen;
-  ASSERT_TRUE((*renderer)->Render(**env, fallen).ok());
+  ASSERT_TRUE(renderer->Render(*env, fallen).ok());
   const auto lying = RobotPixels(fallen, 240, 240);
   EXPECT_GT(lying[0] + lying[1], 200);
   int above_middle = 0;
@@ -140,17 +154,9 @@ TEST_F(RenderTest, HopperIsDrawnStandingInTheMiddleUnderTheSky) {
 TEST_F(RenderTest, EveryMujocoTaskDrawsAPicture) {
   for (const std::string& task : MujocoTaskNames()) {
     SCOPED_TRACE(task);
-    auto env = MakeMujocoEnv(task);
-    ASSERT_TRUE(env.ok()) << env.status();
-    ASSERT_TRUE((*env)->Reset(1).ok());
-    RenderSettings settings;
-    settings.width = 96;
-    settings.height = 64;
-    auto renderer = MujocoRenderer::Create(**env, settings);
-    ASSERT_TRUE(renderer.ok()) << renderer.status();
-    std::vector<uint8_t> frame;
-    ASSERT_TRUE((*renderer)->Render(**env, frame).ok());
-    const auto robot = RobotPixels(frame, 96, 64);
+    auto scene = Draw(task, 1, 96, 64);
+    ASSERT_TRUE(scene.ok()) << scene.status();
+    const auto robot = RobotPixels(scene->frame, 96, 64);
     EXPECT_GT(robot[0] + robot[1], 30) << "the robot is in the picture";
   }
 }
