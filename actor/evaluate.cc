@@ -19,8 +19,8 @@ at::Tensor ObservationTensor(absl::Span<const double> observation, const c10::De
 }
 
 absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::optional<uint64_t> seed,
-                                         bool deterministic, int64_t max_steps,
-                                         std::optional<at::Generator> generator, const StepObserver& observe) {
+                                         bool deterministic, int64_t max_steps, std::optional<at::Generator> generator,
+                                         const StepObserver& observe) {
   const c10::Device device = policy.device();
   if (absl::Status s = env.Reset(seed); !s.ok()) return s;
   if (observe) MEOW_RETURN_IF_ERROR(observe(env));

@@ -101,8 +101,9 @@ MultiGoalCounts MultiGoalRollouts::Count() const {
 
 std::string DescribeGoals(const MultiGoalCounts& c) {
   const int total = c.reached[0] + c.reached[1] + c.reached[2] + c.reached[3] + c.unfinished;
-  const std::string detail = absl::StrFormat("(%d/%d/%d/%d of %d at (+5,0)/(-5,0)/(0,+5)/(0,-5); %d unfinished)",
-                                             c.reached[0], c.reached[1], c.reached[2], c.reached[3], total, c.unfinished);
+  const std::string detail =
+      absl::StrFormat("(%d/%d/%d/%d of %d at (+5,0)/(-5,0)/(0,+5)/(0,-5); %d unfinished)", c.reached[0], c.reached[1],
+                      c.reached[2], c.reached[3], total, c.unfinished);
   if (c.goals() == 4) return "reached all 4 goals " + detail;
   return absl::StrCat("reached ", c.goals(), " of 4 goals ", detail);
 }
@@ -137,8 +138,8 @@ absl::StatusOr<MultiGoalRollouts> ReadMultiGoalRollouts(const std::string& path)
     if (rollout >= static_cast<int64_t>(rollouts.paths.size())) rollouts.paths.resize(rollout + 1);
     auto& points = rollouts.paths[rollout];
     if (step != static_cast<int64_t>(points.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(path, " line ", i + 1, ": step ", step, " of rollout ", rollout,
-                                                     " out of order"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " line ", i + 1, ": step ", step, " of rollout ", rollout, " out of order"));
     }
     points.push_back({x, y});
   }

@@ -93,9 +93,8 @@ absl::Status RunActorProcess(const ActorProcessConfig& config, const std::atomic
   if (absl::Status s = c.Validate(); !s.ok()) return s;
   auto env = MakeEnv(c.env);
   if (!env.ok()) return env.status();
-  if (absl::Status s =
-          WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim, config.connect_timeout,
-                        c.security);
+  if (absl::Status s = WaitForReplay(c.replay_addresses, (*env)->spec().obs_dim, (*env)->spec().action_dim,
+                                     config.connect_timeout, c.security);
       !s.ok()) {
     return s;
   }

@@ -38,8 +38,8 @@ struct GrpcServerOptions {
 
 struct GrpcServerHandle {
   std::unique_ptr<grpc::Server> server;
-  int port = 0;         // the bound port
-  std::string address;  // host:port for clients (0.0.0.0 and [::] become 127.0.0.1)
+  int port = 0;                             // the bound port
+  std::string address;                      // host:port for clients (0.0.0.0 and [::] become 127.0.0.1)
   std::shared_ptr<RpcMetrics> rpc_metrics;  // never null
 };
 

@@ -72,9 +72,9 @@ class ParameterServiceImpl final : public proto::ParameterService::Service {
 };
 
 struct ParameterServerConfig {
-  std::string address = "127.0.0.1:0";            // host:port; port 0 picks a free one
-  int64_t max_message_bytes = 256 << 20;          // Humanoid-size weights are about 2 MB
-  GrpcSecurity security;                          // TLS and token; default: plaintext, no token
+  std::string address = "127.0.0.1:0";    // host:port; port 0 picks a free one
+  int64_t max_message_bytes = 256 << 20;  // Humanoid-size weights are about 2 MB
+  GrpcSecurity security;                  // TLS and token; default: plaintext, no token
   // Where its RPCs are counted (e.g. shared with the process's replay server); null: its own.
   std::shared_ptr<RpcMetrics> rpc_metrics;
   // The tensor names and shapes an evaluation's weights must have (the policy's); empty: reports

@@ -102,7 +102,8 @@ std::string RenderMultiGoalFigure(const RunMetrics& run) {
       const double t = (band + 55.0) / 65.0;  // 0 far from the goals, 1 at a goal
       absl::StrAppendFormat(&svg, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"rgb(%d,%d,%d)\"/>",
                             sx(x - cell / 2), sy(y + cell / 2), cell * scale + 0.3, cell * scale + 0.3,
-                            static_cast<int>(40 + 200 * t), static_cast<int>(60 + 180 * t), static_cast<int>(110 + 110 * t));
+                            static_cast<int>(40 + 200 * t), static_cast<int>(60 + 180 * t),
+                            static_cast<int>(110 + 110 * t));
     }
   }
   svg += "\n";
@@ -283,8 +284,8 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
   }
   for (const PublishedReturn& ref : refs) {
     const bool on_chart = static_cast<double>(ref.env_steps) <= x_hi;
-    const std::string label = absl::StrCat(ref.source, ref.approximate ? " \u2248" : " ", FormatReturn(ref.value), " at ",
-                                           FormatTick(static_cast<double>(ref.env_steps)), " steps");
+    const std::string label = absl::StrCat(ref.source, ref.approximate ? " \u2248" : " ", FormatReturn(ref.value),
+                                           " at ", FormatTick(static_cast<double>(ref.env_steps)), " steps");
     absl::StrAppendFormat(&svg, "<g class=\"reference\" data-source=\"%s\" data-steps=\"%d\" data-value=\"%g\">",
                           Escape(ref.source), ref.env_steps, ref.value);
     if (on_chart) {
@@ -479,8 +480,8 @@ std::string PublishedTable(const std::vector<std::string>& tasks) {
   std::string rows;
   for (const std::string& task : tasks) {
     for (const PublishedReturn& ref : PublishedReturns(task)) {
-      absl::StrAppendFormat(&rows, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td></tr>\n",
-                            Escape(task), Escape(ref.source), FormatTick(static_cast<double>(ref.env_steps)),
+      absl::StrAppendFormat(&rows, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td></tr>\n", Escape(task),
+                            Escape(ref.source), FormatTick(static_cast<double>(ref.env_steps)),
                             ref.approximate ? "\u2248" : "", FormatReturn(ref.value), Escape(ref.note));
     }
   }

@@ -30,8 +30,8 @@ namespace meow {
 // The numeric contents of one metrics.csv: column name -> values, one per row (NaN where empty
 // or "nan").
 struct RunMetrics {
-  std::string name;  // shown in legends: the run directory's last component
-  std::string env;   // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
+  std::string name;         // shown in legends: the run directory's last component
+  std::string env;          // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
   std::string video;        // the newest RUN_DIR/videos/step-<N>.mp4 (largest N); empty when none
   int64_t video_step = -1;  // its N
   // MultiGoal-v0: RUN_DIR/multigoal_rollouts.csv (the final policy's stochastic rollouts from the
@@ -67,7 +67,7 @@ struct PublishedReturn {
   std::string source;  // e.g. "MEow paper", "CleanRL SAC"
   int64_t env_steps = 0;
   double value = 0;
-  std::string note;  // how it was read or measured
+  std::string note;          // how it was read or measured
   bool approximate = false;  // read off a published curve rather than reported as a number
 };
 // The published returns of `env` (the paper's MuJoCo tasks); empty for other tasks.

@@ -83,9 +83,9 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
 absl::Status TrainingComponents::StartReplay() {
   if (!config_.local()) {
     replay_addresses_ = config_.replay_addresses;
-    if (absl::Status s = WaitForReplay(replay_addresses_, static_cast<int>(config_.policy.obs_dim),
-                                       static_cast<int>(config_.policy.action_dim), config_.connect_timeout,
-                                       config_.security);
+    if (absl::Status s =
+            WaitForReplay(replay_addresses_, static_cast<int>(config_.policy.obs_dim),
+                          static_cast<int>(config_.policy.action_dim), config_.connect_timeout, config_.security);
         !s.ok()) {
       return s;
     }

@@ -32,8 +32,8 @@ struct ReplayServerConfig {
   int64_t max_message_bytes = 64 << 20;
   // Unread acknowledgements per insert stream before the server stops reading it.
   int max_pending_acks = 1024;
-  bool snapshot_on_shutdown = true;               // when persistence is on
-  GrpcSecurity security;  // TLS and token; default: plaintext, no token
+  bool snapshot_on_shutdown = true;  // when persistence is on
+  GrpcSecurity security;             // TLS and token; default: plaintext, no token
   // Where its RPCs are counted (e.g. shared with other servers of the process); null: its own.
   std::shared_ptr<RpcMetrics> rpc_metrics;
   // RunReplay: host:port of the Prometheus metrics page (/metrics, /healthz); empty: none.

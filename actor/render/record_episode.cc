@@ -14,9 +14,9 @@ absl::StatusOr<RecordedEpisode> RecordEpisode(ActingPolicy& policy, Env& env, ui
                                               int64_t max_steps) {
   auto* mujoco = dynamic_cast<MujocoEnv*>(&env);
   if (mujoco == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "videos are drawn for the MuJoCo tasks; ", env.spec().name,
-        " has no renderer (for MultiGoal-v0, `meow report` draws the rollouts over the value)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("videos are drawn for the MuJoCo tasks; ", env.spec().name,
+                     " has no renderer (for MultiGoal-v0, `meow report` draws the rollouts over the value)"));
   }
   const auto start = std::chrono::steady_clock::now();
   MEOW_ASSIGN_OR_RETURN(std::unique_ptr<MujocoRenderer> renderer, MujocoRenderer::Create(*mujoco, video.render));
@@ -30,15 +30,14 @@ absl::StatusOr<RecordedEpisode> RecordEpisode(ActingPolicy& policy, Env& env, ui
   std::vector<uint8_t> frame;
   double policy_seconds = 0;
   auto last = std::chrono::steady_clock::now();
-  auto episode = RunEpisode(
-      policy, env, seed, deterministic, max_steps, generator, [&](const Env&) -> absl::Status {
-        const auto now = std::chrono::steady_clock::now();
-        policy_seconds += std::chrono::duration<double>(now - last).count();  // acting and stepping
-        MEOW_RETURN_IF_ERROR(renderer->Render(*mujoco, frame));
-        MEOW_RETURN_IF_ERROR(writer->Write(frame));
-        last = std::chrono::steady_clock::now();
-        return absl::OkStatus();
-      });
+  auto episode = RunEpisode(policy, env, seed, deterministic, max_steps, generator, [&](const Env&) -> absl::Status {
+    const auto now = std::chrono::steady_clock::now();
+    policy_seconds += std::chrono::duration<double>(now - last).count();  // acting and stepping
+    MEOW_RETURN_IF_ERROR(renderer->Render(*mujoco, frame));
+    MEOW_RETURN_IF_ERROR(writer->Write(frame));
+    last = std::chrono::steady_clock::now();
+    return absl::OkStatus();
+  });
   if (!episode.ok()) return episode.status();
   MEOW_RETURN_IF_ERROR(writer->Close());
   RecordedEpisode recorded;

@@ -16,15 +16,15 @@
 namespace meow {
 
 struct EpisodeVideo {
-  std::string path;           // the .mp4 to write
-  RenderSettings render;      // frame size and quality
+  std::string path;       // the .mp4 to write
+  RenderSettings render;  // frame size and quality
   std::string ffmpeg = "ffmpeg";
 };
 
 struct RecordedEpisode {
   EpisodeResult episode;
-  int64_t frames = 0;       // the reset state and one per step
-  double fps = 0;           // the task's real-time rate, 1 / dt
+  int64_t frames = 0;         // the reset state and one per step
+  double fps = 0;             // the task's real-time rate, 1 / dt
   double render_seconds = 0;  // wall time spent drawing and encoding
 };
 

@@ -82,17 +82,18 @@ absl::StatusOr<std::string> PictureModelXml(std::string_view task) {
   std::string xml(*embedded);
   // Sky, a checkered floor, a light; the robot's colour is set after compiling.
   const size_t root = xml.find("<mujoco");
-  MEOW_RETURN_IF_ERROR(InsertAt(
-      xml, root == std::string::npos ? root : xml.find('>', root) + 1,
-      "\n  <visual><map znear=\"0.02\"/></visual>\n"
-      "  <asset>\n"
-      "    <texture type=\"skybox\" builtin=\"gradient\" rgb1=\".4 .5 .6\" rgb2=\"0 0 0\" width=\"100\" height=\"100\"/>\n"
-      "    <texture name=\"meow_floor\" type=\"2d\" builtin=\"checker\" rgb1=\"0 0 0\" rgb2=\"0.8 0.8 0.8\" "
-      "width=\"100\" height=\"100\"/>\n"
-      "    <material name=\"meow_floor\" texture=\"meow_floor\" texrepeat=\"60 60\" reflectance=\"0.5\" "
-      "shininess=\"1\" specular=\"1\"/>\n"
-      "  </asset>\n",
-      "<mujoco> element"));
+  MEOW_RETURN_IF_ERROR(
+      InsertAt(xml, root == std::string::npos ? root : xml.find('>', root) + 1,
+               "\n  <visual><map znear=\"0.02\"/></visual>\n"
+               "  <asset>\n"
+               "    <texture type=\"skybox\" builtin=\"gradient\" rgb1=\".4 .5 .6\" rgb2=\"0 0 0\" width=\"100\" "
+               "height=\"100\"/>\n"
+               "    <texture name=\"meow_floor\" type=\"2d\" builtin=\"checker\" rgb1=\"0 0 0\" rgb2=\"0.8 0.8 0.8\" "
+               "width=\"100\" height=\"100\"/>\n"
+               "    <material name=\"meow_floor\" texture=\"meow_floor\" texrepeat=\"60 60\" reflectance=\"0.5\" "
+               "shininess=\"1\" specular=\"1\"/>\n"
+               "  </asset>\n",
+               "<mujoco> element"));
   const size_t floor = xml.find("name=\"floor\"");
   if (floor != std::string::npos) {
     const size_t geom = xml.rfind("<geom", floor);
@@ -106,11 +107,10 @@ absl::StatusOr<std::string> PictureModelXml(std::string_view task) {
                                 "<worldbody>"));
   if (const char* pos = TrackingCameraPos(task); *pos != '\0') {
     const size_t body = xml.find("<body", world);
-    MEOW_RETURN_IF_ERROR(
-        InsertAt(xml, body == std::string::npos ? body : xml.find('>', body) + 1,
-                 absl::StrCat("\n      <camera name=\"track\" mode=\"trackcom\" pos=\"", pos,
-                              "\" xyaxes=\"1 0 0 0 0 1\"/>"),
-                 "robot <body> in <worldbody>"));
+    MEOW_RETURN_IF_ERROR(InsertAt(
+        xml, body == std::string::npos ? body : xml.find('>', body) + 1,
+        absl::StrCat("\n      <camera name=\"track\" mode=\"trackcom\" pos=\"", pos, "\" xyaxes=\"1 0 0 0 0 1\"/>"),
+        "robot <body> in <worldbody>"));
   }
   return xml;
 }
@@ -166,15 +166,24 @@ absl::StatusOr<std::unique_ptr<MujocoRenderer>> MujocoRenderer::Create(const Muj
   auto gl = std::make_unique<Gl>();
   gl->display = OpenDisplay();
   if (gl->display == EGL_NO_DISPLAY) return absl::UnavailableError(absl::StrCat("no EGL display", kNoEgl));
-  const EGLint config_attributes[] = {EGL_RED_SIZE,      8,
-                                      EGL_GREEN_SIZE,    8,
-                                      EGL_BLUE_SIZE,     8,
-                                      EGL_ALPHA_SIZE,    8,
-                                      EGL_DEPTH_SIZE,    24,
-                                      EGL_STENCIL_SIZE,  8,
-                                      EGL_COLOR_BUFFER_TYPE, EGL_RGB_BUFFER,
-                                      EGL_SURFACE_TYPE,  EGL_PBUFFER_BIT,
-                                      EGL_RENDERABLE_TYPE, EGL_OPENGL_BIT,
+  const EGLint config_attributes[] = {EGL_RED_SIZE,
+                                      8,
+                                      EGL_GREEN_SIZE,
+                                      8,
+                                      EGL_BLUE_SIZE,
+                                      8,
+                                      EGL_ALPHA_SIZE,
+                                      8,
+                                      EGL_DEPTH_SIZE,
+                                      24,
+                                      EGL_STENCIL_SIZE,
+                                      8,
+                                      EGL_COLOR_BUFFER_TYPE,
+                                      EGL_RGB_BUFFER,
+                                      EGL_SURFACE_TYPE,
+                                      EGL_PBUFFER_BIT,
+                                      EGL_RENDERABLE_TYPE,
+                                      EGL_OPENGL_BIT,
                                       EGL_NONE};
   EGLConfig config;
   EGLint configs = 0;
@@ -183,11 +192,9 @@ absl::StatusOr<std::unique_ptr<MujocoRenderer>> MujocoRenderer::Create(const Muj
   }
   if (!eglBindAPI(EGL_OPENGL_API)) return absl::UnavailableError(absl::StrCat("EGL cannot bind OpenGL", kNoEgl));
   gl->context = eglCreateContext(gl->display, config, EGL_NO_CONTEXT, nullptr);
-  if (gl->context == EGL_NO_CONTEXT ||
-      !eglMakeCurrent(gl->display, EGL_NO_SURFACE, EGL_NO_SURFACE, gl->context)) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot make a surfaceless OpenGL context current (EGL error 0x", absl::Hex(eglGetError()), ")",
-                     kNoEgl));
+  if (gl->context == EGL_NO_CONTEXT || !eglMakeCurrent(gl->display, EGL_NO_SURFACE, EGL_NO_SURFACE, gl->context)) {
+    return absl::UnavailableError(absl::StrCat("cannot make a surfaceless OpenGL context current (EGL error 0x",
+                                               absl::Hex(eglGetError()), ")", kNoEgl));
   }
   mjv_defaultScene(&gl->scene);
   mjv_defaultCamera(&gl->camera);
@@ -199,8 +206,8 @@ absl::StatusOr<std::unique_ptr<MujocoRenderer>> MujocoRenderer::Create(const Muj
   mjr_setBuffer(mjFB_OFFSCREEN, &gl->context_mjr);
   if (gl->context_mjr.currentBuffer != mjFB_OFFSCREEN || gl->context_mjr.offWidth < settings.width ||
       gl->context_mjr.offHeight < settings.height) {
-    return absl::UnavailableError(absl::StrCat("MuJoCo could not make a ", settings.width, "x", settings.height,
-                                               " offscreen buffer", kNoEgl));
+    return absl::UnavailableError(
+        absl::StrCat("MuJoCo could not make a ", settings.width, "x", settings.height, " offscreen buffer", kNoEgl));
   }
   const int track = mj_name2id(m, mjOBJ_CAMERA, "track");
   if (track >= 0) {
@@ -250,8 +257,8 @@ absl::Status MujocoRenderer::Render(const MujocoEnv& env, std::vector<uint8_t>& 
   d->time = state.time;
   mj_forward(model_.get(), d);
   if (!eglMakeCurrent(gl_->display, EGL_NO_SURFACE, EGL_NO_SURFACE, gl_->context)) {
-    return absl::UnavailableError(absl::StrCat("cannot make the renderer's context current (EGL error 0x",
-                                               absl::Hex(eglGetError()), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot make the renderer's context current (EGL error 0x", absl::Hex(eglGetError()), ")"));
   }
   const mjrRect viewport = {0, 0, settings_.width, settings_.height};
   mjv_updateScene(model_.get(), d, &gl_->option, nullptr, &gl_->camera, mjCAT_ALL, &gl_->scene);

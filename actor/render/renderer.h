@@ -27,10 +27,10 @@
 namespace meow {
 
 struct RenderSettings {
-  int width = 480;   // pixels; both even and within [16, 4096] (H.264 in yuv420p needs even sizes)
+  int width = 480;  // pixels; both even and within [16, 4096] (H.264 in yuv420p needs even sizes)
   int height = 480;
-  int multisamples = 0;     // MSAA samples per pixel; 0 keeps software rendering ~3x faster
-  int shadow_size = 1024;   // shadow map texture size
+  int multisamples = 0;    // MSAA samples per pixel; 0 keeps software rendering ~3x faster
+  int shadow_size = 1024;  // shadow map texture size
   absl::Status Validate() const;
 };
 

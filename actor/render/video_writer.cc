@@ -49,8 +49,9 @@ std::string LogTail(const std::string& log_path) {
 
 absl::Status CheckFfmpeg(const std::string& program) {
   if (!FindProgram(program).empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("video: ffmpeg not found (looked for \"", program,
-                                                    "\"); install Debian's ffmpeg package (deploy/setup.sh installs it)"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("video: ffmpeg not found (looked for \"", program,
+                   "\"); install Debian's ffmpeg package (deploy/setup.sh installs it)"));
 }
 
 absl::Status CheckFrameSize(absl::string_view what, int pixels) {
@@ -63,7 +64,8 @@ absl::Status VideoOptions::Validate() const {
   if (path.empty()) return absl::InvalidArgumentError("video: no output file given");
   MEOW_RETURN_IF_ERROR(CheckFrameSize("video width ", width));
   MEOW_RETURN_IF_ERROR(CheckFrameSize("video height ", height));
-  if (!(fps > 0 && fps <= 1000)) return absl::InvalidArgumentError(absl::StrCat("video fps ", fps, ": expected (0, 1000]"));
+  if (!(fps > 0 && fps <= 1000))
+    return absl::InvalidArgumentError(absl::StrCat("video fps ", fps, ": expected (0, 1000]"));
   if (crf < 0 || crf > 51) return absl::InvalidArgumentError(absl::StrCat("video crf ", crf, ": expected 0 to 51"));
   return absl::OkStatus();
 }
@@ -78,8 +80,8 @@ absl::StatusOr<std::unique_ptr<VideoWriter>> VideoWriter::Open(const VideoOption
     return absl::NotFoundError(absl::StrCat("video ", options.path, ": folder ", folder.string(), " does not exist"));
   }
   if (access(folder.c_str(), W_OK) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("video ", options.path, ": cannot write to folder ", folder.string(), " (", std::strerror(errno), ")"));
+    return absl::PermissionDeniedError(absl::StrCat("video ", options.path, ": cannot write to folder ",
+                                                    folder.string(), " (", std::strerror(errno), ")"));
   }
   MEOW_RETURN_IF_ERROR(CheckFfmpeg(options.ffmpeg));
   const std::string program = FindProgram(options.ffmpeg);
@@ -97,11 +99,35 @@ absl::StatusOr<std::unique_ptr<VideoWriter>> VideoWriter::Open(const VideoOption
   const std::string size = absl::StrCat(options.width, "x", options.height);
   const std::string rate = absl::StrCat(options.fps);
   const std::string crf = absl::StrCat(options.crf);
-  std::vector<std::string> args = {program,    "-hide_banner", "-loglevel", "error",  "-y",        "-f",
-                                   "rawvideo", "-pix_fmt",     "rgb24",     "-video_size", size,   "-framerate",
-                                   rate,       "-i",           "pipe:0",    "-an",    "-c:v",      "libx264",
-                                   "-preset",  "veryfast",     "-crf",      crf,      "-pix_fmt",  "yuv420p",
-                                   "-movflags", "+faststart",  "-f",        "mp4",    writer->partial_path_};
+  std::vector<std::string> args = {program,
+                                   "-hide_banner",
+                                   "-loglevel",
+                                   "error",
+                                   "-y",
+                                   "-f",
+                                   "rawvideo",
+                                   "-pix_fmt",
+                                   "rgb24",
+                                   "-video_size",
+                                   size,
+                                   "-framerate",
+                                   rate,
+                                   "-i",
+                                   "pipe:0",
+                                   "-an",
+                                   "-c:v",
+                                   "libx264",
+                                   "-preset",
+                                   "veryfast",
+                                   "-crf",
+                                   crf,
+                                   "-pix_fmt",
+                                   "yuv420p",
+                                   "-movflags",
+                                   "+faststart",
+                                   "-f",
+                                   "mp4",
+                                   writer->partial_path_};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -162,8 +188,8 @@ absl::Status VideoWriter::Write(const std::vector<uint8_t>& rgb) {
     pipe_ = -1;
     absl::Status finished = Finish();
     return absl::InternalError(absl::StrCat("video ", options_.path, ": ffmpeg stopped taking frames (",
-                                            std::strerror(error), "): ",
-                                            finished.ok() ? "it exited early" : finished.message()));
+                                            std::strerror(error),
+                                            "): ", finished.ok() ? "it exited early" : finished.message()));
   }
   ++frames_;
   return absl::OkStatus();
@@ -175,8 +201,8 @@ absl::Status VideoWriter::Finish() {
   }
   child_ = -1;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
-  const std::string how = WIFEXITED(status) ? absl::StrCat("exit status ", WEXITSTATUS(status))
-                                            : absl::StrCat("signal ", WTERMSIG(status));
+  const std::string how =
+      WIFEXITED(status) ? absl::StrCat("exit status ", WEXITSTATUS(status)) : absl::StrCat("signal ", WTERMSIG(status));
   return absl::InternalError(absl::StrCat("ffmpeg failed (", how, "): ", LogTail(log_path_)));
 }
 
@@ -190,8 +216,8 @@ absl::Status VideoWriter::Close() {
   closed_ = true;
   if (status.ok() && frames_ == 0) status = absl::FailedPreconditionError("video: no frames were written");
   if (status.ok() && std::rename(partial_path_.c_str(), options_.path.c_str()) != 0) {
-    status = absl::InternalError(absl::StrCat("video: cannot move ", partial_path_, " to ", options_.path, ": ",
-                                              std::strerror(errno)));
+    status = absl::InternalError(
+        absl::StrCat("video: cannot move ", partial_path_, " to ", options_.path, ": ", std::strerror(errno)));
   }
   if (!status.ok()) {
     unlink(partial_path_.c_str());

@@ -35,8 +35,8 @@ struct VideoOptions {
   std::string path;  // the .mp4 file to write (its folder must exist and be writable)
   int width = 480;   // even, in [16, 4096]
   int height = 480;
-  double fps = 30;  // frames per second of the video, in (0, 1000]
-  int crf = 23;     // x264 quality: 0 (lossless) to 51; 23 is its default
+  double fps = 30;                // frames per second of the video, in (0, 1000]
+  int crf = 23;                   // x264 quality: 0 (lossless) to 51; 23 is its default
   std::string ffmpeg = "ffmpeg";  // the program: a path, or a name looked up in PATH
 
   absl::Status Validate() const;

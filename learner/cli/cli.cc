@@ -157,7 +157,7 @@ absl::Status CheckAddress(const char* flag, const std::string& address) {
 absl::Status CheckVideoSizeFlags(bool wanted) {
   if (!wanted) return absl::OkStatus();
   for (auto [flag, pixels] : {std::pair<const char*, int>{"--video_width=", absl::GetFlag(FLAGS_video_width)},
-                               {"--video_height=", absl::GetFlag(FLAGS_video_height)}}) {
+                              {"--video_height=", absl::GetFlag(FLAGS_video_height)}}) {
     if (absl::Status s = CheckFrameSize(flag, pixels); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
     }

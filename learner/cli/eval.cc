@@ -93,8 +93,8 @@ int RunEval(const GrpcSecurity& security) {
   if (!video.path.empty()) {
     // Its own action stream, so that the evaluation below is the same with or without a video.
     at::Generator video_generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
-    auto recorded = RecordEpisode(**policy, **env, absl::GetFlag(FLAGS_seed), deterministic, video, video_generator,
-                                  max_steps);
+    auto recorded =
+        RecordEpisode(**policy, **env, absl::GetFlag(FLAGS_seed), deterministic, video, video_generator, max_steps);
     if (!recorded.ok()) return Fail(recorded.status());
     absl::PrintF("video: %s (%d frames, %dx%d at %g frames/s; episode return %.2f; drawn and encoded in %.1f s)\n",
                  video.path, recorded->frames, video.render.width, video.render.height, recorded->fps,
@@ -129,9 +129,11 @@ const Subcommand& EvalCommand() {
       "runs a saved policy and prints each episode's return (on MultiGoal-v0 also the goals reached); "
       "with --learner, the evaluator process of a run: evaluates the learner's weights every "
       "--eval_interval environment steps and reports to it.",
-      Concat({{"policy", "env", "episodes", "stochastic", "max_steps", "video", "video_width", "video_height", "seed",
-               "threads", "learner", "eval_interval", "video_every", "video_dir",
-               "eval_episodes", "deterministic_eval", "alpha", "sigma_max", "sigma_min", "connect_timeout",
+      Concat({{"policy",         "env",       "episodes",      "stochastic",
+               "max_steps",      "video",     "video_width",   "video_height",
+               "seed",           "threads",   "learner",       "eval_interval",
+               "video_every",    "video_dir", "eval_episodes", "deterministic_eval",
+               "alpha",          "sigma_max", "sigma_min",     "connect_timeout",
                "metrics_address"},
               kClientSecurityFlags}),
       /*speaks_grpc=*/true,

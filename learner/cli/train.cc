@@ -36,8 +36,8 @@ void SayWhatWasLearned(const std::string& env, const std::string& run_dir) {
   if (absl::Status s = WriteMultiGoalRollouts(csv, *rollouts); !s.ok()) {
     absl::FPrintF(stderr, "%s\n", s.message());
   }
-  absl::PrintF("what was learned: %d stochastic rollouts from the origin (at most %d steps) %s\n", kRollouts,
-               kMaxSteps, DescribeGoals(rollouts->Count()));
+  absl::PrintF("what was learned: %d stochastic rollouts from the origin (at most %d steps) %s\n", kRollouts, kMaxSteps,
+               DescribeGoals(rollouts->Count()));
   absl::PrintF("picture: meow report --run_dir=%s (the rollouts over the reward, goals marked)\n", run_dir);
 }
 

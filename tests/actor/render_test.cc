@@ -115,7 +115,8 @@ TEST_F(RenderTest, HopperIsDrawnStandingInTheMiddleUnderTheSky) {
   ASSERT_EQ(frame.size(), 240u * 240 * 3);
   // Not blank: many colours, and the robot in the middle columns, none of it in the sky.
   std::map<int, int> colours;
-  for (size_t p = 0; p < frame.size() / 3; ++p) ++colours[frame[3 * p] / 16 * 256 + frame[3 * p + 1] / 16 * 16 + frame[3 * p + 2] / 16];
+  for (size_t p = 0; p < frame.size() / 3; ++p)
+    ++colours[frame[3 * p] / 16 * 256 + frame[3 * p + 1] / 16 * 16 + frame[3 * p + 2] / 16];
   EXPECT_GT(colours.size(), 20u);
   const auto robot = RobotPixels(frame, 240, 240);
   EXPECT_GT(robot[0], 500) << "robot pixels in the middle third";

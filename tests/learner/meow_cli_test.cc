@@ -206,7 +206,8 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
     EXPECT_TRUE(std::filesystem::exists(absl::StrCat(dir, "/", file))) << file;
   }
   // What was learned, in the papers' measure, and where its picture is.
-  EXPECT_THAT(train.output, HasSubstr("what was learned: 100 stochastic rollouts from the origin (at most 50 steps) reached "));
+  EXPECT_THAT(train.output,
+              HasSubstr("what was learned: 100 stochastic rollouts from the origin (at most 50 steps) reached "));
   EXPECT_THAT(train.output, HasSubstr("picture: meow report --run_dir=" + dir));
   CliRun eval = Meow(absl::StrCat("eval --env=MultiGoal-v0 --episodes=2 --policy=", dir, "/policy_latest.safetensors"));
   EXPECT_EQ(eval.exit_code, 0) << eval.output;

@@ -192,7 +192,8 @@ TEST_F(ReportTest, RunsOfSeveralTasksMakeAComparisonWithThePublishedReturns) {
   const std::string cheetah_part = html.substr(h_cheetah);
   EXPECT_THAT(hopper_part, HasSubstr("data-run=\"hopper-seed1\" data-series=\"eval_return_mean\" data-points=\"20\""));
   EXPECT_THAT(hopper_part, ::testing::Not(HasSubstr("cheetah-seed")));
-  EXPECT_THAT(cheetah_part, HasSubstr("data-run=\"cheetah-seed2\" data-series=\"eval_return_mean\" data-points=\"15\""));
+  EXPECT_THAT(cheetah_part,
+              HasSubstr("data-run=\"cheetah-seed2\" data-series=\"eval_return_mean\" data-points=\"15\""));
   EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"episode\"")));
   // Hopper's chart reaches 100k: the paper's point there is a diamond; the 1.5M and SAC figures
   // are dashed lines labelled with their step.
@@ -233,7 +234,8 @@ TEST_F(ReportTest, TheNewestVideoOfEachRunIsLinkedRelativeToThePage) {
   auto html = ReadFile(page);
   ASSERT_TRUE(html.ok());
   const std::string src = "../runs/hopper-seed1/videos/step-30000.mp4";
-  EXPECT_THAT(*html, HasSubstr("<video class=\"episode\" controls loop muted preload=\"metadata\" width=\"360\" src=\"" + src));
+  EXPECT_THAT(
+      *html, HasSubstr("<video class=\"episode\" controls loop muted preload=\"metadata\" width=\"360\" src=\"" + src));
   EXPECT_THAT(*html, HasSubstr("hopper-seed1 at 30,000 environment steps"));
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/pages/" + src));
   // A run without videos: no video section.
@@ -255,7 +257,8 @@ TEST_F(ReportTest, MultiGoalRolloutsAreDrawnOverTheRewardWithTheGoalsCounted) {
   const std::string html = RenderReport({*metrics});
   EXPECT_THAT(html, HasSubstr("<svg class=\"multigoal\" data-run=\"goals\" data-rollouts=\"3\""));
   size_t paths = 0;
-  for (size_t at = html.find("class=\"rollout\""); at != std::string::npos; at = html.find("class=\"rollout\"", at + 1)) ++paths;
+  for (size_t at = html.find("class=\"rollout\""); at != std::string::npos; at = html.find("class=\"rollout\"", at + 1))
+    ++paths;
   EXPECT_EQ(paths, 3u);
   EXPECT_THAT(html, HasSubstr("data-goal=\"0\" data-count=\"2\""));
   EXPECT_THAT(html, HasSubstr("data-goal=\"1\" data-count=\"0\""));

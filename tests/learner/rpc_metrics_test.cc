@@ -72,7 +72,8 @@ TEST(RpcMetricsTest, EachServerCountsIntoTheRegistryItIsGiven) {
 
   PrometheusText page;
   shared->AppendTo(page);
-  EXPECT_THAT(page.text(), HasSubstr("meow_rpc_total{code=\"OK\",method=\"/meow.proto.ParameterService/GetParameters\"} 1"));
+  EXPECT_THAT(page.text(),
+              HasSubstr("meow_rpc_total{code=\"OK\",method=\"/meow.proto.ParameterService/GetParameters\"} 1"));
   EXPECT_THAT(page.text(), Not(HasSubstr("SetTrainingDone")));
 }
 
