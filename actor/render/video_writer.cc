@@ -83,8 +83,8 @@ absl::StatusOr<std::unique_ptr<VideoWriter>> VideoWriter::Open(const VideoOption
     return absl::PermissionDeniedError(absl::StrCat("video ", options.path, ": cannot write to folder ",
                                                     folder.string(), " (", std::strerror(errno), ")"));
   }
-  MEOW_RETURN_IF_ERROR(CheckFfmpeg(options.ffmpeg));
   const std::string program = FindProgram(options.ffmpeg);
+  if (program.empty()) return CheckFfmpeg(options.ffmpeg);  // its error names the package
   std::unique_ptr<VideoWriter> writer(new VideoWriter(options));
   writer->partial_path_ = (folder / absl::StrCat(".", out.filename().string(), ".partial")).string();
   writer->log_path_ = writer->partial_path_ + ".log";
