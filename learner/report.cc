@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "learner/multigoal_figure.h"
 
 namespace meow {
 namespace {
@@ -75,65 +76,6 @@ bool HasAny(const RunMetrics& run, const std::string& column) {
   auto it = run.values.find(column);
   if (it == run.values.end()) return false;
   return std::any_of(it->second.begin(), it->second.end(), [](double v) { return std::isfinite(v); });
-}
-
-// MultiGoal-v0 as the papers draw it: the reward's position terms as filled contour bands over
-// [-7, 7]^2, each rollout's path from the origin, the goals (their reach, radius 1) with the
-// number of rollouts that ended there.
-std::string RenderMultiGoalFigure(const RunMetrics& run) {
-  constexpr double kSize = 440, kMargin = 20, kBox = 7;
-  const double scale = (kSize - 2 * kMargin) / (2 * kBox);
-  auto sx = [&](double x) { return kMargin + (x + kBox) * scale; };
-  auto sy = [&](double y) { return kMargin + (kBox - y) * scale; };
-  const MultiGoalRollouts& rollouts = *run.multigoal;
-  const MultiGoalCounts counts = rollouts.Count();
-  std::string svg = absl::StrFormat(
-      "<figure><svg class=\"multigoal\" data-run=\"%s\" data-rollouts=\"%d\" viewBox=\"0 0 %g %g\" width=\"%g\" "
-      "height=\"%g\" role=\"img\" aria-label=\"MultiGoal rollouts\">\n",
-      Escape(run.name), rollouts.paths.size(), kSize, kSize, kSize, kSize);
-  // Bands 5 apart from -55 to 10: a cell's colour is its band's (light near the goals).
-  constexpr int kCells = 70;
-  const double cell = 2 * kBox / kCells;
-  for (int i = 0; i < kCells; ++i) {
-    for (int j = 0; j < kCells; ++j) {
-      const double x = -kBox + (i + 0.5) * cell, y = -kBox + (j + 0.5) * cell;
-      const double reward = MultiGoalEnv::PositionReward({x, y});
-      const double band = std::clamp(std::floor(reward / 5.0) * 5.0, -55.0, 10.0);
-      const double t = (band + 55.0) / 65.0;  // 0 far from the goals, 1 at a goal
-      absl::StrAppendFormat(&svg, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"rgb(%d,%d,%d)\"/>",
-                            sx(x - cell / 2), sy(y + cell / 2), cell * scale + 0.3, cell * scale + 0.3,
-                            static_cast<int>(40 + 200 * t), static_cast<int>(60 + 180 * t),
-                            static_cast<int>(110 + 110 * t));
-    }
-  }
-  svg += "\n";
-  for (size_t r = 0; r < rollouts.paths.size(); ++r) {
-    std::string d;
-    for (size_t t = 0; t < rollouts.paths[r].size(); ++t) {
-      absl::StrAppendFormat(&d, "%s%.2f %.2f ", t == 0 ? "M" : "L", sx(rollouts.paths[r][t][0]),
-                            sy(rollouts.paths[r][t][1]));
-    }
-    absl::StrAppendFormat(&svg,
-                          "<path class=\"rollout\" data-points=\"%d\" fill=\"none\" stroke=\"#d62728\" "
-                          "stroke-opacity=\"0.55\" stroke-width=\"1.2\" d=\"%s\"/>\n",
-                          rollouts.paths[r].size(), d);
-  }
-  for (int g = 0; g < 4; ++g) {
-    const double gx = MultiGoalEnv::kGoals[g][0], gy = MultiGoalEnv::kGoals[g][1];
-    absl::StrAppendFormat(&svg,
-                          "<g class=\"goal\" data-goal=\"%d\" data-count=\"%d\"><circle cx=\"%.2f\" cy=\"%.2f\" "
-                          "r=\"%.2f\" fill=\"none\" stroke=\"#000\" stroke-width=\"1.5\"/><text x=\"%.2f\" "
-                          "y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"600\">%d</text></g>\n",
-                          g, counts.reached[g], sx(gx), sy(gy), scale * MultiGoalEnv::kGoalThreshold, sx(gx),
-                          sy(gy) + (gy < 0 ? 30 : -22), counts.reached[g]);
-  }
-  absl::StrAppendFormat(&svg, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"#000\"/>\n", sx(0), sy(0));
-  const int total = static_cast<int>(rollouts.paths.size());
-  svg += absl::StrFormat(
-      "</svg><figcaption>%s: %d stochastic rollouts of the final policy from the origin %s; contours: the "
-      "reward's distance terms (light: near a goal)</figcaption></figure>\n",
-      Escape(run.name), total, DescribeGoals(counts));
-  return svg;
 }
 
 // "11,000": a return with thousands separated.
@@ -341,32 +283,6 @@ const std::vector<ChartSpec>& ReportCharts() {
   return *charts;
 }
 
-const std::vector<PublishedReturn>& PublishedReturns(const std::string& env) {
-  // MEow: the paper's Figure 3 (the same curves as the reference repository's cleanrl/src/curves.png),
-  // mean over seeds, read off the curve (about +-200 at the end; the Hopper point at 100k about
-  // +-150). CleanRL SAC: docs/benchmark/sac.md of vwxyzjn/cleanrl, v4 tasks, 3 seeds, the mean
-  // training episode return at 1M steps.
-  static const auto* table = new std::map<std::string, std::vector<PublishedReturn>>{
-      {"Hopper-v4",
-       {{"MEow paper", 100'000, 1'000, "Fig. 3, read off the curve", true},
-        {"MEow paper", 1'500'000, 3'500, "Fig. 3, read off the curve at its end", true},
-        {"CleanRL SAC", 1'000'000, 2'310, "benchmark, 3 seeds, training episodes"}}},
-      {"HalfCheetah-v4",
-       {{"MEow paper", 1'500'000, 11'000, "Fig. 3, read off the curve at its end", true},
-        {"CleanRL SAC", 1'000'000, 9'635, "benchmark, 3 seeds, training episodes"}}},
-      {"Walker2d-v4",
-       {{"MEow paper", 4'000'000, 5'500, "Fig. 3, read off the curve at its end", true},
-        {"CleanRL SAC", 1'000'000, 3'591, "benchmark, 3 seeds, training episodes"}}},
-      {"Ant-v4", {{"MEow paper", 4'000'000, 6'500, "Fig. 3, read off the curve at its end", true}}},
-      {"Humanoid-v4",
-       {{"MEow paper", 5'000'000, 7'000, "Fig. 3, read off the curve at its end", true},
-        {"CleanRL SAC", 1'000'000, 4'996, "benchmark, 3 seeds, training episodes"}}},
-  };
-  static const auto* none = new std::vector<PublishedReturn>();
-  auto it = table->find(env);
-  return it == table->end() ? *none : it->second;
-}
-
 double FinalEvalReturn(const RunMetrics& run, int n) {
   auto it = run.values.find("eval_return_mean");
   if (it == run.values.end()) return std::numeric_limits<double>::quiet_NaN();
@@ -532,7 +448,7 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
   // MultiGoal: what was learned, the papers' figure.
   std::string figures;
   for (const RunMetrics& run : runs) {
-    if (run.multigoal.has_value()) figures += RenderMultiGoalFigure(run);
+    if (run.multigoal.has_value()) figures += RenderMultiGoalFigure(Escape(run.name), *run.multigoal);
   }
   if (!figures.empty()) html += "<h2>What was learned: rollouts from the origin</h2>\n" + figures;
   const ChartSpec& eval_chart = ReportCharts().front();

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "actor/multi_goal.h"
+#include "learner/published_returns.h"
 
 namespace meow {
 
@@ -60,18 +61,6 @@ struct ChartSpec {
   bool clip_outliers = false;
 };
 const std::vector<ChartSpec>& ReportCharts();
-
-// A published return of a task to compare a run with: whose, at how many environment steps, and
-// how the figure was obtained.
-struct PublishedReturn {
-  std::string source;  // e.g. "MEow paper", "CleanRL SAC"
-  int64_t env_steps = 0;
-  double value = 0;
-  std::string note;          // how it was read or measured
-  bool approximate = false;  // read off a published curve rather than reported as a number
-};
-// The published returns of `env` (the paper's MuJoCo tasks); empty for other tasks.
-const std::vector<PublishedReturn>& PublishedReturns(const std::string& env);
 
 // The mean of a run's last `n` evaluations (fewer when it has fewer); NaN without any.
 double FinalEvalReturn(const RunMetrics& run, int n = 3);
