@@ -56,6 +56,7 @@ absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t epi
   summary.mean = episodes > 0 ? sum / episodes : 0;
   for (const auto& e : summary.episodes) sq += (e.episode_return - summary.mean) * (e.episode_return - summary.mean);
   summary.std = episodes > 0 ? std::sqrt(sq / episodes) : 0;
+  if (dynamic_cast<const MultiGoalEnv*>(&env) != nullptr) summary.goals = CountMultiGoalEnds(summary);
   return summary;
 }
 

@@ -31,6 +31,8 @@ struct EvalSummary {
   double mean = 0;
   double std = 0;
   std::vector<EpisodeResult> episodes;
+  // MultiGoal-v0: where the episodes ended (CountMultiGoalEnds); unset for the other tasks.
+  std::optional<MultiGoalCounts> goals;
 };
 
 // Copies an observation into a float32 (1, S) tensor on the policy's device.
@@ -48,7 +50,9 @@ absl::StatusOr<EpisodeResult> RunEpisode(ActingPolicy& policy, Env& env, std::op
                                          const StepObserver& observe = nullptr);
 
 // `episodes` episodes on fresh resets seeded seed_base + i, as the reference evaluation does,
-// each of at most `max_steps` steps (<= 0: the task's limit).
+// each of at most `max_steps` steps (<= 0: the task's limit). On MultiGoal-v0 (whose resets put
+// the point at the origin) the summary also counts the goals the episodes ended at: with the
+// task's preset (100 stochastic episodes of at most 50 steps) that is the papers' measure.
 absl::StatusOr<EvalSummary> Evaluate(ActingPolicy& policy, Env& env, int64_t episodes, bool deterministic,
                                      uint64_t seed_base, std::optional<at::Generator> generator = std::nullopt,
                                      int64_t max_steps = 0);

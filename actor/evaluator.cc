@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <utility>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,7 @@ absl::Status EvaluatorConfig::Validate() const {
   if (absl::Status s = ValidateAddress("learner address", learner_address); !s.ok()) return s;
   if (interval < 1) return absl::InvalidArgumentError(absl::StrCat("eval interval must be >= 1, got ", interval));
   if (episodes < 1) return absl::InvalidArgumentError(absl::StrCat("eval episodes must be >= 1, got ", episodes));
+  if (max_steps < 0) return absl::InvalidArgumentError(absl::StrCat("eval max_steps must be >= 0, got ", max_steps));
   if (poll_interval <= absl::ZeroDuration()) return absl::InvalidArgumentError("poll_interval must be > 0");
   if (video_every < 0) return absl::InvalidArgumentError(absl::StrCat("video_every must be >= 0, got ", video_every));
   if (video_every > 0) {
@@ -101,7 +103,11 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps, bool final) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights version ", weights.version, " from ", config_.learner_address, ": ", s.message()));
   }
-  auto summary = Evaluate(*policy_, *env_, config_.episodes, config_.deterministic, config_.seed);
+  // Sampled actions come from a stream of their own, the same for every evaluation, so that two
+  // evaluations differ by their weights alone (and the actors' draws are not disturbed).
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(config_.seed + 100);
+  auto summary = Evaluate(*policy_, *env_, config_.episodes, config_.deterministic, config_.seed, generator,
+                          config_.max_steps);
   if (!summary.ok()) return summary.status();
   RecordVideo(env_steps, final);
 
@@ -115,6 +121,9 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps, bool final) {
     proto::Episode* episode = eval->add_episodes();
     episode->set_episode_return(e.episode_return);
     episode->set_length(e.length);
+  }
+  if (summary->goals.has_value()) {
+    for (int reached : summary->goals->reached) eval->add_goal_counts(reached);
   }
   if (config_.send_weights) {
     for (const auto& [name, raw] : weights.weights.tensors) {
@@ -139,6 +148,7 @@ absl::Status Evaluator::EvaluateOnce(int64_t env_steps, bool final) {
   stats_.last_version = weights.version;
   stats_.last_mean = summary->mean;
   stats_.last_std = summary->std;
+  stats_.last_goals = summary->goals;
   return absl::OkStatus();
 }
 

@@ -1,7 +1,8 @@
 // The evaluator: an actor in eval mode. It follows the learner's progress (LearnerService.Report)
 // and every `interval` environment steps fetches the newest weights, runs `episodes` episodes
 // (deterministic actions by default, resets seeded seed, seed+1, ... as the reference does) and
-// reports the returns, with the weights it evaluated, to the learner, which keeps the best policy.
+// reports the returns (on MultiGoal-v0 also the goals the episodes ended at), with the weights it
+// evaluated, to the learner, which keeps the best policy.
 // Nothing is evaluated before the learner has published weights. When the learner says training
 // is over, it evaluates the final weights (unless it just did) and stops.
 // A learner that cannot be reached is retried; the evaluator never ends because of it.
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -20,6 +22,7 @@
 #include "absl/time/time.h"
 #include "actor/acting_policy.h"
 #include "actor/env.h"
+#include "actor/multi_goal.h"
 #include "actor/parameter_client.h"
 #include "actor/render/renderer.h"
 #include "common/flow_policy.h"
@@ -34,7 +37,8 @@ struct EvaluatorConfig {
   int64_t interval = 10000;  // environment steps between evaluations
   int64_t episodes = 10;
   bool deterministic = true;
-  uint64_t seed = 0;         // episode i resets with seed + i
+  int64_t max_steps = 0;     // steps per episode at most (0: the task's limit)
+  uint64_t seed = 0;         // episode i resets with seed + i; sampled actions come from seed + 100
   bool send_weights = true;  // include the evaluated weights in the report
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration rpc_timeout = absl::Seconds(5);
@@ -54,6 +58,7 @@ struct EvaluatorStats {
   int64_t last_version = 0;
   double last_mean = 0;  // NaN before the first evaluation
   double last_std = 0;
+  std::optional<MultiGoalCounts> last_goals;  // MultiGoal-v0: where the last evaluation's episodes ended
   int64_t errors = 0;  // learner calls that failed (retried)
   bool learner_done = false;
   int64_t videos = 0;        // written

@@ -39,6 +39,12 @@ std::vector<TaskPreset> AllPresets() {
   toy.learning_starts = 1000;
   toy.total_env_steps = 4000;
   toy.eval_interval = 800;
+  // Evaluated as both papers picture it: 100 stochastic rollouts of at most 50 steps from the
+  // origin, counted by the goal they end at. (A deterministic 1000-step episode of a policy that
+  // may sit between goals returns something like -9042, which says nothing.)
+  toy.eval_episodes = 100;
+  toy.deterministic_eval = false;
+  toy.eval_max_steps = 50;
   toy.local_actors = 2;
   presets.push_back(toy);
   return presets;

@@ -28,6 +28,7 @@ struct TaskPreset {
   int64_t eval_interval = 10'000;  // env steps between evaluations
   int64_t eval_episodes = 10;
   bool deterministic_eval = true;
+  int64_t eval_max_steps = 0;  // steps per evaluation episode at most (0: the task's limit)
   // Actor threads of `meow train`'s local mode, measured per task (README, "Does local mode learn
   // like the reference loop?"): one on the MuJoCo tasks, where two stayed on Hopper-v4's plateau,
   // and two on MultiGoal-v0, where two reached all four goals in more seeds than one.

@@ -167,6 +167,29 @@ absl::StatusOr<EvaluationRecord> LearnerServiceImpl::ToRecord(const proto::Repor
   double var = 0;
   for (double r : record.returns) var += (r - record.mean) * (r - record.mean);
   record.std = std::sqrt(var / record.returns.size());  // population std, as numpy's default
+  if (!eval.goal_counts().empty()) {
+    if (eval.goal_counts_size() != 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ReportRequest.evaluation.goal_counts must have 4 entries (one per goal), got ", eval.goal_counts_size()));
+    }
+    MultiGoalCounts goals;
+    int64_t at_goal = 0;
+    for (int g = 0; g < 4; ++g) {
+      const int64_t n = eval.goal_counts(g);
+      if (n < 0 || n > eval.episodes_size()) {
+        return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.goal_counts[", g, "] must be in [0, ",
+                                                       eval.episodes_size(), "] (the episodes), got ", n));
+      }
+      goals.reached[g] = static_cast<int>(n);
+      at_goal += n;
+    }
+    if (at_goal > eval.episodes_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("ReportRequest.evaluation.goal_counts add up to ", at_goal,
+                                                     ", more than its ", eval.episodes_size(), " episodes"));
+    }
+    goals.unfinished = static_cast<int>(eval.episodes_size() - at_goal);
+    record.goals = goals;
+  }
   if (!eval.tensors().empty()) {
     auto weights = DecodeNamedTensors(eval.tensors(), "ReportRequest.evaluation.tensors");
     if (!weights.ok()) return weights.status();

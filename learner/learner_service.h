@@ -12,12 +12,14 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "actor/multi_goal.h"
 #include "common/safetensors.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/learner.grpc.pb.h"
@@ -34,6 +36,7 @@ struct EvaluationRecord {
   SafetensorsFile weights;  // empty when the evaluator sent none
   double mean = 0;
   double std = 0;
+  std::optional<MultiGoalCounts> goals;  // MultiGoal-v0: where the episodes ended
 };
 
 struct TrainingProgress {
@@ -81,7 +84,8 @@ WeightShapes ShapesOf(const SafetensorsFile& weights);
 // nothing a client sends can reach the board that the learner could not use: episode returns
 // finite and within +-kMaxAbsReturn, lengths in [1, kMaxEpisodeLength]; an evaluation's policy
 // version published already (not above `newest_version()`), its weights float32 with exactly the
-// policy's names and shapes and finite values.
+// policy's names and shapes and finite values, its goal counts (MultiGoal-v0) four, none negative,
+// adding up to at most its episodes.
 class LearnerServiceImpl final : public proto::LearnerService::Service {
  public:
   static constexpr double kMaxAbsReturn = 1e9;

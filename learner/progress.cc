@@ -43,11 +43,16 @@ void ProgressLine::Print(const ProgressFigures& f, bool final_line) {
   const double rate = finite_or_zero(f.steps_per_s);
   const double eta = rate > 0 ? static_cast<double>(std::max<int64_t>(f.total_steps - f.steps, 0)) / rate : NAN;
   const bool in_place = tty_ && !final_line;
+  const std::string eval =
+      f.eval_goals.has_value()
+          ? absl::StrFormat("%d goals %d/%d/%d/%d", f.eval_goals->goals(), f.eval_goals->reached[0],
+                            f.eval_goals->reached[1], f.eval_goals->reached[2], f.eval_goals->reached[3])
+          : (std::isfinite(f.eval_return) ? absl::StrFormat("%.1f", f.eval_return) : std::string("-"));
   absl::PrintF(
-      "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  episode %.1f  eval %.1f  "
+      "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  episode %.1f  eval %s  "
       "replay %d  ETA %s%s",
       tty_ ? "\r\033[K" : "", env_, f.steps, f.total_steps, f.updates, rate, finite_or_zero(f.updates_per_s), f.version,
-      f.episode_return, f.eval_return, f.replay_size, final_line ? std::string("-") : FormatDuration(eta),
+      f.episode_return, eval, f.replay_size, final_line ? std::string("-") : FormatDuration(eta),
       in_place ? "" : "\n");
   open_ = in_place;
   std::fflush(stdout);

@@ -271,6 +271,15 @@ const std::vector<ChartSpec>& ReportCharts() {
        "environment steps",
        {"eval_return_mean"},
        "eval_return_std"},
+      // MultiGoal-v0's evaluations: the papers' measure, stochastic rollouts from the origin.
+      {"goals", "Goals reached by the evaluation's rollouts (of 4)", "env_steps", "environment steps", {"eval_goals"},
+       ""},
+      {"goal_counts",
+       "Evaluation rollouts at each goal (e: +5,0; w: -5,0; n: 0,+5; s: 0,-5)",
+       "env_steps",
+       "environment steps",
+       {"eval_goal_e", "eval_goal_w", "eval_goal_n", "eval_goal_s"},
+       ""},
       {"episode", "Actors' episode return", "env_steps", "environment steps", {"episode_return"}, ""},
       {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, "", true},
       {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, "", true},
@@ -362,9 +371,13 @@ std::string Number(double v) { return std::isfinite(v) ? absl::StrFormat("%g", v
 
 // One row per run: its task, how far it got and its evaluations.
 std::string SummaryTable(const std::vector<RunMetrics>& runs) {
-  std::string html =
+  // MultiGoal-v0 runs add a column: the newest evaluation's goals, e.g. "4 (31/24/22/19)".
+  bool counted = false;
+  for (const RunMetrics& run : runs) counted = counted || HasAny(run, "eval_goals");
+  std::string html = absl::StrCat(
       "<table><tr><th>run</th><th>task</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval "
-      "return</th><th>best eval return</th><th>final (mean of the last 3 evals)</th></tr>\n";
+      "return</th><th>best eval return</th><th>final (mean of the last 3 evals)</th>",
+      counted ? "<th>last eval: goals (rollouts e/w/n/s)</th>" : "", "</tr>\n");
   for (const RunMetrics& run : runs) {
     auto last = [&](const std::string& c) -> double {
       if (!run.values.count(c)) return std::nan("");
@@ -381,12 +394,26 @@ std::string SummaryTable(const std::vector<RunMetrics>& runs) {
       }
     }
     const double final_return = FinalEvalReturn(run);
+    std::string goals = "-";
+    if (auto it = run.values.find("eval_goals"); it != run.values.end()) {
+      for (size_t row = it->second.size(); row-- > 0;) {
+        if (!std::isfinite(it->second[row])) continue;
+        auto count = [&](const char* column) {
+          auto c = run.values.find(column);
+          return c == run.values.end() ? std::string("?") : Number(c->second[row]);
+        };
+        goals = absl::StrCat(Number(it->second[row]), " (", count("eval_goal_e"), "/", count("eval_goal_w"), "/",
+                             count("eval_goal_n"), "/", count("eval_goal_s"), ")");
+        break;
+      }
+    }
     absl::StrAppendFormat(&html,
                           "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                          "<td>%s</td></tr>\n",
+                          "<td>%s</td>%s</tr>\n",
                           Escape(run.name), run.env.empty() ? "-" : Escape(run.env), run.rows,
                           Number(last("env_steps")), Number(last("updates")), Number(last("eval_return_mean")),
-                          Number(best), std::isfinite(final_return) ? FormatReturn(final_return) : "-");
+                          Number(best), std::isfinite(final_return) ? FormatReturn(final_return) : "-",
+                          counted ? absl::StrCat("<td>", goals, "</td>") : "");
   }
   return html + "</table>\n";
 }
@@ -461,6 +488,9 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
       }
       absl::StrAppendFormat(&html, "<h2>%s</h2>\n", task.empty() ? "runs without a task in config.txt" : Escape(task));
       html += RenderChart(eval_chart, of_task, PublishedReturns(task), /*name_runs=*/true);
+      bool counted = false;
+      for (const RunMetrics& run : of_task) counted = counted || HasAny(run, "eval_goals");
+      if (counted) html += RenderChart(ReportCharts()[1], of_task, {}, /*name_runs=*/true);
     }
     html += "<p class=\"note\">Each run's other charts: meow report --run_dir=DIR.</p>\n";
   } else {

@@ -33,9 +33,9 @@ absl::Status RunDirectory::SaveLatest(FlowPolicyImpl& policy) {
   return policy.SaveSafetensors(dir_ + "/policy_latest.safetensors");
 }
 
-absl::Status RunDirectory::SaveBest(double eval_mean, FlowPolicyImpl& policy) {
+absl::Status RunDirectory::SaveBest(double score, FlowPolicyImpl& policy) {
   if (absl::Status s = policy.SaveSafetensors(dir_ + "/policy_best.safetensors"); !s.ok()) return s;
-  metrics_->set_best_eval(eval_mean);
+  metrics_->set_best_eval(score);
   return absl::OkStatus();
 }
 

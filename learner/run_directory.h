@@ -39,10 +39,11 @@ class RunDirectory {
 
   // policy_latest.safetensors.
   absl::Status SaveLatest(FlowPolicyImpl& policy);
-  // Whether an evaluation of `eval_mean` beats every evaluation of the run so far.
-  bool IsBest(double eval_mean) const { return eval_mean > metrics_->best_eval(); }
-  // Saves policy_best.safetensors, the weights evaluated at `eval_mean`, and makes it the best.
-  absl::Status SaveBest(double eval_mean, FlowPolicyImpl& policy);
+  // Whether an evaluation that scored `score` (EvalPoint::score) beats every evaluation of the run
+  // so far.
+  bool IsBest(double score) const { return score > metrics_->best_eval(); }
+  // Saves policy_best.safetensors, the weights evaluated at `score`, and makes it the best.
+  absl::Status SaveBest(double score, FlowPolicyImpl& policy);
 
  private:
   RunDirectory(std::string dir, DirectoryLock lock, std::unique_ptr<RunMetricsWriter> metrics)

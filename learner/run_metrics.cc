@@ -16,7 +16,8 @@
 namespace meow {
 
 const char kRunMetricsColumns[] =
-    "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,loss,"
+    "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,eval_goals,"
+    "eval_at_goal,eval_goal_e,eval_goal_w,eval_goal_n,eval_goal_s,loss,"
     "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
     "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
 
@@ -26,6 +27,12 @@ namespace {
 const std::map<std::string, std::string>& Tags() {
   static const auto* tags = new std::map<std::string, std::string>{{"eval_return_mean", "eval/return_mean"},
                                                                    {"eval_return_std", "eval/return_std"},
+                                                                   {"eval_goals", "eval/goals_reached"},
+                                                                   {"eval_at_goal", "eval/at_goal"},
+                                                                   {"eval_goal_e", "eval/goal_e"},
+                                                                   {"eval_goal_w", "eval/goal_w"},
+                                                                   {"eval_goal_n", "eval/goal_n"},
+                                                                   {"eval_goal_s", "eval/goal_s"},
                                                                    {"episode_return", "actor/episode_return"},
                                                                    {"episodes", "actor/episodes"},
                                                                    {"loss", "learner/loss"},
@@ -56,6 +63,26 @@ std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v)
 
 }  // namespace
 
+double EvalPoint::score() const {
+  if (!goals.has_value()) return mean;
+  const MultiGoalCounts& g = *goals;
+  const int64_t at_goal = g.reached[0] + g.reached[1] + g.reached[2] + g.reached[3];
+  return g.goals() + (episodes > 0 ? static_cast<double>(at_goal) / static_cast<double>(episodes) * 0.999 : 0.0);
+}
+
+std::map<std::string, double> EvalColumns(const EvalPoint& eval) {
+  std::map<std::string, double> columns = {{"eval_return_mean", eval.mean}, {"eval_return_std", eval.std}};
+  if (eval.goals.has_value()) {
+    const MultiGoalCounts& g = *eval.goals;
+    columns["eval_goals"] = g.goals();
+    const int at_goal = g.reached[0] + g.reached[1] + g.reached[2] + g.reached[3];
+    columns["eval_at_goal"] = eval.episodes > 0 ? static_cast<double>(at_goal) / static_cast<double>(eval.episodes) : 0;
+    const char* names[4] = {"eval_goal_e", "eval_goal_w", "eval_goal_n", "eval_goal_s"};
+    for (int i = 0; i < 4; ++i) columns[names[i]] = g.reached[i];
+  }
+  return columns;
+}
+
 absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const std::string& dir) {
   std::unique_ptr<RunMetricsWriter> w(new RunMetricsWriter());
   w->dir_ = dir;
@@ -73,8 +100,15 @@ absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const s
     auto previous = ReadRunMetrics(dir);
     if (!previous.ok()) return previous.status();
     if (previous->rows > 0) w->wall_offset_ = previous->values["wall_time"].back();
-    for (double v : previous->values["eval_return_mean"]) {
-      if (std::isfinite(v) && v > w->best_eval_) w->best_eval_ = v;
+    // The best evaluation's score (EvalPoint::score): on MultiGoal-v0 goals reached plus the share
+    // at a goal, else the mean return.
+    const std::vector<double>& means = previous->values["eval_return_mean"];
+    const std::vector<double>& goals = previous->values["eval_goals"];
+    const std::vector<double>& at_goal = previous->values["eval_at_goal"];
+    for (size_t i = 0; i < means.size(); ++i) {
+      const bool counted = i < goals.size() && i < at_goal.size() && std::isfinite(goals[i]) && std::isfinite(at_goal[i]);
+      const double score = counted ? goals[i] + 0.999 * at_goal[i] : means[i];
+      if (std::isfinite(score) && score > w->best_eval_) w->best_eval_ = score;
     }
   }
   w->csv_.open(path, std::ios::app);

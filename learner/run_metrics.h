@@ -12,15 +12,36 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "actor/multi_goal.h"
 #include "common/tensorboard.h"
 
 namespace meow {
 
 extern const char kRunMetricsColumns[];
+
+// One evaluation: its environment step, the mean and standard deviation of its returns and, on
+// MultiGoal-v0, where its episodes ended.
+struct EvalPoint {
+  int64_t env_steps = 0;
+  double mean = 0;
+  double std = 0;
+  int64_t episodes = 0;
+  std::optional<MultiGoalCounts> goals;
+
+  // What "best evaluation" means: the mean return, or on MultiGoal-v0 the goals reached plus the
+  // share of episodes that ended at one (in [0, 5)), as the papers judge that task.
+  double score() const;
+};
+
+// An evaluation's columns: eval_return_mean and eval_return_std and, on MultiGoal-v0, eval_goals
+// (goals reached, 0-4), eval_at_goal (share of the episodes that ended at a goal) and the counts
+// by goal, eval_goal_e/w/n/s for (+5,0)/(-5,0)/(0,+5)/(0,-5).
+std::map<std::string, double> EvalColumns(const EvalPoint& eval);
 
 class RunMetricsWriter {
  public:

@@ -159,25 +159,22 @@ absl::Status SyncRun::Update() {
 absl::Status SyncRun::Evaluate(int64_t steps_done) {
   FlowPolicyImpl& policy = *updater_->policy();
   auto summary = meow::Evaluate(*acting_, *eval_env_, config_.eval_episodes, config_.deterministic_eval,
-                                /*seed_base=*/0, gen_);
+                                /*seed_base=*/0, gen_, config_.eval_max_steps);
   if (!summary.ok()) return summary.status();
-  last_eval_ = {steps_done, summary->mean, summary->std};
+  last_eval_ = {steps_done, summary->mean, summary->std, static_cast<int64_t>(summary->episodes.size()),
+                summary->goals};
   evals_.push_back(last_eval_);
   if (run_dir_ == nullptr) return absl::OkStatus();
   // An evaluation's row: the eval columns and the counters, as local mode writes it.
-  if (absl::Status s = run_dir_->metrics().Row({{"wall_time", elapsed()},
-                                                {"env_steps", static_cast<double>(steps_done)},
-                                                {"updates", static_cast<double>(updater_->steps())},
-                                                {"episodes", static_cast<double>(episodes_)},
-                                                {"eval_return_mean", summary->mean},
-                                                {"eval_return_std", summary->std},
-                                                {"version", static_cast<double>(updater_->steps())}},
-                                               steps_done);
-      !s.ok()) {
-    return s;
-  }
+  std::map<std::string, double> row = EvalColumns(last_eval_);
+  row.insert({{"wall_time", elapsed()},
+              {"env_steps", static_cast<double>(steps_done)},
+              {"updates", static_cast<double>(updater_->steps())},
+              {"episodes", static_cast<double>(episodes_)},
+              {"version", static_cast<double>(updater_->steps())}});
+  if (absl::Status s = run_dir_->metrics().Row(row, steps_done); !s.ok()) return s;
   if (absl::Status s = run_dir_->SaveLatest(policy); !s.ok()) return s;
-  if (run_dir_->IsBest(summary->mean)) return run_dir_->SaveBest(summary->mean, policy);
+  if (run_dir_->IsBest(last_eval_.score())) return run_dir_->SaveBest(last_eval_.score(), policy);
   return absl::OkStatus();
 }
 
@@ -220,6 +217,7 @@ absl::Status SyncRun::Log(int64_t steps_done) {
   f.updates_per_s = rates_.updates_per_s();
   f.episode_return = last_episode_return_;
   f.eval_return = last_eval_.mean;
+  f.eval_goals = last_eval_.goals;
   progress_.Print(f);
   return absl::OkStatus();
 }

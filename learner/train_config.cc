@@ -21,6 +21,8 @@ absl::Status TrainSettings::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("eval_interval must be > 0, got ", eval_interval));
   if (eval_episodes < 0)
     return absl::InvalidArgumentError(absl::StrCat("eval_episodes must be >= 0, got ", eval_episodes));
+  if (eval_max_steps < 0)
+    return absl::InvalidArgumentError(absl::StrCat("eval_max_steps must be >= 0, got ", eval_max_steps));
   if (log_interval <= 0)
     return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
   return update.Validate();
@@ -87,6 +89,7 @@ TrainSettings ConfigFromPreset(const TaskPreset& preset) {
   c.eval_interval = preset.eval_interval;
   c.eval_episodes = preset.eval_episodes;
   c.deterministic_eval = preset.deterministic_eval;
+  c.eval_max_steps = preset.eval_max_steps;
   return c;
 }
 
@@ -104,6 +107,7 @@ std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettin
           {"eval_interval", absl::StrCat(s.eval_interval)},
           {"eval_episodes", absl::StrCat(s.eval_episodes)},
           {"deterministic_eval", absl::StrCat(s.deterministic_eval ? 1 : 0)},
+          {"eval_max_steps", absl::StrCat(s.eval_max_steps)},
           {"alpha", g(s.policy.alpha)},
           {"sigma_max", g(s.policy.sigma_max)},
           {"sigma_min", g(s.policy.sigma_min)},

@@ -17,6 +17,7 @@
 #include "common/grpc_security.h"
 #include "common/presets.h"
 #include "learner/meow_update.h"
+#include "learner/run_metrics.h"
 
 namespace meow {
 
@@ -31,6 +32,7 @@ struct TrainSettings {
   int64_t eval_interval = 800;
   int64_t eval_episodes = 10;
   bool deterministic_eval = true;
+  int64_t eval_max_steps = 0;  // steps per evaluation episode at most (0: the task's limit)
   uint64_t seed = 1;
   std::string device = "cpu";   // "cpu", "cuda" or "auto"
   std::string run_dir;          // empty: write nothing (--sync only; the distributed modes need one)
@@ -89,13 +91,6 @@ struct TrainConfig : TrainSettings {
     return rate_tolerance > 0 ? rate_tolerance : std::max(resolved_samples_per_insert(), 1.0);
   }
   absl::Status Validate() const;
-};
-
-// One evaluation: its environment step and the mean and standard deviation of its returns.
-struct EvalPoint {
-  int64_t env_steps = 0;
-  double mean = 0;
-  double std = 0;
 };
 
 // Resolves "auto" to CUDA when LibTorch has it and a device is present; a clear error for "cuda"

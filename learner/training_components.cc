@@ -172,6 +172,7 @@ absl::Status TrainingComponents::StartEvaluator() {
   ec.interval = config_.eval_interval;
   ec.episodes = config_.eval_episodes;
   ec.deterministic = config_.deterministic_eval;
+  ec.max_steps = config_.eval_max_steps;
   auto made = Evaluator::Create(ec);
   if (!made.ok()) return made.status();
   evaluator_ = *std::move(made);

@@ -79,7 +79,7 @@ absl::StatusOr<bool> TrainingMonitor::Step() {
   if (view_.inserted < next_row_) return false;
   rates_.Mark(elapsed(), view_.inserted, updates);
   CloseEpisodeWindow();
-  if (absl::Status s = WriteRow(view_.inserted, std::nan(""), std::nan("")); !s.ok()) return s;
+  if (absl::Status s = WriteRow(view_.inserted, nullptr); !s.ok()) return s;
   next_row_ = (view_.inserted / config_.log_interval + 1) * config_.log_interval;
   return true;
 }
@@ -93,28 +93,26 @@ void TrainingMonitor::CloseEpisodeWindow() {
 absl::Status TrainingMonitor::Finish() {
   if (absl::Status s = TakeReports(); !s.ok()) return s;
   CloseEpisodeWindow();
-  if (absl::Status s = WriteRow(view_.inserted, std::nan(""), std::nan("")); !s.ok()) return s;
+  if (absl::Status s = WriteRow(view_.inserted, nullptr); !s.ok()) return s;
   return SaveLatest();
 }
 
-absl::Status TrainingMonitor::WriteRow(int64_t env_steps, double eval_mean, double eval_std) {
+absl::Status TrainingMonitor::WriteRow(int64_t env_steps, const EvalPoint* eval) {
   Learner& learner = components_.learner();
   const LearnerStats ls = learner.stats();
-  const bool eval_row = std::isfinite(eval_mean);
+  const bool eval_row = eval != nullptr;
   const bool updated = ls.updates > 0 && !eval_row;
   const double nan = std::nan("");
   auto periodic = [&](double v) { return eval_row ? nan : v; };
   // How many updates behind the learner the newest data in replay was made (nan while it is all
   // random).
   const std::optional<int64_t> lag = learner.UpdatesBehind(view_.newest_policy_version);
-  const std::vector<std::pair<std::string, double>> row = {
+  std::vector<std::pair<std::string, double>> row = {
       {"wall_time", run_dir_.metrics().wall_offset() + elapsed()},
       {"env_steps", static_cast<double>(env_steps)},
       {"updates", static_cast<double>(ls.updates)},
       {"episodes", static_cast<double>(episodes_)},
       {"episode_return", periodic(last_episode_mean_)},
-      {"eval_return_mean", eval_mean},
-      {"eval_return_std", eval_std},
       {"loss", updated ? ls.last_update.loss : nan},
       {"q_mean", updated ? ls.last_update.q_mean : nan},
       {"v_mean", updated ? ls.last_update.v_mean : nan},
@@ -130,6 +128,9 @@ absl::Status TrainingMonitor::WriteRow(int64_t env_steps, double eval_mean, doub
       {"insert_wait_s", periodic(view_.insert_wait_s)},
       {"sample_wait_s", periodic(view_.sample_wait_s)},
       {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)}};
+  if (eval_row) {
+    for (const auto& column : EvalColumns(*eval)) row.push_back(column);
+  }
   {
     absl::MutexLock lock(&latest_mu_);
     for (const auto& [name, value] : row) {
@@ -156,12 +157,15 @@ absl::Status TrainingMonitor::TakeReports() {
     window_return_ += e.episode_return();
   }
   for (EvaluationRecord& record : board->TakeEvaluations()) {
-    evals_.push_back({record.env_steps, record.mean, record.std});
+    const EvalPoint point{record.env_steps, record.mean, record.std, static_cast<int64_t>(record.returns.size()),
+                          record.goals};
+    evals_.push_back(point);
     last_eval_mean_ = record.mean;
+    last_eval_goals_ = record.goals;
     last_eval_steps_ = std::max(last_eval_steps_, record.env_steps);
-    if (absl::Status s = WriteRow(record.env_steps, record.mean, record.std); !s.ok()) return s;
+    if (absl::Status s = WriteRow(record.env_steps, &point); !s.ok()) return s;
     if (absl::Status s = SaveLatest(); !s.ok()) return s;
-    if (run_dir_.IsBest(record.mean) && !record.weights.tensors.empty()) {
+    if (run_dir_.IsBest(point.score()) && !record.weights.tensors.empty()) {
       // The service checked names, shapes and values; should the weights still not import, the
       // report is dropped (policy_best stays as it is) and training goes on.
       if (absl::Status s = export_policy_.ImportWeights(record.weights); !s.ok()) {
@@ -169,7 +173,7 @@ absl::Status TrainingMonitor::TakeReports() {
                       record.source, s.message());
         continue;
       }
-      if (absl::Status s = run_dir_.SaveBest(record.mean, export_policy_); !s.ok()) return s;
+      if (absl::Status s = run_dir_.SaveBest(point.score(), export_policy_); !s.ok()) return s;
     }
     if (config_.stop_at_eval_return.has_value() && record.mean >= *config_.stop_at_eval_return) {
       target_reached_ = true;
@@ -190,6 +194,7 @@ ProgressFigures TrainingMonitor::Figures() const {
   f.updates_per_s = rates_.updates_per_s();
   f.episode_return = last_episode_mean_;
   f.eval_return = last_eval_mean_;
+  f.eval_goals = last_eval_goals_;
   return f;
 }
 

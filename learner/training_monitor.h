@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,7 +69,7 @@ class TrainingMonitor {
   absl::Status TakeReports();
   // A periodic row (eval columns empty), or an evaluation's row (only the eval columns and the
   // counters), so every series stays in order of environment steps.
-  absl::Status WriteRow(int64_t env_steps, double eval_mean, double eval_std) ABSL_LOCKS_EXCLUDED(latest_mu_);
+  absl::Status WriteRow(int64_t env_steps, const EvalPoint* eval) ABSL_LOCKS_EXCLUDED(latest_mu_);
   absl::Status SaveLatest();
   void CloseEpisodeWindow();
 
@@ -89,6 +90,7 @@ class TrainingMonitor {
   double window_return_ = 0;
   double last_episode_mean_;
   double last_eval_mean_;
+  std::optional<MultiGoalCounts> last_eval_goals_;
   int64_t last_eval_steps_ = -1;
   bool target_reached_ = false;
   std::vector<EvalPoint> evals_;

@@ -26,9 +26,12 @@ ABSL_FLAG(std::optional<int64_t>, learning_starts, std::nullopt,
 ABSL_FLAG(std::optional<int64_t>, batch_size, std::nullopt, "Update batch size (preset: 256).");
 ABSL_FLAG(std::optional<int64_t>, buffer_size, std::nullopt, "Replay capacity in transitions (preset: 1e6).");
 ABSL_FLAG(std::optional<int64_t>, eval_interval, std::nullopt, "Environment steps between evaluations (preset).");
-ABSL_FLAG(std::optional<int64_t>, eval_episodes, std::nullopt, "Episodes per evaluation (preset: 10).");
+ABSL_FLAG(std::optional<int64_t>, eval_episodes, std::nullopt,
+          "Episodes per evaluation (preset: 10; MultiGoal-v0: 100 rollouts from the origin).");
 ABSL_FLAG(std::optional<bool>, deterministic_eval, std::nullopt,
-          "Evaluate with the deterministic action (preset: true).");
+          "Evaluate with the deterministic action (preset: true; MultiGoal-v0: false, sampled actions).");
+ABSL_FLAG(std::optional<int64_t>, eval_max_steps, std::nullopt,
+          "Steps per evaluation episode at most (preset: 0, the task's limit; MultiGoal-v0: 50).");
 ABSL_FLAG(std::optional<double>, alpha, std::nullopt, "Entropy temperature alpha (preset).");
 ABSL_FLAG(std::optional<double>, tau, std::nullopt, "Polyak rate of the target network (preset).");
 ABSL_FLAG(std::optional<double>, sigma_max, std::nullopt, "Upper bound of the prior's log sigma (preset).");
@@ -98,6 +101,7 @@ const std::vector<const char*> kTrainingFlags = {"env",
                                                  "eval_interval",
                                                  "eval_episodes",
                                                  "deterministic_eval",
+                                                 "eval_max_steps",
                                                  "alpha",
                                                  "tau",
                                                  "sigma_max",
@@ -189,6 +193,7 @@ absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
   c.eval_interval = absl::GetFlag(FLAGS_eval_interval).value_or(preset->eval_interval);
   c.eval_episodes = absl::GetFlag(FLAGS_eval_episodes).value_or(preset->eval_episodes);
   c.deterministic_eval = absl::GetFlag(FLAGS_deterministic_eval).value_or(preset->deterministic_eval);
+  c.eval_max_steps = absl::GetFlag(FLAGS_eval_max_steps).value_or(preset->eval_max_steps);
   c.policy.alpha = absl::GetFlag(FLAGS_alpha).value_or(preset->alpha);
   c.policy.sigma_max = absl::GetFlag(FLAGS_sigma_max).value_or(preset->sigma_max);
   c.policy.sigma_min = absl::GetFlag(FLAGS_sigma_min).value_or(preset->sigma_min);

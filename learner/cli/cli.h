@@ -31,6 +31,7 @@ ABSL_DECLARE_FLAG(std::optional<int64_t>, buffer_size);
 ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_interval);
 ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_episodes);
 ABSL_DECLARE_FLAG(std::optional<bool>, deterministic_eval);
+ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_max_steps);
 ABSL_DECLARE_FLAG(std::optional<double>, alpha);
 ABSL_DECLARE_FLAG(std::optional<double>, tau);
 ABSL_DECLARE_FLAG(std::optional<double>, sigma_max);

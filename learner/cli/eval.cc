@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actor/env_registry.h"
@@ -14,14 +15,19 @@
 #include "actor/render/record_episode.h"
 #include "actor/render/video_writer.h"
 #include "common/flow_policy.h"
+#include "common/presets.h"
 #include "common/runtime.h"
 #include "common/safetensors.h"
 #include "learner/cli/cli.h"
 
 ABSL_FLAG(std::string, policy, "", "Policy file (safetensors, from meow train or the reference code).");
-ABSL_FLAG(int64_t, episodes, 10, "Number of episodes (resets seeded seed, seed+1, ...).");
-ABSL_FLAG(bool, stochastic, false, "Sample actions instead of the deterministic rule.");
-ABSL_FLAG(int64_t, max_steps, 0, "Steps per episode at most (0: the task's limit).");
+ABSL_FLAG(int64_t, episodes, 10,
+          "Number of episodes (resets seeded seed, seed+1, ...). Default: the task's evaluation, 10 "
+          "(MultiGoal-v0: 100).");
+ABSL_FLAG(bool, stochastic, false,
+          "Sample actions instead of the deterministic rule. Default: the task's evaluation (MultiGoal-v0 samples).");
+ABSL_FLAG(int64_t, max_steps, 0,
+          "Steps per episode at most (0: the task's limit). Default: the task's evaluation (MultiGoal-v0: 50).");
 ABSL_FLAG(std::string, video, "",
           "With --policy on a MuJoCo task: also write the first episode (reset seeded --seed) as an H.264 "
           "MP4 to this file, drawn offscreen at the task's real-time rate (needs ffmpeg).");
@@ -45,6 +51,7 @@ int RunEvaluator(const GrpcSecurity& security) {
   c.episodes = training->eval_episodes;
   if (absl::Status s = CheckRange("eval_episodes", c.episodes, 1, 1'000'000); !s.ok()) return Fail(s);
   c.deterministic = !absl::GetFlag(FLAGS_stochastic) && training->deterministic_eval;
+  c.max_steps = training->eval_max_steps;
   c.video_every = absl::GetFlag(FLAGS_video_every);
   if (absl::Status s = CheckRange("video_every", c.video_every, 0, 1'000'000); !s.ok()) return Fail(s);
   if (absl::Status s = CheckVideoSizeFlags(c.video_every > 0); !s.ok()) return Fail(s);
@@ -71,14 +78,23 @@ int RunEval(const GrpcSecurity& security) {
   if (path.empty()) {
     return Fail(absl::InvalidArgumentError("meow eval needs --policy=FILE, or --learner=HOST:PORT to follow a run"));
   }
-  const int64_t episodes = absl::GetFlag(FLAGS_episodes);
+  // Unless told otherwise, a policy is evaluated the way training evaluates its task (the preset):
+  // on MultiGoal-v0 that is the papers' measure, 100 stochastic rollouts of 50 steps from the origin.
+  auto preset = GetPreset(absl::GetFlag(FLAGS_env));
+  if (!preset.ok()) return Fail(absl::NotFoundError(absl::StrCat("--env=", absl::GetFlag(FLAGS_env), ": ",
+                                                                 preset.status().message())));
+  // (Debian's Abseil keeps CommandLineFlag::IsSpecifiedOnCommandLine private; this is the same
+  // record of what absl::ParseCommandLine saw.)
+  auto given = [](absl::string_view flag) { return absl::flags_internal::WasPresentOnCommandLine(flag); };
+  const int64_t episodes = given("episodes") ? absl::GetFlag(FLAGS_episodes) : preset->eval_episodes;
   if (episodes < 1) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --episodes=", episodes, ": expected >= 1")));
   }
-  const int64_t max_steps = absl::GetFlag(FLAGS_max_steps);
+  const int64_t max_steps = given("max_steps") ? absl::GetFlag(FLAGS_max_steps) : preset->eval_max_steps;
   if (max_steps < 0) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("bad flag: --max_steps=", max_steps, ": expected >= 0")));
   }
+  const bool deterministic = given("stochastic") ? !absl::GetFlag(FLAGS_stochastic) : preset->deterministic_eval;
   EpisodeVideo video;
   video.path = absl::GetFlag(FLAGS_video);
   video.render.width = absl::GetFlag(FLAGS_video_width);
@@ -89,7 +105,6 @@ int RunEval(const GrpcSecurity& security) {
   if (!env.ok()) return Fail(env.status());
   auto policy = LoadActingPolicy(path, (*env)->spec());
   if (!policy.ok()) return Fail(policy.status());
-  const bool deterministic = !absl::GetFlag(FLAGS_stochastic);
   if (!video.path.empty()) {
     // Its own action stream, so that the evaluation below is the same with or without a video.
     at::Generator video_generator = at::make_generator<at::CPUGeneratorImpl>(absl::GetFlag(FLAGS_seed) + 100);
@@ -109,13 +124,16 @@ int RunEval(const GrpcSecurity& security) {
     absl::PrintF("episode %d: return %.2f, %d steps, %s\n", i, e.episode_return, e.length,
                  e.terminated ? "terminated" : "truncated or step limit");
   }
-  absl::PrintF("%s, %d %s episodes: return %.2f +- %.2f\n", (*env)->spec().name, episodes,
-               deterministic ? "deterministic" : "stochastic", summary->mean, summary->std);
-  if ((*env)->spec().name == "MultiGoal-v0") {
+  absl::PrintF("%s, %d %s episodes%s: return %.2f +- %.2f\n", (*env)->spec().name, episodes,
+               deterministic ? "deterministic" : "stochastic",
+               max_steps > 0 ? absl::StrCat(" of at most ", max_steps, " steps") : "", summary->mean, summary->std);
+  if (summary->goals.has_value()) {
     // Which goal each episode ended at: a multi-modal policy reaches all four.
-    const MultiGoalCounts goals = CountMultiGoalEnds(*summary);
+    const MultiGoalCounts& goals = *summary->goals;
     absl::PrintF("goals reached: (+5,0) %d, (-5,0) %d, (0,+5) %d, (0,-5) %d; unfinished %d of %d\n", goals.reached[0],
                  goals.reached[1], goals.reached[2], goals.reached[3], goals.unfinished, episodes);
+    absl::PrintF("what was learned: %d %s rollouts from the origin %s\n", episodes,
+                 deterministic ? "deterministic" : "stochastic", DescribeGoals(goals));
   }
   return 0;
 }

@@ -41,6 +41,17 @@ void SayWhatWasLearned(const std::string& env, const std::string& run_dir) {
   absl::PrintF("picture: meow report --run_dir=%s (the rollouts over the reward, goals marked)\n", run_dir);
 }
 
+// ", last eval return 3512.40", or on MultiGoal-v0 ", last eval: 4 goals reached (35/6/33/18 of 100
+// rollouts)"; nothing before the first evaluation.
+std::string LastEval(const std::vector<EvalPoint>& evals) {
+  if (evals.empty()) return "";
+  const EvalPoint& e = evals.back();
+  if (!e.goals.has_value()) return absl::StrFormat(", last eval return %.2f", e.mean);
+  const MultiGoalCounts& g = *e.goals;
+  return absl::StrFormat(", last eval: %d goals reached (%d/%d/%d/%d of %d rollouts)", g.goals(), g.reached[0],
+                         g.reached[1], g.reached[2], g.reached[3], e.episodes);
+}
+
 }  // namespace
 
 int RunDistributedTraining(const TrainConfig& config) {
@@ -60,7 +71,7 @@ int RunDistributedTraining(const TrainConfig& config) {
   absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
                result->interrupted ? "stopped" : "done", result->env_steps, result->updates, result->skipped_updates,
                result->version, result->seconds);
-  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("%s", LastEval(result->evals));
   absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
                config.run_dir, config.run_dir);
   if (result->interrupted) absl::PrintF("the same command resumes from the newest checkpoint\n");
@@ -80,7 +91,7 @@ int RunSync() {
   if (!result.ok()) return Fail(result.status());
   absl::PrintF("done: %d updates (%d skipped as non-finite) in %.1f s", result->updates, result->skipped_updates,
                result->seconds);
-  if (!result->evals.empty()) absl::PrintF(", last eval return %.2f", result->evals.back().mean);
+  absl::PrintF("%s", LastEval(result->evals));
   absl::PrintF("\nmetrics: %s/metrics.csv  policy: %s/policy_latest.safetensors\n", config->run_dir, config->run_dir);
   SayWhatWasLearned(config->env, config->run_dir);
   return 0;

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,10 +16,12 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "learner/report.h"
 
 namespace meow {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -173,7 +176,8 @@ TEST(MeowCliTest, LocalTrainingRunsWithTlsAndAToken) {
                                    "/cert.pem --auth_token_file=", dir, "/token"));
   EXPECT_EQ(train.exit_code, 0) << train.output;
   EXPECT_THAT(train.output, HasSubstr("done: "));
-  EXPECT_THAT(train.output, HasSubstr("last eval return"));
+  // The evaluation reached the learner over TLS (MultiGoal's: counted by goal).
+  EXPECT_THAT(train.output, HasSubstr(", last eval: "));
   std::filesystem::remove_all(dir);
 }
 
@@ -209,9 +213,33 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   EXPECT_THAT(train.output,
               HasSubstr("what was learned: 100 stochastic rollouts from the origin (at most 50 steps) reached "));
   EXPECT_THAT(train.output, HasSubstr("picture: meow report --run_dir=" + dir));
+  // MultiGoal's evaluations during training are the papers' measure too: stochastic rollouts of at
+  // most 50 steps from the origin, shown as goals reached on the progress line and in metrics.csv.
+  EXPECT_THAT(train.output, ContainsRegex("eval [0-4] goals [0-9]+/[0-9]+/[0-9]+/[0-9]+ "));
+  EXPECT_THAT(train.output, ContainsRegex(", last eval: [0-4] goals reached \\([0-9/]+ of 2 rollouts\\)"));
+  auto metrics = ReadRunMetrics(dir);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  int counted = 0;
+  for (size_t row = 0; row < metrics->rows; ++row) {
+    const double goals = metrics->values["eval_goals"][row];
+    if (!std::isfinite(goals)) continue;
+    ++counted;
+    double at_goals = 0;
+    for (const char* c : {"eval_goal_e", "eval_goal_w", "eval_goal_n", "eval_goal_s"}) at_goals += metrics->values[c][row];
+    EXPECT_LE(at_goals, 2) << "two rollouts per evaluation";
+    EXPECT_DOUBLE_EQ(metrics->values["eval_at_goal"][row], at_goals / 2);
+    EXPECT_TRUE(std::isfinite(metrics->values["eval_return_mean"][row]));
+  }
+  EXPECT_GE(counted, 1) << "every evaluation row of MultiGoal-v0 counts goals";
+  // `meow eval` evaluates the way training does unless told otherwise.
   CliRun eval = Meow(absl::StrCat("eval --env=MultiGoal-v0 --episodes=2 --policy=", dir, "/policy_latest.safetensors"));
   EXPECT_EQ(eval.exit_code, 0) << eval.output;
-  EXPECT_THAT(eval.output, HasSubstr("2 deterministic episodes"));
+  EXPECT_THAT(eval.output, HasSubstr("2 stochastic episodes of at most 50 steps"));
+  EXPECT_THAT(eval.output, HasSubstr("what was learned: 2 stochastic rollouts from the origin reached "));
+  CliRun deterministic = Meow(absl::StrCat("eval --env=MultiGoal-v0 --episodes=1 --stochastic=false --max_steps=0 ",
+                                           "--policy=", dir, "/policy_latest.safetensors"));
+  EXPECT_EQ(deterministic.exit_code, 0) << deterministic.output;
+  EXPECT_THAT(deterministic.output, HasSubstr("1 deterministic episodes: return"));
   // The policy holds 2 observations and 2 actions: Hopper's 11 and 3 do not fit.
   CliRun wrong = Meow(absl::StrCat("eval --env=Hopper-v4 --policy=", dir, "/policy_latest.safetensors"));
   EXPECT_EQ(wrong.exit_code, 2);

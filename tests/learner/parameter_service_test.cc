@@ -205,6 +205,16 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
   proto::ReportRequest absurd = eval;
   absurd.mutable_evaluation()->mutable_episodes(0)->set_episode_return(1e15);
   expect_refused(absurd, "episodes[0].episode_return 1e+15 is beyond +-1e+09");
+  // MultiGoal goal counts: four of them, none negative, no more than the episodes.
+  proto::ReportRequest three_goals = eval;
+  for (int n : {1, 0, 0}) three_goals.mutable_evaluation()->add_goal_counts(n);
+  expect_refused(three_goals, "goal_counts must have 4 entries (one per goal), got 3");
+  proto::ReportRequest negative = eval;
+  for (int n : {0, -1, 0, 0}) negative.mutable_evaluation()->add_goal_counts(n);
+  expect_refused(negative, "goal_counts[1] must be in [0, 1] (the episodes), got -1");
+  proto::ReportRequest too_many = eval;
+  for (int n : {1, 0, 1, 0}) too_many.mutable_evaluation()->add_goal_counts(n);
+  expect_refused(too_many, "goal_counts add up to 2, more than its 1 episodes");
   EXPECT_TRUE(server->board()->TakeEpisodes().empty());
   EXPECT_TRUE(server->board()->TakeEvaluations().empty());
 
@@ -216,6 +226,16 @@ TEST(ParameterServiceTest, ReportsReachTheBoardAndBadOnesAreRefusedWhole) {
   EXPECT_EQ(evaluations[0].mean, 42);
   EXPECT_EQ(evaluations[0].policy_version, 3);
   EXPECT_TRUE(FlowPolicy(Config())->ImportWeights(evaluations[0].weights).ok());
+  EXPECT_FALSE(evaluations[0].goals.has_value());
+  proto::ReportRequest counted = eval;
+  for (int n : {0, 0, 1, 0}) counted.mutable_evaluation()->add_goal_counts(n);
+  ASSERT_TRUE(client.Report(counted, kAnswer).ok());
+  evaluations = server->board()->TakeEvaluations();
+  ASSERT_EQ(evaluations.size(), 1u);
+  ASSERT_TRUE(evaluations[0].goals.has_value());
+  EXPECT_EQ(evaluations[0].goals->reached[2], 1);
+  EXPECT_EQ(evaluations[0].goals->unfinished, 0);
+  EXPECT_EQ(evaluations[0].goals->goals(), 1);
   server->board()->SetDone();
   EXPECT_TRUE(client.Report(proto::ReportRequest(), kAnswer)->done());
 }

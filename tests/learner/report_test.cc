@@ -23,6 +23,7 @@ namespace meow {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ReportTest : public ::testing::Test {
  protected:
@@ -268,6 +269,39 @@ TEST_F(ReportTest, MultiGoalRolloutsAreDrawnOverTheRewardWithTheGoalsCounted) {
   auto bad = ReadRunMetrics(run);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("multigoal_rollouts.csv line 3"));
+}
+
+// MultiGoal-v0's evaluations are counted by goal: the page charts the goals reached and the
+// rollouts at each goal, and the summary shows the newest evaluation's counts.
+TEST_F(ReportTest, MultiGoalEvaluationsAreChartedAsGoalsReached) {
+  const std::string run = dir_ + "/goal-evals";
+  std::filesystem::create_directories(run);
+  std::ofstream(run + "/config.txt") << "env=MultiGoal-v0\nmode=local\nseed=1\n";
+  {
+    std::ofstream csv(run + "/metrics.csv");
+    csv << "wall_time,env_steps,updates,eval_return_mean,eval_return_std,eval_goals,eval_at_goal,eval_goal_e,"
+           "eval_goal_w,eval_goal_n,eval_goal_s\n"
+        << "1,800,0,-40,3,1,0.5,50,0,0,0\n"
+        << "2,1000,100,,,,,,,,\n"
+        << "3,1600,600,-30,3,3,0.8,30,30,20,0\n"
+        << "4,2400,1400,-20,2,4,0.96,31,24,22,19\n";
+  }
+  auto metrics = ReadRunMetrics(run);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const std::string html = RenderReport({*metrics});
+  EXPECT_THAT(html, HasSubstr("data-chart=\"goals\""));
+  EXPECT_THAT(html, HasSubstr("data-chart=\"goal_counts\""));
+  EXPECT_THAT(html, HasSubstr("<td>4 (31/24/22/19)</td>"));
+  // A task without goal columns has neither the charts nor the column; beside a MultiGoal run its
+  // cell says "-".
+  auto hopper = ReadRunMetrics(MakeTaskRun(dir_, "h", "Hopper-v4", 30'000));
+  ASSERT_TRUE(hopper.ok()) << hopper.status();
+  const std::string alone = RenderReport({*hopper});
+  EXPECT_THAT(alone, Not(HasSubstr("data-chart=\"goals\"")));
+  EXPECT_THAT(alone, Not(HasSubstr("goals reached")));
+  const std::string both = RenderReport({*metrics, *hopper});
+  EXPECT_THAT(both, HasSubstr("<td>200</td><td>-</td></tr>"));
+  EXPECT_THAT(both, HasSubstr("<td>4 (31/24/22/19)</td></tr>"));
 }
 
 // Loads the page in headless Chromium and returns the self-check JSON the page writes after load.

@@ -89,6 +89,39 @@ TEST(RunDirectoryTest, AResumedRunKnowsItsBestEvaluation) {
   EXPECT_TRUE((*run)->IsBest(251));
 }
 
+// MultiGoal-v0's best evaluation is the one that reached the most goals (then the most rollouts at
+// a goal), whatever its return; a resumed run reads that score back from the goal columns.
+TEST(RunDirectoryTest, MultiGoalsBestEvaluationIsTheOneThatReachedMostGoals) {
+  EvalPoint two_goals{1000, -5.0, 1.0, 100, MultiGoalCounts{{60, 30, 0, 0}, 10}};
+  EvalPoint four_goals{2000, -30.0, 9.0, 100, MultiGoalCounts{{10, 10, 10, 10}, 60}};
+  EvalPoint four_goals_more_at_goal{3000, -40.0, 9.0, 100, MultiGoalCounts{{20, 20, 20, 20}, 20}};
+  EXPECT_GT(four_goals.score(), two_goals.score());
+  EXPECT_GT(four_goals_more_at_goal.score(), four_goals.score());
+  EXPECT_LT(four_goals_more_at_goal.score(), 5.0);
+  EXPECT_EQ((EvalPoint{1000, 250.0, 1.0, 10, std::nullopt}.score()), 250.0);
+  const auto columns = EvalColumns(four_goals);
+  EXPECT_EQ(columns.at("eval_goals"), 4);
+  EXPECT_DOUBLE_EQ(columns.at("eval_at_goal"), 0.4);
+  EXPECT_EQ(columns.at("eval_goal_s"), 10);
+  EXPECT_EQ(EvalColumns(EvalPoint{1000, 250.0, 1.0, 10, std::nullopt}).count("eval_goals"), 0u);
+
+  const std::string dir = FreshDir("best_goals");
+  {
+    auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+    ASSERT_TRUE(run.ok()) << run.status();
+    for (const EvalPoint& e : {two_goals, four_goals}) {
+      auto row = EvalColumns(e);
+      row["env_steps"] = static_cast<double>(e.env_steps);
+      ASSERT_TRUE((*run)->metrics().Row(row, e.env_steps).ok());
+    }
+  }
+  auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_FALSE((*run)->IsBest(four_goals.score()));
+  EXPECT_FALSE((*run)->IsBest(two_goals.score()));
+  EXPECT_TRUE((*run)->IsBest(four_goals_more_at_goal.score()));
+}
+
 TEST(RunDirectoryTest, ClearErrorsForDirectoriesItCannotUse) {
   auto empty = RunDirectory::Open("", kSyncRun, /*resumable=*/false);
   ASSERT_FALSE(empty.ok());
