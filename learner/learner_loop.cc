@@ -1,5 +1,6 @@
 #include "learner/learner_loop.h"
 
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -180,11 +181,15 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
     };
     Batch b{column(batch->obs, {rows, s}), column(batch->action, {rows, a}), column(batch->reward, {rows}),
             column(batch->next_obs, {rows, s}), column(batch->terminated, {rows})};
+    const auto update_start = std::chrono::steady_clock::now();
     auto step = algorithm_->Update(b);
     if (!step.ok()) return step.status();
+    const double update_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - update_start).count();
     double staleness = 0;
     {
       absl::MutexLock lock(&mu_);
+      stats_.update_seconds += update_seconds;
       for (int64_t v : batch->policy_version) staleness += static_cast<double>(stats_.version - v);
       stats_.mean_staleness = rows > 0 ? staleness / rows : 0;
       stats_.updates = algorithm_->updates();

@@ -53,6 +53,7 @@ struct LearnerStats {
   int64_t skipped = 0;       // non-finite, skipped
   int64_t version = 0;       // last published weight version
   int64_t sample_waits = 0;  // Next() calls that timed out (replay not ready or rate-limited)
+  double update_seconds = 0; // wall time spent in updates since start (the learner's busy time)
   double last_loss = 0;
   UpdateStats last_update;    // of the newest applied update
   double mean_staleness = 0;  // version - policy_version of the rows in the last batch

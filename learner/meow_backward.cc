@@ -177,7 +177,7 @@ std::vector<at::Tensor> DrawDropoutMasks(const FlowPolicyConfig& config, int64_t
 }
 
 ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
-                           const std::vector<at::Tensor>& masks) {
+                           const std::vector<at::Tensor>& masks, int64_t loss_rows) {
   torch::NoGradGuard no_grad;
   const FlowPolicyConfig& config = policy.config();
   const double alpha = config.alpha;
@@ -233,10 +233,13 @@ ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const
   out.v1 = alpha * (b[0] + v_base);
   out.v2 = alpha * (b[1] + v_base);
   const at::Tensor d1 = out.q1 - out.y, d2 = out.q2 - out.y;
-  out.loss = 0.5 * (d1.square().mean() + d2.square().mean());
+  // A shard's part of the whole batch's mean: its sum over the whole batch's rows.
+  const int64_t denominator = loss_rows > 0 ? loss_rows : rows;
+  out.loss = loss_rows > 0 ? 0.5 * (d1.square().sum() + d2.square().sum()) / static_cast<double>(loss_rows)
+                           : 0.5 * (d1.square().mean() + d2.square().mean());
 
   // Backward.
-  const at::Tensor g_q1 = d1 / rows, g_q2 = d2 / rows;
+  const at::Tensor g_q1 = d1 / denominator, g_q2 = d2 / denominator;
   MlpBackward(**heads[0], head_cache[0], (alpha * g_q1).unsqueeze(1), /*input_grad=*/false);
   MlpBackward(**heads[1], head_cache[1], (alpha * g_q2).unsqueeze(1), /*input_grad=*/false);
   // dL/dcommon per coupling row: alpha dL/dQ_k of the head the row feeds (both heads unstacked).

@@ -14,6 +14,7 @@
 // Thread-safety: none; the caller owns the networks for the call.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -39,7 +40,10 @@ struct ManualLoss {
 // Masks of B rows are shared by Q_1 and Q_2; masks of 2B rows run the couplings on [s; s] as the
 // reference's get_qv does, Q_1 from the first B rows and Q_2 from the second.
 // Every parameter of `policy` must have a defined .grad() of its shape; it is overwritten.
+// `loss_rows` > 0: the batch is a shard of a batch of that many rows (the data-parallel update);
+// the loss and gradient are this shard's part of the whole batch's (its sums over
+// `loss_rows`), so that the shards' losses and gradients add up to the whole batch's.
 ManualLoss MeowLossAndGrad(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
-                           const std::vector<at::Tensor>& masks);
+                           const std::vector<at::Tensor>& masks, int64_t loss_rows = 0);
 
 }  // namespace meow

@@ -24,6 +24,12 @@ absl::Status MeowUpdateConfig::Validate() const {
   }
   if (!(adam_eps > 0)) return absl::InvalidArgumentError("adam_eps must be > 0");
   if (!std::isfinite(grad_clip)) return absl::InvalidArgumentError("grad_clip must be finite");
+  if (threads < 1 || threads > 256) {
+    return absl::InvalidArgumentError(absl::StrCat("learner threads must be in [1, 256], got ", threads));
+  }
+  if (threads > 1 && !manual_backward) {
+    return absl::InvalidArgumentError("learner threads > 1 need the hand-written gradient (manual_backward)");
+  }
   return absl::OkStatus();
 }
 
@@ -104,6 +110,82 @@ MeowUpdater::MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdate
   adam_m_ = at::zeros({total}, options);
   adam_v_ = at::zeros({total}, options);
   params_ = policy_->parameters();
+  if (config_.threads > 1) {
+    // One network per extra thread: the same modules, their parameters views of flat_params_
+    // (so they always hold the current weights), their gradients views of a buffer of their own.
+    pool_ = std::make_unique<ShardPool>(config_.threads);
+    torch::NoGradGuard no_grad;
+    for (int i = 1; i < config_.threads; ++i) {
+      FlowPolicy replica(policy_config_);
+      replica->to(device_);
+      replica->CopyWeightsFrom(*policy_);  // the buffers (coupling masks)
+      replica->eval();
+      at::Tensor grads = at::zeros({total}, options);
+      int64_t offset = 0;
+      for (auto& p : replica->parameters()) {
+        const int64_t n = p.numel();
+        p.set_data(flat_params_.narrow(0, offset, n).view(p.sizes()));
+        p.mutable_grad() = grads.narrow(0, offset, n).view(p.sizes());
+        offset += n;
+      }
+      replicas_.push_back(replica);
+      replica_grads_.push_back(grads);
+    }
+  }
+}
+
+std::pair<int64_t, int64_t> MeowUpdater::Range(int64_t n, int part, int parts) {
+  return {n * part / parts, n * (part + 1) / parts};
+}
+
+ManualLoss MeowUpdater::ShardedLossAndGrad(const Batch& batch, const std::vector<at::Tensor>& masks) {
+  const int64_t rows = batch.obs.size(0);
+  const int shards = static_cast<int>(std::min<int64_t>(pool_->size(), rows));
+  const bool stacked = !masks.empty() && masks[0].size(0) == 2 * rows;
+  std::vector<ManualLoss> parts(shards);
+  pool_->Run([&](int shard) {
+    if (shard >= shards) return;
+    const auto [begin, end] = Range(rows, shard, shards);
+    const int64_t n = end - begin;
+    const Batch part{batch.obs.narrow(0, begin, n), batch.action.narrow(0, begin, n), batch.reward.narrow(0, begin, n),
+                     batch.next_obs.narrow(0, begin, n), batch.terminated.narrow(0, begin, n)};
+    // The shard's rows of the whole batch's masks: with stacked heads, rows begin.. of Q_1's half
+    // and of Q_2's half.
+    std::vector<at::Tensor> part_masks;
+    for (const at::Tensor& m : masks) {
+      part_masks.push_back(stacked ? at::cat({m.narrow(0, begin, n), m.narrow(0, rows + begin, n)}, 0)
+                                   : m.narrow(0, begin, n).contiguous());
+    }
+    FlowPolicyImpl& network = shard == 0 ? *policy_ : *replicas_[shard - 1];
+    parts[shard] = MeowLossAndGrad(network, *target_, part, config_.gamma, part_masks, rows);
+  });
+  // The whole batch's gradient: the shards' added up, each thread a range of the flat buffer.
+  const int64_t total = flat_grads_.numel();
+  pool_->Run([&](int t) {
+    const auto [begin, end] = Range(total, t, pool_->size());
+    float* sum = flat_grads_.data_ptr<float>();
+    for (int shard = 1; shard < shards; ++shard) {
+      const float* g = replica_grads_[shard - 1].data_ptr<float>();
+      for (int64_t i = begin; i < end; ++i) sum[i] += g[i];
+    }
+  });
+  ManualLoss out;
+  std::vector<at::Tensor> loss, q1, q2, v1, v2, y;
+  for (const ManualLoss& p : parts) {
+    loss.push_back(p.loss);
+    q1.push_back(p.q1);
+    q2.push_back(p.q2);
+    v1.push_back(p.v1);
+    v2.push_back(p.v2);
+    y.push_back(p.y);
+  }
+  out.loss = at::stack(loss).sum();
+  out.q1 = at::cat(q1);
+  out.q2 = at::cat(q2);
+  out.v1 = at::cat(v1);
+  out.v2 = at::cat(v2);
+  out.y = at::cat(y);
+  return out;
 }
 
 at::Tensor MeowUpdater::Flatten(FlowPolicyImpl& policy, const at::Tensor& grads) {
@@ -131,6 +213,10 @@ absl::StatusOr<std::unique_ptr<MeowUpdater>> MeowUpdater::Create(const FlowPolic
   if (!status.ok()) return status;
   status = config.Validate();
   if (!status.ok()) return status;
+  if (config.threads > 1 && !device.is_cpu()) {
+    return absl::InvalidArgumentError(absl::StrCat("learner threads > 1 split the batch across CPU threads; on ",
+                                                   device.str(), " the update takes 1 (got ", config.threads, ")"));
+  }
   return std::unique_ptr<MeowUpdater>(new MeowUpdater(policy_config, config, device));
 }
 
@@ -143,8 +229,9 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   if (config_.manual_backward) {
     // Dropout masks drawn here play the role of train mode; the gradient lands in flat_grads_.
     const int64_t mask_rows = (config_.independent_head_dropout ? 2 : 1) * batch.obs.size(0);
-    ManualLoss manual = MeowLossAndGrad(*policy_, *target_, batch, config_.gamma,
-                                        DrawDropoutMasks(policy_config_, mask_rows, batch.obs.options()));
+    const std::vector<at::Tensor> masks = DrawDropoutMasks(policy_config_, mask_rows, batch.obs.options());
+    ManualLoss manual = pool_ != nullptr ? ShardedLossAndGrad(batch, masks)
+                                         : MeowLossAndGrad(*policy_, *target_, batch, config_.gamma, masks);
     loss = manual.loss;
     y = manual.y;
     qv = QVResult{manual.q1, manual.q2, manual.v1, manual.v2};
@@ -210,7 +297,15 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   const double bias1 = 1 - std::pow(b1, static_cast<double>(steps_));
   const double bias2 = 1 - std::pow(b2, static_cast<double>(steps_));
   if (flat_params_.device().is_cpu()) {
-    AdamPolyakFused(clip, b1, b2, config_.lr / bias1, std::sqrt(bias2));
+    const int64_t n = flat_params_.numel();
+    if (pool_ != nullptr) {
+      pool_->Run([&](int t) {
+        const auto [begin, end] = Range(n, t, pool_->size());
+        AdamPolyakFused(clip, b1, b2, config_.lr / bias1, std::sqrt(bias2), begin, end);
+      });
+    } else {
+      AdamPolyakFused(clip, b1, b2, config_.lr / bias1, std::sqrt(bias2), 0, n);
+    }
   } else {
     if (clip < 1.0) flat_grads_.mul_(clip);
     adam_m_.mul_(b1).add_(flat_grads_, 1 - b1);
@@ -222,11 +317,11 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   return stats;
 }
 
-void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt) {
+void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt,
+                                  int64_t begin, int64_t end) {
   // One pass over the flat buffers instead of about ten; the arithmetic is PyTorch's, in float:
   //   g *= clip; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   //   p -= step_size * m / (sqrt(v) / sqrt(bias2) + eps); target += tau (p - target).
-  const int64_t n = flat_params_.numel();
   float* g = flat_grads_.data_ptr<float>();
   float* m = adam_m_.data_ptr<float>();
   float* v = adam_v_.data_ptr<float>();
@@ -235,7 +330,7 @@ void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, doubl
   const float c = static_cast<float>(clip), b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2),
               lr = static_cast<float>(step_size), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt),
               eps = static_cast<float>(config_.adam_eps), tau = static_cast<float>(config_.tau);
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = begin; i < end; ++i) {
     const float gi = g[i] * c;
     g[i] = gi;
     const float mi = b1 * m[i] + (1.0f - b1) * gi;

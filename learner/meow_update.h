@@ -8,6 +8,13 @@
 // than recorded by autograd, and all parameters, gradients and Adam moments live in single flat
 // buffers, so clipping, the finite check, Adam and polyak are a handful of whole-buffer ops.
 //
+// Data parallel on the CPU (`threads` > 1): the batch is split by rows into one shard per thread,
+// each thread runs the hand-written forward/backward of its shard into a gradient buffer of its
+// own (replicas of the network whose parameters are views of the one flat buffer), the buffers
+// are added up, and one clip/Adam/polyak step follows, split across the threads by parameter
+// range. The dropout masks are drawn once for the whole batch, so the update is the one-thread
+// update up to float summation order.
+//
 // A non-finite loss or gradient never reaches the weights: the step is skipped and counted.
 // Not thread-safe: one thread drives an updater (the learner loop).
 #pragma once
@@ -16,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -25,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "common/flow_policy.h"
 #include "learner/algorithm.h"
+#include "learner/shard_pool.h"
 
 namespace meow {
 
@@ -41,6 +50,9 @@ struct MeowUpdateConfig {
   // true: Q_1 and Q_2 see independent coupling dropout masks, as in the reference (its get_qv
   // runs the batch twice, [s; s]); false: one mask shared by both heads (half the coupling work).
   bool independent_head_dropout = true;
+  // CPU threads the update's batch is split across (data parallel; 1: the calling thread alone).
+  // Needs the hand-written gradient; the CUDA learner takes 1.
+  int threads = 1;
 
   absl::Status Validate() const;
 };
@@ -60,6 +72,8 @@ struct MeowLossTerms {
 };
 MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
                        bool stack_heads = false);
+
+struct ManualLoss;
 
 class MeowUpdater : public Algorithm {
  public:
@@ -102,8 +116,14 @@ class MeowUpdater : public Algorithm {
 
  private:
   MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config, const c10::Device& device);
-  // Clip, Adam and polyak over the CPU float buffers in one pass.
-  void AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt);
+  // Clip, Adam and polyak over the CPU float buffers in one pass, over elements [begin, end).
+  void AdamPolyakFused(double clip, double beta1, double beta2, double step_size, double bias2_sqrt, int64_t begin,
+                       int64_t end);
+  // The data-parallel loss and gradient (threads > 1): each shard on its thread, the gradients
+  // summed into flat_grads_; the result is the whole batch's, as MeowLossAndGrad gives it.
+  ManualLoss ShardedLossAndGrad(const Batch& batch, const std::vector<at::Tensor>& masks);
+  // Elements [begin, end) of a flat buffer of `n` for part `part` of `parts`.
+  static std::pair<int64_t, int64_t> Range(int64_t n, int part, int parts);
   // Makes every parameter of `policy` a view into one flat buffer (returned); when `grads` is
   // defined, every gradient becomes a view into it as well.
   static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads);
@@ -115,6 +135,11 @@ class MeowUpdater : public Algorithm {
   FlowPolicy target_;
   at::Tensor flat_params_, flat_target_, flat_grads_, adam_m_, adam_v_;
   std::vector<at::Tensor> params_;
+  // threads > 1: the pool, and per extra thread a network sharing flat_params_ with a gradient
+  // buffer of its own.
+  std::unique_ptr<ShardPool> pool_;
+  std::vector<FlowPolicy> replicas_;
+  std::vector<at::Tensor> replica_grads_;
   bool grads_checked_ = false;  // whether autograd was seen to accumulate into flat_grads_
   bool grads_aliased_ = true;
   int64_t steps_ = 0;

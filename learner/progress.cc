@@ -48,11 +48,14 @@ void ProgressLine::Print(const ProgressFigures& f, bool final_line) {
           ? absl::StrFormat("%d goals %d/%d/%d/%d", f.eval_goals->goals(), f.eval_goals->reached[0],
                             f.eval_goals->reached[1], f.eval_goals->reached[2], f.eval_goals->reached[3])
           : (std::isfinite(f.eval_return) ? absl::StrFormat("%.1f", f.eval_return) : std::string("-"));
+  std::string busy;
+  if (std::isfinite(f.learner_busy)) absl::StrAppendFormat(&busy, "learner busy %.0f%%  ", 100 * f.learner_busy);
+  if (std::isfinite(f.actors_waiting)) absl::StrAppendFormat(&busy, "actors waiting %.0f%%  ", 100 * f.actors_waiting);
   absl::PrintF(
-      "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  version %d  episode %.1f  eval %s  "
+      "%s[%s] steps %d/%d  updates %d  %.0f steps/s  %.0f updates/s  %sversion %d  episode %.1f  eval %s  "
       "replay %d  ETA %s%s",
-      tty_ ? "\r\033[K" : "", env_, f.steps, f.total_steps, f.updates, rate, finite_or_zero(f.updates_per_s), f.version,
-      f.episode_return, eval, f.replay_size, final_line ? std::string("-") : FormatDuration(eta),
+      tty_ ? "\r\033[K" : "", env_, f.steps, f.total_steps, f.updates, rate, finite_or_zero(f.updates_per_s), busy,
+      f.version, f.episode_return, eval, f.replay_size, final_line ? std::string("-") : FormatDuration(eta),
       in_place ? "" : "\n");
   open_ = in_place;
   std::fflush(stdout);

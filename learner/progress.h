@@ -1,7 +1,8 @@
 // The progress line every way of training prints, and the rates it shows.
 //   [Hopper-v4] steps 52000/100000  updates 47000  131 steps/s  131 updates/s  version 4700
 //     episode 312.4  eval 845.1  replay 52000  ETA 6m06s
-// (on MultiGoal-v0 the evaluation is shown as goals reached, e.g. "eval 4 goals 31/24/22/19").
+// (on MultiGoal-v0 the evaluation is shown as goals reached, e.g. "eval 4 goals 31/24/22/19"), and
+// in local mode where the time goes: "learner busy 97%  actors waiting 48%".
 // On a terminal the line is rewritten in place (once a second); otherwise one line per metrics row.
 // Thread-compatible.
 #pragma once
@@ -46,6 +47,10 @@ struct ProgressFigures {
   double updates_per_s = 0;
   double episode_return = 0;  // mean return of the episodes of the last window (NaN: none yet)
   double eval_return = 0;     // newest evaluation's mean (NaN: none yet)
+  // Where the time goes (NaN: not measured; not shown): the share of wall time the learner spent
+  // in updates, and the share of the actors' time the rate limiter held them.
+  double learner_busy = std::numeric_limits<double>::quiet_NaN();
+  double actors_waiting = std::numeric_limits<double>::quiet_NaN();
   // MultiGoal-v0: where the newest evaluation's episodes ended, shown instead of its return.
   std::optional<MultiGoalCounts> eval_goals;
 };

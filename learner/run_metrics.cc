@@ -18,7 +18,7 @@ namespace meow {
 const char kRunMetricsColumns[] =
     "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,eval_goals,"
     "eval_at_goal,eval_goal_e,eval_goal_w,eval_goal_n,eval_goal_s,loss,"
-    "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,staleness,version,"
+    "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,learner_busy,actors_waiting,staleness,version,"
     "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
 
 namespace {
@@ -45,6 +45,8 @@ const std::map<std::string, std::string>& Tags() {
                                                                    {"updates", "learner/updates"},
                                                                    {"steps_per_s", "throughput/steps_per_s"},
                                                                    {"updates_per_s", "throughput/updates_per_s"},
+                                                                   {"learner_busy", "throughput/learner_busy"},
+                                                                   {"actors_waiting", "throughput/actors_waiting"},
                                                                    {"replay_size", "replay/size"},
                                                                    {"insert_waits", "replay/insert_waits"},
                                                                    {"sample_waits", "replay/sample_waits"},

@@ -114,7 +114,8 @@ std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettin
           {"gamma", g(s.update.gamma)},
           {"tau", g(s.update.tau)},
           {"lr", g(s.update.lr)},
-          {"grad_clip", g(s.update.grad_clip)}};
+          {"grad_clip", g(s.update.grad_clip)},
+          {"learner_threads", absl::StrCat(s.update.threads)}};
 }
 
 }  // namespace meow

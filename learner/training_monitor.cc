@@ -75,13 +75,30 @@ absl::StatusOr<bool> TrainingMonitor::Step() {
     first_ = false;
     next_row_ = (view_.inserted / config_.log_interval + 1) * config_.log_interval;
     rates_.Start(elapsed(), view_.inserted, updates);
+    busy_mark_ = {elapsed(), components_.learner().stats().update_seconds, view_.insert_wait_s};
   }
   if (view_.inserted < next_row_) return false;
   rates_.Mark(elapsed(), view_.inserted, updates);
+  MarkBusy();
   CloseEpisodeWindow();
   if (absl::Status s = WriteRow(view_.inserted, nullptr); !s.ok()) return s;
   next_row_ = (view_.inserted / config_.log_interval + 1) * config_.log_interval;
   return true;
+}
+
+void TrainingMonitor::MarkBusy() {
+  const BusyMark now{elapsed(), components_.learner().stats().update_seconds, view_.insert_wait_s};
+  const double window = now.time - busy_mark_.time;
+  if (window > 0) {
+    learner_busy_ = std::clamp((now.update_seconds - busy_mark_.update_seconds) / window, 0.0, 1.0);
+    // Replay's insert waits over the actor threads' time; only local mode knows how many actors
+    // there are (for `meow learner` they are elsewhere: not shown).
+    if (config_.local()) {
+      actors_waiting_ = std::clamp(
+          (now.insert_wait_s - busy_mark_.insert_wait_s) / window / std::max(1, config_.actors), 0.0, 1.0);
+    }
+  }
+  busy_mark_ = now;
 }
 
 void TrainingMonitor::CloseEpisodeWindow() {
@@ -120,6 +137,8 @@ absl::Status TrainingMonitor::WriteRow(int64_t env_steps, const EvalPoint* eval)
       {"skipped_updates", periodic(static_cast<double>(ls.skipped))},
       {"steps_per_s", periodic(rates_.steps_per_s())},
       {"updates_per_s", periodic(rates_.updates_per_s())},
+      {"learner_busy", periodic(learner_busy_)},
+      {"actors_waiting", periodic(actors_waiting_)},
       {"staleness", updated ? ls.mean_staleness : nan},
       {"version", static_cast<double>(ls.version)},
       {"replay_size", periodic(static_cast<double>(view_.size))},
@@ -192,6 +211,8 @@ ProgressFigures TrainingMonitor::Figures() const {
   f.replay_size = view_.size;
   f.steps_per_s = rates_.steps_per_s();
   f.updates_per_s = rates_.updates_per_s();
+  f.learner_busy = learner_busy_;
+  f.actors_waiting = actors_waiting_;
   f.episode_return = last_episode_mean_;
   f.eval_return = last_eval_mean_;
   f.eval_goals = last_eval_goals_;

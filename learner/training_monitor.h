@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -86,6 +87,15 @@ class TrainingMonitor {
   bool first_ = true;
   int64_t next_row_ = 0;
   RateMeter rates_;
+  // Where the time went over the last window (NaN before the first): the share of wall time the
+  // learner spent in updates, and the share of the actors' time blocked by the rate limiter.
+  struct BusyMark {
+    double time = 0, update_seconds = 0, insert_wait_s = 0;
+  };
+  BusyMark busy_mark_;
+  double learner_busy_ = std::numeric_limits<double>::quiet_NaN();
+  double actors_waiting_ = std::numeric_limits<double>::quiet_NaN();
+  void MarkBusy();
   int64_t episodes_ = 0, window_episodes_ = 0;
   double window_return_ = 0;
   double last_episode_mean_;

@@ -32,6 +32,7 @@ ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_interval);
 ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_episodes);
 ABSL_DECLARE_FLAG(std::optional<bool>, deterministic_eval);
 ABSL_DECLARE_FLAG(std::optional<int64_t>, eval_max_steps);
+ABSL_DECLARE_FLAG(std::optional<int32_t>, learner_threads);
 ABSL_DECLARE_FLAG(std::optional<double>, alpha);
 ABSL_DECLARE_FLAG(std::optional<double>, tau);
 ABSL_DECLARE_FLAG(std::optional<double>, sigma_max);

@@ -3,7 +3,8 @@
 // with 1 and 2 threads; when LibTorch has CUDA and a device is present, also on the GPU at batch
 // 256 and 1024 (the device's name is in the context). Each CPU MeowUpdate benchmark also runs both
 // formulations side by side for 5 updates with dropout off and reports the largest relative
-// difference of their losses as `loss_rel_diff`.
+// difference of their losses as `loss_rel_diff`. BM_MeowUpdateDataParallel: the batch split across
+// 1, 2, 4, 8, 16 learner threads (as many as the machine has cores), one thread beside them.
 //
 //   build/tests/bench/bench_meow_update --benchmark_min_time=2
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -95,6 +97,38 @@ void Args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MeowUpdate)->Apply(Args);
 BENCHMARK(BM_Straightforward)->Apply(Args);
+
+// The data-parallel CPU learner: {task, learner threads}, one LibTorch thread each (the batch
+// split across the threads, MeowUpdateConfig::threads). Registered for 1, 2, 4, 8, 16 threads up
+// to the machine's cores, so that each count stands beside one thread in the same run.
+void BM_MeowUpdateDataParallel(benchmark::State& state) {
+  const Task& task = kTasks[state.range(0)];
+  SetComputeThreads(1);
+  torch::manual_seed(1);
+  MeowUpdateConfig config;
+  config.threads = static_cast<int>(state.range(1));
+  auto updater = MeowUpdater::Create(PolicyConfig(task, 0.1), config, at::kCPU);
+  if (!updater.ok()) {
+    state.SkipWithError(updater.status().ToString().c_str());
+    return;
+  }
+  const Batch batch = RandomBatch(task, 256);
+  for (int i = 0; i < 5; ++i) (void)(*updater)->Step(batch);  // warm-up: the threads' heaps
+  for (auto _ : state) benchmark::DoNotOptimize((*updater)->Step(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void DataParallelArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "learner_threads"});
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int task : {0, 1}) {
+    for (int threads : {1, 2, 4, 8, 16}) {
+      if (threads == 1 || threads <= std::max(2, cores)) b->Args({task, threads});
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_MeowUpdateDataParallel)->Apply(DataParallelArgs);
 
 // On the GPU: {task, batch}. Each Step reads its loss back, as the learner does, so every
 // iteration includes the device synchronisation.

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/file_util.h"
 #include "learner/report.h"
 
 namespace meow {
@@ -114,6 +115,13 @@ TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
   CliRun actors = Meow("train --actors=0");
   EXPECT_EQ(actors.exit_code, 2);
   EXPECT_THAT(actors.output, HasSubstr("--actors=0: expected 1 to 1024"));
+  CliRun learner_threads = Meow("train --learner_threads=0");
+  EXPECT_EQ(learner_threads.exit_code, 2);
+  EXPECT_THAT(learner_threads.output, HasSubstr("--learner_threads=0: expected 1 to 256"));
+  CliRun cuda_threads = Meow("train --learner_threads=2 --device=cuda");
+  EXPECT_NE(cuda_threads.exit_code, 0);
+  EXPECT_THAT(cuda_threads.output,
+              HasSubstr(torch::cuda::is_available() ? "on cuda the update takes 1" : "--device=cuda: this LibTorch has no CUDA"));
   CliRun envs = Meow("train --envs_per_actor=-3");
   EXPECT_EQ(envs.exit_code, 2);
   EXPECT_THAT(envs.output, HasSubstr("--envs_per_actor=-3: expected 1 to 4096"));
@@ -216,6 +224,9 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   // MultiGoal's evaluations during training are the papers' measure too: stochastic rollouts of at
   // most 50 steps from the origin, shown as goals reached on the progress line and in metrics.csv.
   EXPECT_THAT(train.output, ContainsRegex("eval [0-4] goals [0-9]+/[0-9]+/[0-9]+/[0-9]+ "));
+  // Where the time goes, once a window has closed; and the learner threads local mode chose.
+  EXPECT_THAT(train.output, ContainsRegex("learner busy [0-9]+%  actors waiting [0-9]+%"));
+  EXPECT_THAT(ReadFile(dir + "/config.txt").value_or(""), ContainsRegex("\nlearner_threads=[1-8]\n"));
   EXPECT_THAT(train.output, ContainsRegex(", last eval: [0-4] goals reached \\([0-9/]+ of 2 rollouts\\)"));
   auto metrics = ReadRunMetrics(dir);
   ASSERT_TRUE(metrics.ok()) << metrics.status();
