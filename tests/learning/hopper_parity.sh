@@ -20,7 +20,9 @@ for seed in $(seq "$first" "$last"); do
     dir="$out/$mode-seed$seed"
     rm -rf "$dir"
     flags=(--env=Hopper-v4 --total_env_steps="$steps" --seed="$seed" --run_dir="$dir")
-    if [ "$mode" = sync ]; then flags+=(--sync); else flags+=("$@"); fi
+    # Two runs share the 2 cores: one learner thread each (local mode's own split would give it
+    # both cores).
+    if [ "$mode" = sync ]; then flags+=(--sync); else flags+=(--learner_threads=1 "$@"); fi
     "$meow" train "${flags[@]}" > "$dir.log" 2>&1 &
     pids+=($!)
   done
