@@ -65,11 +65,19 @@ std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v)
 
 }  // namespace
 
+namespace {
+
+// MultiGoal-v0's score: goals reached, then the share of episodes at a goal (kept below 1 so that
+// one more goal always counts for more).
+double GoalScore(double goals, double at_goal_share) { return goals + 0.999 * at_goal_share; }
+
+}  // namespace
+
 double EvalPoint::score() const {
   if (!goals.has_value()) return mean;
   const MultiGoalCounts& g = *goals;
   const int64_t at_goal = g.reached[0] + g.reached[1] + g.reached[2] + g.reached[3];
-  return g.goals() + (episodes > 0 ? static_cast<double>(at_goal) / static_cast<double>(episodes) * 0.999 : 0.0);
+  return GoalScore(g.goals(), episodes > 0 ? static_cast<double>(at_goal) / static_cast<double>(episodes) : 0.0);
 }
 
 std::map<std::string, double> EvalColumns(const EvalPoint& eval) {
@@ -109,7 +117,7 @@ absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const s
     const std::vector<double>& at_goal = previous->values["eval_at_goal"];
     for (size_t i = 0; i < means.size(); ++i) {
       const bool counted = i < goals.size() && i < at_goal.size() && std::isfinite(goals[i]) && std::isfinite(at_goal[i]);
-      const double score = counted ? goals[i] + 0.999 * at_goal[i] : means[i];
+      const double score = counted ? GoalScore(goals[i], at_goal[i]) : means[i];
       if (std::isfinite(score) && score > w->best_eval_) w->best_eval_ = score;
     }
   }
