@@ -22,6 +22,8 @@ PACKAGES=(
   # certificates with openssl; the fault drills make their hosts with `ip netns`; clang checks the
   # lock annotations (tests/thread_safety)
   chromium openssl iproute2 clang
+  # the Slurm test runs a real controller and two nodes on this machine (tests/deploy/slurm_test.sh)
+  munge slurm-wlm
 )
 # `MEOW_SETUP=build` (the container image's build stage): only what building `meow` needs.
 if [[ "${MEOW_SETUP:-all}" == build ]]; then
@@ -29,6 +31,8 @@ if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=("${PACKAGES[@]/openssl}")
   PACKAGES=("${PACKAGES[@]/iproute2}")
   PACKAGES=("${PACKAGES[@]/clang}")
+  PACKAGES=("${PACKAGES[@]/munge}")
+  PACKAGES=("${PACKAGES[@]/slurm-wlm}")
   PACKAGES=("${PACKAGES[@]/libgtest-dev}")
   PACKAGES=("${PACKAGES[@]/libgmock-dev}")
   PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")
