@@ -7,9 +7,10 @@
 #      way: 100 stochastic rollouts of 50 steps from the origin, `meow eval --seed=1000`).
 #   2. One run with drills: `scancel JOB.STEP` of an actor step (SIGKILL) -> training goes on, the
 #      job starts the step again and the actor continues its sequence numbers; actors.sbatch adds an
-#      actor as a job array; `scancel JOB` mid-run -> a final checkpoint and replay snapshot; the same
-#      sbatch command again -> resumed from checkpoint and replay, weight versions above the old ones,
-#      nothing acknowledged lost; then to the end, and replay restarted from its directory afterwards
+#      actor as a job array, whose task requeued (as preemption does) continues its sequence numbers;
+#      the whole job requeued, and later `scancel JOB` mid-run (a final checkpoint and replay snapshot)
+#      and the same sbatch command again: each time resumed from checkpoint and replay, weight
+#      versions above the old ones, nothing acknowledged lost; then to the end, and replay restarted from its directory afterwards
 #      holds every batch exactly once (stored batches = the sum of the actors' last sequence numbers).
 # Exits 77 (skipped) with the reason where Slurm cannot run: not root, or the packages missing.
 #
@@ -63,6 +64,9 @@ say "cluster: slurmctld and nodes $(sinfo -h -N -o '%N' | tr '\n' ' ')up ($SLURM
 # job_state JOB: PENDING, RUNNING, COMPLETED, CANCELLED, FAILED, ... (empty once forgotten).
 job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -n 1 | cut -d= -f2; }
 job_exit() { scontrol show job "$1" 2>/dev/null | grep -o ' ExitCode=[0-9:]*' | head -n 1 | cut -d= -f2; }
+# het_ids JOB: the job ids of every component of JOB (a het job's components have their own);
+# for an array task ("J_K") its own id.
+het_ids() { scontrol show job "$1" 2>/dev/null | grep -o '^JobId=[0-9]*' | cut -d= -f2 | paste -sd, -; }
 job_active() { [[ "$(job_state "$1")" =~ ^(PENDING|CONFIGURING|RUNNING|COMPLETING|REQUEUED|RESIZING|SUSPENDED)$ ]]; }
 # wait_until DESCRIPTION SECONDS CONDITION: polls CONDITION (a bash expression); on time-out says so.
 wait_until() {
@@ -135,7 +139,7 @@ fi
 # --- 2. Drills on one run ----------------------------------------------------------------------
 run="$out/drills"
 port=$((base_port + 100))
-drill_flags=("${toy_flags[@]}" -- --seed=4 --total_env_steps=6000 --checkpoint_interval=300 --publish_interval=10)
+drill_flags=("${toy_flags[@]}" -- --seed=4 --total_env_steps=8000 --checkpoint_interval=300 --publish_interval=10)
 scrape() {  # scrape PORT: the /metrics page on 127.0.0.1:PORT (empty when it does not answer)
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /metrics HTTP/1.0\r\nHost: meow\r\n\r\n' >&3 && cat <&3" 2>/dev/null || true
 }
@@ -166,11 +170,10 @@ check_exactly_once() {  # check_exactly_once PAGE WHERE
 }
 # actor_step JOB ID: the job step running actor ID (empty when none); the actors' steps belong to
 # the second component, which has a job id of its own.
-het_ids() { scontrol show job "$1" 2>/dev/null | grep -o '^JobId=[0-9]*' | cut -d= -f2 | paste -sd, -; }
 actor_step() { squeue -h -s -j "$(het_ids "$1")" -o '%i %j' | awk -v n="meow-actor$2" '$2 == n { print $1 }'; }
 
 if [[ "$only" != learning ]]; then
-say "part 2: drills on one run (MultiGoal-v0, 6,000 steps, a checkpoint every 300 updates)"
+say "part 2: drills on one run (MultiGoal-v0, 8,000 steps, a checkpoint every 300 updates)"
 j1=$(submit "$run" "$port" "${drill_flags[@]}")
 say "  job $j1, replay 127.0.0.1:$port"
 wait_until "learning has started (300 updates)" 600 '(( $(updates) >= 300 ))' || { say "FAILED: no learning"; exit 1; }
@@ -196,13 +199,70 @@ wait_until "actor 1000's batches reach replay" 180 '(( $(last_seq 1000) > 2 ))'
 check "the added actor joins the run" $? "array job $array: actor 1000 has stored $(last_seq 1000) batches"
 check_exactly_once "$(replay_page)" "with three actors"
 
-say "drill: scancel of the whole job mid-run, then the same sbatch command again"
-poll_versions
-max_before=$learner_max
-page=$(replay_page)
+# note_state: what the drills after a restart compare against (the newest version, every actor's
+# last stored sequence number, the updates, the learner's resumptions so far).
 declare -A seq_before
-for a in 0 1 1000; do seq_before[$a]=$(value "$page" meow_replay_table_last_sequence_number "{actor=\"$a\"}"); done
-updates_before=$(updates)
+note_state() {
+  local page a
+  poll_versions
+  max_before=$learner_max
+  page=$(replay_page)
+  for a in 0 1 1000; do seq_before[$a]=$(value "$page" meow_replay_table_last_sequence_number "{actor=\"$a\"}"); done
+  updates_before=$(updates)
+  resumptions_before=$(grep -c '^resumed from' "$run/logs/learner.log")
+}
+# check_resumed WHAT: the run came back after WHAT: resumed from the newest checkpoint, versions
+# above the old ones, every actor's stored batches kept, and training going on.
+check_resumed() {
+  local resumed first_version lost="" a after
+  wait_until "the learner says where it resumed from" 300 \
+    '(( $(grep -c "^resumed from" "$run/logs/learner.log") > resumptions_before ))'
+  wait_until "the resumed learner answers" 120 '[[ -n "$(value "$(learner_page)" meow_learner_version)" ]]'
+  resumed=$(grep '^resumed from' "$run/logs/learner.log" | tail -n 1)
+  first_version=$(value "$(learner_page)" meow_learner_version)
+  resumed_updates=$(grep -o '(update [0-9]*' <<< "$resumed" | grep -o '[0-9]*')
+  [[ -n "$resumed" ]] && ((resumed_updates >= updates_before - 300))
+  check "$1: resumed from the newest checkpoint" $? "${resumed:-no new 'resumed from' line}; $updates_before updates before, a checkpoint every 300"
+  ((first_version > max_before))
+  check "$1: versions go on above the old ones" $? "highest before $max_before, first after $first_version"
+  for a in 0 1 1000; do
+    after=$(last_seq "$a")
+    ((after >= ${seq_before[$a]:-0})) || lost+=" actor $a: ${seq_before[$a]} -> $after"
+  done
+  [[ -z "$lost" ]]
+  check "$1: nothing acknowledged lost" $? "${lost:-replay holds at least the last sequence number of every actor from before (${seq_before[0]}, ${seq_before[1]}, ${seq_before[1000]})}; $(grep -o 'recovered [0-9]* transitions' "$run/logs/replay.log" | tail -n 1)"
+  wait_until "training goes on" 300 '(( $(updates) > resumed_updates + 200 ))'
+  check "$1: training goes on" $? "updates $resumed_updates -> $(updates)"
+}
+
+# A requeued job (preemption, a node lost, `scontrol requeue`) starts again with its id after a
+# delay Slurm sets (BeginTime, about 2 minutes); the tests start it at once.
+start_now() {
+  requeued=$1
+  wait_until "job $requeued is pending again" 60 '[[ "$(job_state $requeued)" == PENDING ]]' || return 1
+  local id
+  for id in $(het_ids "$requeued" | tr , ' '); do scontrol update JobId="$id" StartTime=now; done
+}
+
+say "drill: the array task requeued (as preemption does): Slurm starts it again as actor 1000"
+scontrol requeue "${array}_0"
+start_now "${array}_0"
+wait_until "the task runs again" 120 'grep -q "(restart 1)" "$run.actors-${array}_0.out"'
+check "Slurm starts the requeued task again" $? "$(grep -o "job ${array}_0 (restart [0-9]*): actor [0-9]*" "$run.actors-${array}_0.out" | tail -n 1)"
+before_seq=$(last_seq 1000)
+wait_until "actor 1000 stores batches again" 180 '(( $(last_seq 1000) > before_seq + 2 ))'
+check "the requeued actor continues its sequence numbers" $? "actor 1000's last sequence number $before_seq when its task started again, $(last_seq 1000) now"
+
+say "drill: the whole job requeued: it starts again with its id and resumes"
+note_state
+scontrol requeue "$j1"
+start_now "$j1"
+check_resumed "requeued"
+grep -q "job $j1 (restart 1)" "$run.slurm.out"
+check "requeued: the same job again" $? "$(grep -o "job $j1 (restart [0-9]*)" "$run.slurm.out" | tail -n 1)"
+
+say "drill: scancel of the whole job mid-run, then the same sbatch command again"
+note_state
 snapshots_before=$(ls "$run"/replay/snapshot-*.meow 2>/dev/null | wc -l)
 scancel "$j1"
 wait_until "job $j1 is gone" 120 '! job_active $j1'
@@ -214,24 +274,7 @@ grep -q 'signal 15' "$run/logs/replay.log" && (($(ls "$run"/replay/snapshot-*.me
 check "replay stopped on SIGTERM with a snapshot" $? "$(grep -c 'signal 15' "$run/logs/replay.log") SIGTERM(s) in its log; snapshots: $(ls "$run/replay" | grep -c snapshot) (before: $snapshots_before)"
 j2=$(submit "$run" "$port" "${drill_flags[@]}")
 say "  resubmitted: job $j2"
-wait_until "the resumed learner answers" 300 '[[ -n "$(value "$(learner_page)" meow_learner_version)" ]]'
-wait_until "the learner says where it resumed from" 60 'grep -q "^resumed from" "$run/logs/learner.log"'
-resumed=$(grep '^resumed from' "$run/logs/learner.log" | tail -n 1)
-first_version=$(value "$(learner_page)" meow_learner_version)
-resumed_updates=$(grep -o '(update [0-9]*' <<< "$resumed" | grep -o '[0-9]*')
-[[ -n "$resumed" ]] && ((resumed_updates >= updates_before - 300))
-check "resumed from the newest checkpoint" $? "${resumed:-no 'resumed from' line}; $updates_before updates before the cancel, a checkpoint every 300"
-((first_version > max_before))
-check "versions go on above the old ones" $? "highest before the cancel $max_before, first after $first_version"
-lost=""
-for a in 0 1 1000; do
-  after=$(last_seq "$a")
-  ((after >= ${seq_before[$a]:-0})) || lost+=" actor $a: ${seq_before[$a]} -> $after"
-done
-[[ -z "$lost" ]]
-check "nothing acknowledged lost" $? "${lost:-replay holds at least the last sequence number of every actor from before the cancel (${seq_before[0]}, ${seq_before[1]}, ${seq_before[1000]})}; $(grep -o 'recovered [0-9]* transitions' "$run/logs/replay.log" | tail -n 1)"
-wait_until "training goes on after the resubmission" 300 '(( $(updates) > resumed_updates + 300 ))'
-check "training goes on after the resubmission" $? "updates $resumed_updates -> $(updates)"
+check_resumed "resubmitted"
 wait_until "job $j2 ends" 1500 '! job_active $j2'
 [[ "$(job_state "$j2")" == COMPLETED && "$(job_exit "$j2")" == 0:0 ]]
 check "the resubmitted job trains to the end" $? "job $j2: $(job_state "$j2"), exit $(job_exit "$j2"); $(grep '^done:' "$run/logs/learner.log" | tail -n 1)"
