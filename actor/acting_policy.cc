@@ -24,21 +24,47 @@ at::Tensor FlowActingPolicy::Act(const at::Tensor& obs, bool deterministic, std:
 
 c10::Device FlowActingPolicy::device() const { return policy_->parameters().front().device(); }
 
+at::Tensor SacActingPolicy::Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) {
+  torch::NoGradGuard no_grad;
+  return actor_->Sample(obs, deterministic, std::move(generator)).action;
+}
+
+c10::Device SacActingPolicy::device() const { return actor_->parameters().front().device(); }
+
+absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const SafetensorsFile& weights, const EnvSpec& spec,
+                                                               const std::string& source) {
+  auto sizes_fit = [&](int64_t obs_dim, int64_t action_dim) -> absl::Status {
+    if (obs_dim == spec.obs_dim && action_dim == spec.action_dim) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(source, " holds a policy for ", obs_dim, " observations and ",
+                                                   action_dim, " actions; ", spec.name, " has ", spec.obs_dim, " and ",
+                                                   spec.action_dim));
+  };
+  std::unique_ptr<ActingPolicy> policy;
+  const std::string algorithm = WeightsAlgorithm(weights);
+  if (algorithm == "meow") {
+    auto config = ConfigFromWeights(weights, FlowPolicyConfig());
+    if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
+    if (absl::Status s = sizes_fit(config->obs_dim, config->action_dim); !s.ok()) return s;
+    policy = std::make_unique<FlowActingPolicy>(*config);
+  } else if (algorithm == "sac") {
+    auto config = SacConfigFromWeights(weights);
+    if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
+    if (absl::Status s = sizes_fit(config->obs_dim, config->action_dim); !s.ok()) return s;
+    policy = std::make_unique<SacActingPolicy>(*config);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": weights for the algorithm \"", algorithm, "\", which has no acting policy here (meow, sac)"));
+  }
+  if (absl::Status s = policy->LoadWeights(weights); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
+  }
+  return policy;
+}
+
 absl::StatusOr<std::unique_ptr<ActingPolicy>> LoadActingPolicy(const std::string& path, const EnvSpec& spec) {
   auto file = ReadSafetensors(path);
   if (!file.ok()) return file.status();
-  auto config = ConfigFromWeights(*file, FlowPolicyConfig());
-  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
-  if (config->obs_dim != spec.obs_dim || config->action_dim != spec.action_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " holds a policy for ", config->obs_dim, " observations and ",
-                                                   config->action_dim, " actions; ", spec.name, " has ", spec.obs_dim,
-                                                   " and ", spec.action_dim));
-  }
-  auto policy = std::make_unique<FlowActingPolicy>(*config);
-  if (absl::Status s = policy->LoadWeights(*file); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
-  }
-  return policy;
+  return MakeActingPolicy(*file, spec, path);
 }
 
 }  // namespace meow

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "actor/env.h"
 #include "common/flow_policy.h"
+#include "common/sac_policy.h"
 #include "common/safetensors.h"
 
 namespace meow {
@@ -44,6 +45,23 @@ class FlowActingPolicy : public ActingPolicy {
  private:
   FlowPolicy policy_;
 };
+
+// SAC's tanh-Gaussian policy (common/sac_policy.h): a sample tanh(mean + sigma * eps), or tanh(mean).
+class SacActingPolicy : public ActingPolicy {
+ public:
+  explicit SacActingPolicy(const SacPolicyConfig& config) : actor_(config) {}
+  absl::Status LoadWeights(const SafetensorsFile& weights) override { return actor_->ImportWeights(weights); }
+  at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override;
+  c10::Device device() const override;
+
+ private:
+  SacActor actor_;
+};
+
+// The acting policy `weights` are for (by their "meow.algorithm": MEow's flow or SAC's), built to
+// their sizes and loaded, for a task of `spec`'s sizes; errors name `source` and what does not fit.
+absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const SafetensorsFile& weights, const EnvSpec& spec,
+                                                               const std::string& source);
 
 // The policy in a weights file (policy_latest/best.safetensors, a checkpoint's export) for a task
 // of `spec`'s sizes; errors name the file and what does not fit.

@@ -266,29 +266,21 @@ RawTensor ToRawTensor(const at::Tensor& tensor) {
   return raw;
 }
 
-SafetensorsFile FlowPolicyImpl::ExportWeights() {
+SafetensorsFile ExportModuleWeights(torch::nn::Module& module) {
   SafetensorsFile file;
   auto add = [&](const std::string& name, const torch::Tensor& tensor) {
     file.tensors.emplace(name, ToRawTensor(tensor.to(torch::kFloat32)));
   };
-  for (const auto& item : named_parameters()) add(item.key(), item.value());
-  for (const auto& item : named_buffers()) add(item.key(), item.value());
+  for (const auto& item : module.named_parameters()) add(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) add(item.key(), item.value());
   file.metadata["format"] = "pt";
-  file.metadata["meow.obs_dim"] = absl::StrCat(config_.obs_dim);
-  file.metadata["meow.action_dim"] = absl::StrCat(config_.action_dim);
-  file.metadata["meow.alpha"] = absl::StrCat(config_.alpha);
-  file.metadata["meow.sigma_max"] = absl::StrCat(config_.sigma_max);
-  file.metadata["meow.sigma_min"] = absl::StrCat(config_.sigma_min);
-  file.metadata["meow.flow_hidden"] = absl::StrCat(config_.flow_hidden);
-  file.metadata["meow.shift_hidden"] = absl::StrCat(config_.shift_hidden);
-  file.metadata["meow.dropout"] = absl::StrCat(config_.dropout);
   return file;
 }
 
-absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
+absl::Status ImportModuleWeights(torch::nn::Module& module, const SafetensorsFile& file) {
   std::vector<std::pair<std::string, torch::Tensor>> targets;
-  for (const auto& item : named_parameters()) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : named_buffers()) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_parameters()) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) targets.emplace_back(item.key(), item.value());
   // Validate everything first so that a bad file changes nothing.
   for (const auto& [name, target] : targets) {
     auto it = file.tensors.find(name);
@@ -312,7 +304,7 @@ absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
       if (!known) return absl::InvalidArgumentError(absl::StrCat("unexpected tensor \"", name, "\""));
     }
   }
-  // Decode and check every value before the first copy, so a bad tensor leaves the policy as it was.
+  // Decode and check every value before the first copy, so a bad tensor leaves the module as it was.
   std::vector<torch::Tensor> decoded;
   decoded.reserve(targets.size());
   for (const auto& [name, target] : targets) {
@@ -327,6 +319,32 @@ absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < targets.size(); ++i) targets[i].second.copy_(decoded[i]);
   return absl::OkStatus();
+}
+
+SafetensorsFile FlowPolicyImpl::ExportWeights() {
+  SafetensorsFile file = ExportModuleWeights(*this);
+  file.metadata["meow.obs_dim"] = absl::StrCat(config_.obs_dim);
+  file.metadata["meow.action_dim"] = absl::StrCat(config_.action_dim);
+  file.metadata["meow.alpha"] = absl::StrCat(config_.alpha);
+  file.metadata["meow.sigma_max"] = absl::StrCat(config_.sigma_max);
+  file.metadata["meow.sigma_min"] = absl::StrCat(config_.sigma_min);
+  file.metadata["meow.flow_hidden"] = absl::StrCat(config_.flow_hidden);
+  file.metadata["meow.shift_hidden"] = absl::StrCat(config_.shift_hidden);
+  file.metadata["meow.dropout"] = absl::StrCat(config_.dropout);
+  return file;
+}
+
+absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
+  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "meow") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the weights are for the algorithm \"", algorithm, "\", not MEow's flow policy"));
+  }
+  return ImportModuleWeights(*this, file);
+}
+
+std::string WeightsAlgorithm(const SafetensorsFile& file) {
+  auto it = file.metadata.find("meow.algorithm");
+  return it == file.metadata.end() ? "meow" : it->second;
 }
 
 absl::Status FlowPolicyImpl::SaveSafetensors(const std::string& path) {

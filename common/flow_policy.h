@@ -164,7 +164,8 @@ class FlowPolicyImpl : public torch::nn::Module {
   // Weights under the reference names, F32, with the config in the metadata.
   SafetensorsFile ExportWeights();
   // Loads weights exported here or by the reference code. The key set and every shape must match
-  // exactly (InvalidArgument naming the key otherwise); nothing is changed unless all keys match.
+  // exactly (InvalidArgument naming the key otherwise), and the file must be a MEow policy's (not
+  // another algorithm's, WeightsAlgorithm); nothing is changed unless all of that holds.
   absl::Status ImportWeights(const SafetensorsFile& file);
   absl::Status SaveSafetensors(const std::string& path);
   absl::Status LoadSafetensors(const std::string& path);
@@ -188,6 +189,18 @@ TORCH_MODULE(FlowPolicy);
 // A CPU copy of `tensor` as safetensors bytes (float32, float64, int64, int32 or uint8; other
 // dtypes are a programming error).
 RawTensor ToRawTensor(const at::Tensor& tensor);
+
+// A module's parameters and buffers under their names, as F32 (metadata: "format" only; the
+// caller adds its own).
+SafetensorsFile ExportModuleWeights(torch::nn::Module& module);
+// Loads `file` into `module`'s parameters and buffers. The key set and every shape must match
+// exactly and every value be finite (InvalidArgument naming the key otherwise); nothing is
+// changed unless all do.
+absl::Status ImportModuleWeights(torch::nn::Module& module, const SafetensorsFile& file);
+
+// The algorithm a weights file is for: its "meow.algorithm" metadata ("sac", ...); files without it
+// (MEow's own and the reference code's) are "meow".
+std::string WeightsAlgorithm(const SafetensorsFile& file);
 
 // Reads the FlowPolicyConfig stored in a safetensors file's metadata by ExportWeights; for a file
 // from the reference code (no such metadata) obs and action sizes come from the tensor shapes and

@@ -1,0 +1,128 @@
+// SAC's update as CleanRL's sac_continuous_action.py makes it (reference/baselines-sql-sac-offline.md
+// §2.1), one call per sampled batch:
+//   critic, every call:  a' ~ pi(.|s'),  y = r + gamma (1 - terminated) (min_k Qbar_k(s', a') - alpha log pi(a'|s'))
+//                        loss = mse(Q_1(s, a), y) + mse(Q_2(s, a), y), one Adam (q_lr) over both Q networks
+//   actor, on every policy_frequency-th call, policy_frequency times (CleanRL's delayed "TD3 style"):
+//                        a ~ pi(.|s) reparameterised, loss = mean(alpha log pi(a|s) - min_k Q_k(s, a)), Adam (policy_lr)
+//   temperature, with each actor step when autotuning: loss = -mean(exp(log_alpha) (log pi(a|s) + target_entropy))
+//                        with a fresh sample and no gradient to the actor, Adam (alpha_lr), target -|A|, log_alpha from 0
+//   targets, every call: polyak with tau.
+// The gradients come from autograd (this is also the straightforward formulation). A non-finite
+// loss or gradient never reaches the weights: the whole update is skipped and counted.
+// Not thread-safe: one thread (the learner loop) drives an updater.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/sac_policy.h"
+#include "learner/algorithm.h"
+
+namespace meow {
+
+struct SacUpdateConfig {
+  double gamma = 0.99;
+  double tau = 0.005;
+  double policy_lr = 3e-4;
+  double q_lr = 1e-3;
+  double alpha_lr = 1e-3;  // CleanRL uses q_lr for the temperature
+  int policy_frequency = 2;
+  bool autotune = true;
+  double alpha = 0.2;  // the fixed temperature without autotune
+  // The entropy target of autotuning; NaN: -action_dim.
+  double target_entropy = std::numeric_limits<double>::quiet_NaN();
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+
+  absl::Status Validate() const;
+};
+
+// Q(s, a): cat(s, a) -> 256 -> ReLU -> 256 -> ReLU -> 1 ("fc1", "fc2", "fc3").
+class SacCriticImpl : public torch::nn::Module {
+ public:
+  SacCriticImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& obs, const torch::Tensor& action);  // (B)
+
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
+};
+TORCH_MODULE(SacCritic);
+
+// Adam with PyTorch's defaults and semantics over a fixed list of parameters (their .grad()).
+class AdamState {
+ public:
+  AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps);
+  void Step();
+  int64_t steps() const { return steps_; }
+  std::vector<at::Tensor>& m() { return m_; }
+  std::vector<at::Tensor>& v() { return v_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+
+ private:
+  std::vector<at::Tensor> params_, m_, v_;
+  double lr_, beta1_, beta2_, eps_;
+  int64_t steps_ = 0;
+};
+
+class SacUpdater : public Algorithm {
+ public:
+  // Fresh networks (LibTorch's current RNG state), target copies and optimiser states on `device`.
+  static absl::StatusOr<std::unique_ptr<SacUpdater>> Create(const SacPolicyConfig& policy_config,
+                                                            const SacUpdateConfig& config, const c10::Device& device);
+
+  std::string name() const override { return "sac"; }
+  const c10::Device& device() const override { return device_; }
+  absl::StatusOr<UpdateStats> Update(const Batch& batch) override;
+  int64_t updates() const override { return updates_; }
+  int64_t skipped_updates() const override { return skipped_; }
+  SafetensorsFile ActingWeights() override { return actor_->ExportWeights(); }
+  // Every network ("actor.*", "qf1.*", "qf2.*", "qf1_target.*", "qf2_target.*"), "log_alpha", the
+  // three optimisers' moments ("<optimiser>.m.<i>", ".v.<i>") and step counts ("<optimiser>.steps").
+  std::map<std::string, at::Tensor> State() const override;
+  std::map<std::string, std::string> StateMetadata() const override;
+  absl::Status RestoreState(const std::map<std::string, at::Tensor>& state, int64_t updates,
+                            int64_t skipped_updates) override;
+
+  double alpha() const;
+  double target_entropy() const { return target_entropy_; }
+  SacActor& actor() { return actor_; }
+  SacCritic& qf1() { return qf1_; }
+  SacCritic& qf2() { return qf2_; }
+  SacCritic& qf1_target() { return qf1_target_; }
+  SacCritic& qf2_target() { return qf2_target_; }
+  const at::Tensor& log_alpha() const { return log_alpha_; }
+  const SacUpdateConfig& config() const { return config_; }
+  // The mean log pi(a|s) of the newest actor step's samples (NaN before the first).
+  double last_log_prob() const { return last_log_prob_; }
+
+ private:
+  SacUpdater(const SacPolicyConfig& policy_config, const SacUpdateConfig& config, const c10::Device& device);
+  std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;  // networks and log_alpha
+
+  SacPolicyConfig policy_config_;
+  SacUpdateConfig config_;
+  c10::Device device_;
+  double target_entropy_;
+  SacActor actor_{nullptr};
+  SacCritic qf1_{nullptr}, qf2_{nullptr}, qf1_target_{nullptr}, qf2_target_{nullptr};
+  at::Tensor log_alpha_;  // (1), requires grad
+  std::unique_ptr<AdamState> q_opt_, actor_opt_, alpha_opt_;
+  std::vector<at::Tensor> q_params_, actor_params_;
+  int64_t updates_ = 0;
+  int64_t skipped_ = 0;
+  double last_log_prob_;
+};
+
+}  // namespace meow
