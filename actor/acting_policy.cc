@@ -31,6 +31,24 @@ at::Tensor SacActingPolicy::Act(const at::Tensor& obs, bool deterministic, std::
 
 c10::Device SacActingPolicy::device() const { return actor_->parameters().front().device(); }
 
+absl::Status ValidateAlgorithm(const std::string& algo) {
+  if (algo == "meow" || algo == "sac") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
+}
+
+absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string& algo, const FlowPolicyConfig& flow) {
+  if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
+  if (algo == "sac") {
+    SacPolicyConfig config;
+    config.obs_dim = flow.obs_dim;
+    config.action_dim = flow.action_dim;
+    if (absl::Status s = config.Validate(); !s.ok()) return s;
+    return std::unique_ptr<ActingPolicy>(std::make_unique<SacActingPolicy>(config));
+  }
+  if (absl::Status s = flow.Validate(); !s.ok()) return s;
+  return std::unique_ptr<ActingPolicy>(std::make_unique<FlowActingPolicy>(flow));
+}
+
 absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const SafetensorsFile& weights, const EnvSpec& spec,
                                                                const std::string& source) {
   auto sizes_fit = [&](int64_t obs_dim, int64_t action_dim) -> absl::Status {

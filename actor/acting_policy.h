@@ -28,6 +28,8 @@ class ActingPolicy {
   // deterministic action. No gradient is recorded.
   virtual at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) = 0;
   virtual c10::Device device() const = 0;
+  // The weights it acts with, as a file holds them (with its algorithm's metadata).
+  virtual SafetensorsFile ExportWeights() = 0;
 };
 
 // MEow's flow policy acting in eval mode (no dropout); its sample is the flow's.
@@ -41,6 +43,7 @@ class FlowActingPolicy : public ActingPolicy {
   absl::Status LoadWeights(const SafetensorsFile& weights) override { return policy_->ImportWeights(weights); }
   at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override;
   c10::Device device() const override;
+  SafetensorsFile ExportWeights() override { return policy_->ExportWeights(); }
 
  private:
   FlowPolicy policy_;
@@ -53,10 +56,17 @@ class SacActingPolicy : public ActingPolicy {
   absl::Status LoadWeights(const SafetensorsFile& weights) override { return actor_->ImportWeights(weights); }
   at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override;
   c10::Device device() const override;
+  SafetensorsFile ExportWeights() override { return actor_->ExportWeights(); }
 
  private:
   SacActor actor_;
 };
+
+// The algorithms there are acting policies for: "meow" (the flow policy) and "sac".
+absl::Status ValidateAlgorithm(const std::string& algo);
+// A fresh acting policy of `algo` for the sizes of `flow` (MEow takes the rest of `flow`; SAC its
+// own defaults); its weights come from LoadWeights, which refuses another algorithm's by name.
+absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string& algo, const FlowPolicyConfig& flow);
 
 // The acting policy `weights` are for (by their "meow.algorithm": MEow's flow or SAC's), built to
 // their sizes and loaded, for a task of `spec`'s sizes; errors name `source` and what does not fit.

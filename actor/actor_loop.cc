@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<Actor>> Actor::Create(const ActorConfig& input) {
   config.policy.obs_dim = (*envs)->spec().obs_dim;
   config.policy.action_dim = (*envs)->spec().action_dim;
   if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
+  if (absl::Status s = ValidateAlgorithm(config.algo); !s.ok()) return s;
   ReplayInserterConfig inserter_config;
   inserter_config.addresses = config.replay_addresses;
   inserter_config.actor_id = config.actor_id;
@@ -52,7 +53,7 @@ Actor::Actor(const ActorConfig& config, std::unique_ptr<VectorEnv> envs, std::un
       envs_(std::move(envs)),
       inserter_(std::move(inserter)),
       parameters_(config.learner_address, config.security),
-      policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
+      policy_(*NewActingPolicy(config.algo, config.policy)) {
   stats_.last_episode_return = std::nan("");
 }
 

@@ -46,6 +46,7 @@ struct ActorConfig {
   std::vector<std::string> replay_addresses;
   std::string learner_address;
   GrpcSecurity security;          // TLS and token for both (default: plaintext, no token)
+  std::string algo = "meow";      // the acting policy's algorithm (ValidateAlgorithm)
   FlowPolicyConfig policy;        // alpha and sigmas; sizes come from the env
   int64_t steps_per_batch = 8;    // vector steps per inserted batch (V x this rows)
   int64_t refresh_interval = 50;  // vector steps between weight fetches

@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<Evaluator>> Evaluator::Create(const EvaluatorConf
   config.policy.obs_dim = (*env)->spec().obs_dim;
   config.policy.action_dim = (*env)->spec().action_dim;
   if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
+  if (absl::Status s = ValidateAlgorithm(config.algo); !s.ok()) return s;
   if (config.video_every > 0) {
     // Refused up front rather than at the first video: a task without a renderer, no ffmpeg, a
     // folder that cannot be made.
@@ -63,7 +64,7 @@ Evaluator::Evaluator(const EvaluatorConfig& config, std::unique_ptr<Env> env)
     : config_(config),
       env_(std::move(env)),
       learner_(config.learner_address, config.security),
-      policy_(std::make_unique<FlowActingPolicy>(config.policy)) {
+      policy_(*NewActingPolicy(config.algo, config.policy)) {
   stats_.last_mean = stats_.last_std = std::nan("");
 }
 

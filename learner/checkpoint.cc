@@ -142,15 +142,25 @@ absl::StatusOr<RestoreResult> CheckpointStore::RestoreLatest(Algorithm& algorith
   RestoreResult result;
   std::error_code ec;
   if (!std::filesystem::exists(dir_, ec)) return result;
-  for (const std::string& path : List()) {
+  const std::vector<std::string> paths = List();
+  int other_algorithm = 0;
+  for (const std::string& path : paths) {
     auto counters = RestoreFrom(path, algorithm);
     if (counters.ok()) {
       result.counters = *counters;
       result.path = path;
       return result;
     }
+    other_algorithm += absl::StartsWith(counters.status().message(), "a checkpoint of algorithm");
     result.problems.push_back(
         absl::StrCat("checkpoint ", path, " is unusable (", counters.status().message(), "); trying the previous one"));
+  }
+  // A run dir of another algorithm is not this run's to start afresh in (its metrics and policies
+  // would be mixed with this one's).
+  if (!paths.empty() && other_algorithm == static_cast<int>(paths.size())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir_, " holds checkpoints of another algorithm only (", result.problems.front(),
+        "): train it with that --algo, or use another --run_dir"));
   }
   return result;
 }

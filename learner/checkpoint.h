@@ -44,7 +44,8 @@ class CheckpointStore {
   absl::Status Save(const Algorithm& algorithm, const LearnerCounters& counters);
 
   // Restores the newest usable checkpoint into `algorithm` (and the LibTorch CPU generator).
-  // Errors only for an unreadable directory; bad files are skipped and listed in `problems`.
+  // Errors for an unreadable directory, and FailedPrecondition when every checkpoint is another
+  // algorithm's; other bad files are skipped and listed in `problems`.
   absl::StatusOr<RestoreResult> RestoreLatest(Algorithm& algorithm);
 
   // Checkpoint files, newest first.

@@ -48,6 +48,8 @@ absl::Status LearnerConfig::Validate() const {
   if (checkpoint_interval < 1) return absl::InvalidArgumentError("checkpoint_interval must be >= 1");
   if (max_updates < 0) return absl::InvalidArgumentError("max_updates must be >= 0");
   if (absl::Status s = policy.Validate(); !s.ok()) return s;
+  if (algo == "sac") return sac.Validate();
+  if (algo != "meow") return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
   return update.Validate();
 }
 
@@ -55,7 +57,15 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   auto device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
-  auto algorithm = MeowUpdater::Create(config.policy, config.update, *device);
+  absl::StatusOr<std::unique_ptr<Algorithm>> algorithm;
+  if (config.algo == "sac") {
+    SacPolicyConfig sizes;
+    sizes.obs_dim = config.policy.obs_dim;
+    sizes.action_dim = config.policy.action_dim;
+    algorithm = SacUpdater::Create(sizes, config.sac, *device);
+  } else {
+    algorithm = MeowUpdater::Create(config.policy, config.update, *device);
+  }
   if (!algorithm.ok()) return algorithm.status();
   ReplaySamplerConfig sampler_config;
   sampler_config.addresses = config.replay_addresses;

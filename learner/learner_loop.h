@@ -26,6 +26,7 @@
 #include "common/grpc_security.h"
 #include "learner/checkpoint.h"
 #include "learner/meow_update.h"
+#include "learner/sac_update.h"
 #include "learner/parameter_server.h"
 #include "replay/replay_client.h"
 
@@ -34,8 +35,10 @@ namespace meow {
 struct LearnerConfig {
   std::vector<std::string> replay_addresses;
   GrpcSecurity security;    // TLS and token for replay (default: plaintext, no token)
-  FlowPolicyConfig policy;  // obs_dim and action_dim must be set
+  std::string algo = "meow";  // "meow" (policy, update) or "sac" (the sizes of policy, sac)
+  FlowPolicyConfig policy;    // obs_dim and action_dim must be set
   MeowUpdateConfig update;
+  SacUpdateConfig sac;
   int batch_size = 256;
   int prefetch_batches = 8;
   std::string device = "cpu";

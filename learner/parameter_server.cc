@@ -34,6 +34,7 @@ absl::Status ParameterStore::Publish(int64_t version, const SafetensorsFile& wei
   auto response = std::make_shared<proto::GetParametersResponse>();
   response->set_version(version);
   response->set_incarnation(incarnation_);
+  for (const auto& [key, value] : weights.metadata) (*response->mutable_metadata())[key] = value;
   for (const auto& [name, raw] : weights.tensors) {
     if (raw.dtype != "F32") {
       return absl::InvalidArgumentError(

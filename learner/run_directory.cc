@@ -4,7 +4,8 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "common/flow_policy.h"
+#include "actor/acting_policy.h"
+#include "common/safetensors.h"
 #include "common/run_dir.h"
 
 namespace meow {
@@ -29,12 +30,12 @@ absl::Status RunDirectory::WriteConfig(const std::vector<std::pair<std::string, 
   return WriteFileAtomically(dir_ + "/config.txt", text);
 }
 
-absl::Status RunDirectory::SaveLatest(FlowPolicyImpl& policy) {
-  return policy.SaveSafetensors(dir_ + "/policy_latest.safetensors");
+absl::Status RunDirectory::SaveLatest(ActingPolicy& policy) {
+  return WriteSafetensors(dir_ + "/policy_latest.safetensors", policy.ExportWeights());
 }
 
-absl::Status RunDirectory::SaveBest(double score, FlowPolicyImpl& policy) {
-  if (absl::Status s = policy.SaveSafetensors(dir_ + "/policy_best.safetensors"); !s.ok()) return s;
+absl::Status RunDirectory::SaveBest(double score, ActingPolicy& policy) {
+  if (absl::Status s = WriteSafetensors(dir_ + "/policy_best.safetensors", policy.ExportWeights()); !s.ok()) return s;
   metrics_->set_best_eval(score);
   return absl::OkStatus();
 }

@@ -20,7 +20,7 @@
 
 namespace meow {
 
-class FlowPolicyImpl;
+class ActingPolicy;
 
 class RunDirectory {
  public:
@@ -38,12 +38,12 @@ class RunDirectory {
   RunMetricsWriter& metrics() { return *metrics_; }
 
   // policy_latest.safetensors.
-  absl::Status SaveLatest(FlowPolicyImpl& policy);
+  absl::Status SaveLatest(ActingPolicy& policy);
   // Whether an evaluation that scored `score` (EvalPoint::score) beats every evaluation of the run
   // so far.
   bool IsBest(double score) const { return score > metrics_->best_eval(); }
   // Saves policy_best.safetensors, the weights evaluated at `score`, and makes it the best.
-  absl::Status SaveBest(double score, FlowPolicyImpl& policy);
+  absl::Status SaveBest(double score, ActingPolicy& policy);
 
  private:
   RunDirectory(std::string dir, DirectoryLock lock, std::unique_ptr<RunMetricsWriter> metrics)

@@ -43,6 +43,14 @@ void CopyParameters(torch::nn::Module& to, torch::nn::Module& from) {
   for (size_t i = 0; i < t.size(); ++i) t[i].copy_(f[i]);
 }
 
+// Checkpoints hold float32 tensors: a step count as two exact float32 halves (high, low 2^20).
+at::Tensor CountTensor(int64_t n) {
+  return torch::tensor({static_cast<float>(n >> 20), static_cast<float>(n & ((1 << 20) - 1))}, at::kFloat);
+}
+int64_t CountFrom(const at::Tensor& t) {
+  return (static_cast<int64_t>(t[0].item<double>()) << 20) + static_cast<int64_t>(t[1].item<double>());
+}
+
 std::string ShapeOf(const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); }
 
 }  // namespace
@@ -242,9 +250,9 @@ std::vector<std::pair<std::string, at::Tensor>> SacUpdater::NamedTensors() const
 std::map<std::string, at::Tensor> SacUpdater::State() const {
   std::map<std::string, at::Tensor> state;
   for (const auto& [name, t] : NamedTensors()) state.emplace(name, t.detach());
-  state.emplace("q_opt.steps", torch::full({1}, q_opt_->steps(), at::kLong));
-  state.emplace("actor_opt.steps", torch::full({1}, actor_opt_->steps(), at::kLong));
-  state.emplace("alpha_opt.steps", torch::full({1}, alpha_opt_->steps(), at::kLong));
+  state.emplace("q_opt.steps", CountTensor(q_opt_->steps()));
+  state.emplace("actor_opt.steps", CountTensor(actor_opt_->steps()));
+  state.emplace("alpha_opt.steps", CountTensor(alpha_opt_->steps()));
   return state;
 }
 
@@ -272,7 +280,8 @@ absl::Status SacUpdater::RestoreState(const std::map<std::string, at::Tensor>& s
   }
   for (const char* name : {"q_opt.steps", "actor_opt.steps", "alpha_opt.steps"}) {
     auto it = state.find(name);
-    if (it == state.end() || it->second.numel() != 1) {
+    if (it == state.end() || it->second.numel() != 2 || !torch::isfinite(it->second).all().item<bool>() ||
+        (it->second < 0).any().item<bool>()) {
       return absl::InvalidArgumentError(absl::StrCat("SAC state: missing or malformed \"", name, "\""));
     }
   }
@@ -280,9 +289,9 @@ absl::Status SacUpdater::RestoreState(const std::map<std::string, at::Tensor>& s
     torch::NoGradGuard no_grad;
     for (const auto& [name, target] : named) target.copy_(state.at(name));
   }
-  q_opt_->set_steps(state.at("q_opt.steps").item<int64_t>());
-  actor_opt_->set_steps(state.at("actor_opt.steps").item<int64_t>());
-  alpha_opt_->set_steps(state.at("alpha_opt.steps").item<int64_t>());
+  q_opt_->set_steps(CountFrom(state.at("q_opt.steps")));
+  actor_opt_->set_steps(CountFrom(state.at("actor_opt.steps")));
+  alpha_opt_->set_steps(CountFrom(state.at("alpha_opt.steps")));
   updates_ = updates;
   skipped_ = skipped_updates;
   return absl::OkStatus();

@@ -89,7 +89,8 @@ class SacUpdater : public Algorithm {
   int64_t skipped_updates() const override { return skipped_; }
   SafetensorsFile ActingWeights() override { return actor_->ExportWeights(); }
   // Every network ("actor.*", "qf1.*", "qf2.*", "qf1_target.*", "qf2_target.*"), "log_alpha", the
-  // three optimisers' moments ("<optimiser>.m.<i>", ".v.<i>") and step counts ("<optimiser>.steps").
+  // three optimisers' moments ("<optimiser>.m.<i>", ".v.<i>") and step counts ("<optimiser>.steps",
+  // two float32 halves: checkpoints hold float32), all float32.
   std::map<std::string, at::Tensor> State() const override;
   std::map<std::string, std::string> StateMetadata() const override;
   absl::Status RestoreState(const std::map<std::string, at::Tensor>& state, int64_t updates,

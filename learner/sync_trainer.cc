@@ -87,6 +87,11 @@ SyncRun::SyncRun(TrainSettings config, c10::Device device, std::unique_ptr<Env> 
 
 absl::StatusOr<std::unique_ptr<SyncRun>> SyncRun::Create(const TrainSettings& input) {
   if (absl::Status s = input.Validate(); !s.ok()) return s;
+  if (input.algo != "meow") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--sync is MEow's single-threaded reference loop; --algo=", input.algo,
+        " trains in local mode (meow train without --sync) or as separate processes"));
+  }
   TrainSettings config = input;
   auto env = MakeEnv(config.env);
   if (!env.ok()) return env.status();
@@ -157,7 +162,7 @@ absl::Status SyncRun::Update() {
 }
 
 absl::Status SyncRun::Evaluate(int64_t steps_done) {
-  FlowPolicyImpl& policy = *updater_->policy();
+  ActingPolicy& policy = *acting_;  // the trained network itself
   auto summary = meow::Evaluate(*acting_, *eval_env_, config_.eval_episodes, config_.deterministic_eval,
                                 /*seed_base=*/0, gen_, config_.eval_max_steps);
   if (!summary.ok()) return summary.status();
@@ -243,7 +248,7 @@ absl::StatusOr<SyncTrainResult> SyncRun::Run() {
   }
   progress_.Finish();
   if (run_dir_ != nullptr) {
-    if (absl::Status s = run_dir_->SaveLatest(*updater_->policy()); !s.ok()) return s;
+    if (absl::Status s = run_dir_->SaveLatest(*acting_); !s.ok()) return s;
   }
   SyncTrainResult result;
   result.evals = std::move(evals_);

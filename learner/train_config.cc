@@ -25,6 +25,8 @@ absl::Status TrainSettings::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("eval_max_steps must be >= 0, got ", eval_max_steps));
   if (log_interval <= 0)
     return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
+  if (algo == "sac") return sac.Validate();
+  if (algo != "meow") return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
   return update.Validate();
 }
 
@@ -96,6 +98,28 @@ TrainSettings ConfigFromPreset(const TaskPreset& preset) {
 std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettings& s, const std::string& mode,
                                                                const c10::Device& device) {
   auto g = [](double v) { return absl::StrFormat("%g", v); };
+  if (s.algo == "sac") {
+    return {{"env", s.env},
+            {"algo", s.algo},
+            {"mode", mode},
+            {"seed", absl::StrCat(s.seed)},
+            {"device", device.str()},
+            {"total_env_steps", absl::StrCat(s.total_env_steps)},
+            {"learning_starts", absl::StrCat(s.learning_starts)},
+            {"batch_size", absl::StrCat(s.batch_size)},
+            {"buffer_size", absl::StrCat(s.buffer_size)},
+            {"eval_interval", absl::StrCat(s.eval_interval)},
+            {"eval_episodes", absl::StrCat(s.eval_episodes)},
+            {"deterministic_eval", absl::StrCat(s.deterministic_eval ? 1 : 0)},
+            {"eval_max_steps", absl::StrCat(s.eval_max_steps)},
+            {"gamma", g(s.sac.gamma)},
+            {"tau", g(s.sac.tau)},
+            {"policy_lr", g(s.sac.policy_lr)},
+            {"q_lr", g(s.sac.q_lr)},
+            {"policy_frequency", absl::StrCat(s.sac.policy_frequency)},
+            {"autotune", absl::StrCat(s.sac.autotune ? 1 : 0)},
+            {"alpha", s.sac.autotune ? "autotuned from 1" : g(s.sac.alpha)}};
+  }
   return {{"env", s.env},
           {"mode", mode},
           {"seed", absl::StrCat(s.seed)},

@@ -106,8 +106,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   auto run_dir = RunDirectory::Open(config.run_dir, kDistributedRun, /*resumable=*/true);
   if (!run_dir.ok()) return run_dir.status();
 
-  FlowPolicy export_policy(config.policy);  // writes policy_latest / policy_best
-  auto components_or = TrainingComponents::Create(config, *device, ShapesOf(export_policy->ExportWeights()));
+  auto export_policy = NewActingPolicy(config.algo, config.policy);  // writes policy_latest / policy_best
+  if (!export_policy.ok()) return export_policy.status();
+  auto components_or = TrainingComponents::Create(config, *device, ShapesOf((*export_policy)->ExportWeights()));
   if (!components_or.ok()) return components_or.status();
   TrainingComponents& components = **components_or;
   if (absl::Status s = (*run_dir)->WriteConfig(ConfigLines(config, *device, components)); !s.ok()) return s;
@@ -127,7 +128,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   }
   if (absl::Status s = components.StartWorkers(); !s.ok()) return s;
 
-  TrainingMonitor monitor(config, components, **run_dir, *export_policy);
+  TrainingMonitor monitor(config, components, **run_dir, **export_policy);
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (!config.metrics_address.empty()) {
     auto started = MetricsHttpServer::Start(config.metrics_address, [&monitor] { return monitor.MetricsPage(); });

@@ -67,8 +67,10 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   LearnerConfig lc;
   lc.replay_addresses = c->replay_addresses_;
   lc.security = config.security;
+  lc.algo = config.algo;
   lc.policy = config.policy;
   lc.update = config.update;
+  lc.sac = config.sac;
   lc.batch_size = static_cast<int>(config.batch_size);
   lc.device = device.str();
   lc.run_dir = config.run_dir;
@@ -142,6 +144,7 @@ absl::Status TrainingComponents::StartActors() {
     ac.replay_addresses = replay_addresses_;
     ac.learner_address = server_->address();
     ac.security = config_.security;
+    ac.algo = config_.algo;
     ac.policy = config_.policy;
     ac.refresh_interval = config_.actor_refresh_interval;
     ac.steps_per_batch = config_.actor_steps_per_batch;
@@ -168,6 +171,7 @@ absl::Status TrainingComponents::StartEvaluator() {
   ec.video_dir = config_.run_dir + "/videos";
   ec.video.width = config_.video_width;
   ec.video.height = config_.video_height;
+  ec.algo = config_.algo;
   ec.policy = config_.policy;
   ec.interval = config_.eval_interval;
   ec.episodes = config_.eval_episodes;

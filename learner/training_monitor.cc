@@ -17,7 +17,7 @@
 namespace meow {
 
 TrainingMonitor::TrainingMonitor(const TrainConfig& config, TrainingComponents& components, RunDirectory& run_dir,
-                                 FlowPolicyImpl& export_policy)
+                                 ActingPolicy& export_policy)
     : config_(config),
       components_(components),
       run_dir_(run_dir),
@@ -164,7 +164,7 @@ absl::Status TrainingMonitor::SaveLatest() {
   if (latest == nullptr) return absl::OkStatus();
   auto weights = DecodePolicyWeights(*latest);
   if (!weights.ok()) return weights.status();
-  if (absl::Status s = export_policy_.ImportWeights(weights->weights); !s.ok()) return s;
+  if (absl::Status s = export_policy_.LoadWeights(weights->weights); !s.ok()) return s;
   return run_dir_.SaveLatest(export_policy_);
 }
 
@@ -187,7 +187,7 @@ absl::Status TrainingMonitor::TakeReports() {
     if (run_dir_.IsBest(point.score()) && !record.weights.tensors.empty()) {
       // The service checked names, shapes and values; should the weights still not import, the
       // report is dropped (policy_best stays as it is) and training goes on.
-      if (absl::Status s = export_policy_.ImportWeights(record.weights); !s.ok()) {
+      if (absl::Status s = export_policy_.LoadWeights(record.weights); !s.ok()) {
         absl::FPrintF(stderr, "meow: evaluation from %s ignored: its weights do not fit the policy: %s\n",
                       record.source, s.message());
         continue;

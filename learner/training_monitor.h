@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "actor/acting_policy.h"
 #include "learner/progress.h"
 #include "learner/run_directory.h"
 #include "learner/train_config.h"
@@ -33,7 +34,7 @@ class TrainingMonitor {
  public:
   // `export_policy` (the policy's shape) holds the weights written to policy_latest/best.
   TrainingMonitor(const TrainConfig& config, TrainingComponents& components, RunDirectory& run_dir,
-                  FlowPolicyImpl& export_policy);
+                  ActingPolicy& export_policy);
 
   // One turn of the metrics loop: follows replay (at most every 250 ms), takes the reports, and
   // writes a periodic row once replay passed the next log_interval. True when it wrote one.
@@ -77,7 +78,7 @@ class TrainingMonitor {
   const TrainConfig& config_;
   TrainingComponents& components_;
   RunDirectory& run_dir_;
-  FlowPolicyImpl& export_policy_;
+  ActingPolicy& export_policy_;
   const std::chrono::steady_clock::time_point start_;
   // One channel per shard for the whole run (a new one per poll would reconnect, and handshake
   // TLS, four times a second); gRPC reconnects it when a shard comes back.

@@ -32,6 +32,7 @@ absl::StatusOr<ActorProcessConfig> ActorFromFlags(const GrpcSecurity& security) 
   ActorProcessConfig p;
   ActorConfig& c = p.actor;
   c.env = training->env;
+  c.algo = training->algo;
   c.policy = training->policy;
   c.seed = training->seed;
   c.replay_addresses = absl::GetFlag(FLAGS_replay);
@@ -86,7 +87,7 @@ const Subcommand& ActorCommand() {
       "an actor process: steps its environments with the learner's newest weights and streams the "
       "transitions to replay (its shard: actor_id modulo the number of --replay addresses).",
       Concat(
-          {{"env", "seed", "replay", "learner", "actor_id", "envs_per_actor", "refresh_interval", "max_unacked_batches",
+          {{"env", "algo", "seed", "replay", "learner", "actor_id", "envs_per_actor", "refresh_interval", "max_unacked_batches",
             "alpha", "sigma_max", "sigma_min", "threads", "connect_timeout", "metrics_address"},
            kClientSecurityFlags}),
       /*speaks_grpc=*/true,

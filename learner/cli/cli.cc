@@ -11,6 +11,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "actor/acting_policy.h"
 #include "actor/render/video_writer.h"
 #include "common/address.h"
 #include "common/presets.h"
@@ -19,7 +20,7 @@
 ABSL_FLAG(std::string, env, "MultiGoal-v0", "Task to train on (see `meow help` for the list).");
 ABSL_FLAG(std::string, run_dir, "",
           "Run directory (config, metrics.csv, policies). Default: runs/<env>-seed<seed> (with --sync: "
-          "runs/<env>-seed<seed>-sync).");
+          "runs/<env>-seed<seed>-sync; another --algo: runs/<env>-<algo>-seed<seed>).");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed (network init, actions, sampling, env resets).");
 ABSL_FLAG(std::string, device, "auto", "Learner device: auto, cpu or cuda.");
 ABSL_FLAG(std::optional<int64_t>, total_env_steps, std::nullopt, "Environment steps to train for (preset).");
@@ -41,6 +42,15 @@ ABSL_FLAG(std::optional<double>, sigma_min, std::nullopt, "Lower bound of the pr
 ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
 ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
+ABSL_FLAG(std::string, algo, "meow",
+          "The algorithm: meow (the default), or sac (CleanRL's SAC: tanh-Gaussian policy, two critics, "
+          "the temperature tuned toward entropy -|A|; learning_starts 5000 and tau 0.005 unless given).");
+ABSL_FLAG(std::optional<double>, policy_lr, std::nullopt, "SAC: the policy's Adam learning rate (3e-4).");
+ABSL_FLAG(std::optional<double>, q_lr, std::nullopt,
+          "SAC: the critics' and the temperature's Adam learning rate (1e-3).");
+ABSL_FLAG(std::optional<bool>, autotune, std::nullopt,
+          "SAC: tune the temperature toward the target entropy -|A| (default true; false: --alpha, default 0.2, "
+          "stays fixed).");
 ABSL_FLAG(int64_t, log_interval, 1000, "Environment steps between progress lines and metrics rows.");
 ABSL_FLAG(int64_t, video_every, 0,
           "Every N-th evaluation and the final one also write their first episode as an MP4 (train: "
@@ -98,6 +108,7 @@ ABSL_FLAG(std::string, auth_token_file, "",
 namespace meow::cli {
 
 const std::vector<const char*> kTrainingFlags = {"env",
+                                                 "algo",
                                                  "seed",
                                                  "run_dir",
                                                  "device",
@@ -116,6 +127,9 @@ const std::vector<const char*> kTrainingFlags = {"env",
                                                  "gamma",
                                                  "lr",
                                                  "grad_clip",
+                                                 "policy_lr",
+                                                 "q_lr",
+                                                 "autotune",
                                                  "log_interval",
                                                  "threads",
                                                  "learner_threads"};
@@ -213,10 +227,33 @@ absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
     if (absl::Status s = CheckRange("learner_threads", *threads, 1, 256); !s.ok()) return s;
     c.update.threads = *threads;
   }
+  c.algo = absl::GetFlag(FLAGS_algo);
+  if (absl::Status s = ValidateAlgorithm(c.algo); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  if (c.algo == "sac") {
+    // CleanRL's sac_continuous_action.py, not MEow's per-task preset, unless the flags say otherwise.
+    c.learning_starts = absl::GetFlag(FLAGS_learning_starts).value_or(5000);
+    c.sac.tau = absl::GetFlag(FLAGS_tau).value_or(0.005);
+    c.sac.gamma = absl::GetFlag(FLAGS_gamma).value_or(0.99);
+    c.sac.policy_lr = absl::GetFlag(FLAGS_policy_lr).value_or(3e-4);
+    c.sac.q_lr = absl::GetFlag(FLAGS_q_lr).value_or(1e-3);
+    c.sac.alpha_lr = c.sac.q_lr;
+    c.sac.autotune = absl::GetFlag(FLAGS_autotune).value_or(true);
+    c.sac.alpha = absl::GetFlag(FLAGS_alpha).value_or(0.2);
+  } else {
+    for (auto [name, given] : {std::pair{"policy_lr", absl::GetFlag(FLAGS_policy_lr).has_value()},
+                               std::pair{"q_lr", absl::GetFlag(FLAGS_q_lr).has_value()},
+                               std::pair{"autotune", absl::GetFlag(FLAGS_autotune).has_value()}}) {
+      if (given) return absl::InvalidArgumentError(absl::StrCat("bad flag: --", name, " is SAC's (--algo=sac)"));
+    }
+  }
   c.log_interval = absl::GetFlag(FLAGS_log_interval);
   c.run_dir = absl::GetFlag(FLAGS_run_dir);
   // --sync writes its own layout and cannot resume: its default run dir is its own.
-  if (c.run_dir.empty()) c.run_dir = absl::StrCat(DefaultRunDir(env, c.seed), sync_run_dir ? "-sync" : "");
+  // Another algorithm's runs have their own default (runs/<env>-<algo>-seed<seed>).
+  if (c.run_dir.empty()) {
+    c.run_dir = absl::StrCat(DefaultRunDir(c.algo == "meow" ? env : absl::StrCat(env, "-", c.algo), c.seed),
+                             sync_run_dir ? "-sync" : "");
+  }
   // Name the flag in every validation error.
   c.policy.obs_dim = c.policy.action_dim = 1;  // filled from the env later
   if (absl::Status s = c.policy.Validate(); !s.ok()) {

@@ -44,6 +44,7 @@ int RunEvaluator(const GrpcSecurity& security) {
   p.evaluator.security = security;
   EvaluatorConfig& c = p.evaluator;
   c.env = training->env;
+  c.algo = training->algo;
   c.policy = training->policy;
   c.learner_address = absl::GetFlag(FLAGS_learner);
   if (absl::Status s = CheckAddress("learner", c.learner_address); !s.ok()) return Fail(s);
@@ -147,7 +148,7 @@ const Subcommand& EvalCommand() {
       "runs a saved policy and prints each episode's return (on MultiGoal-v0 also the goals reached); "
       "with --learner, the evaluator process of a run: evaluates the learner's weights every "
       "--eval_interval environment steps and reports to it.",
-      Concat({{"policy",         "env",       "episodes",      "stochastic",
+      Concat({{"policy",         "env",       "algo",          "episodes",      "stochastic",
                "max_steps",      "video",     "video_width",   "video_height",
                "seed",           "threads",   "learner",       "eval_interval",
                "video_every",    "video_dir", "eval_episodes", "deterministic_eval",

@@ -141,11 +141,12 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherAlgorithmIsRefusedByName) {
   ASSERT_TRUE(WriteSafetensors(path, *file).ok());
   auto b = *MeowUpdater::Create(Policy(), MeowUpdateConfig(), at::kCPU);
   const at::Tensor before = b->flat_params().clone();
+  // Every checkpoint another algorithm's: the run dir is not this run's to start afresh in.
   auto refused = store.RestoreLatest(*b);
-  ASSERT_TRUE(refused.ok());
-  EXPECT_FALSE(refused->counters.has_value());
-  ASSERT_EQ(refused->problems.size(), 1u);
-  EXPECT_THAT(refused->problems[0], HasSubstr("a checkpoint of algorithm \"sac\", and this run trains \"meow\""));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("a checkpoint of algorithm \"sac\", and this run trains \"meow\""));
+  EXPECT_THAT(refused.status().message(), HasSubstr("another --run_dir"));
   EXPECT_TRUE(at::equal(b->flat_params(), before));
 
   file->metadata.erase("meow.algorithm");

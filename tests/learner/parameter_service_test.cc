@@ -100,6 +100,8 @@ TEST(ParameterServiceTest, WeightsReachTheActorExactly) {
   auto got = client.Get(0, kAnswer);
   ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
   EXPECT_EQ((*got)->version, 7);
+  // The file's metadata travels with the tensors (what actors build their policy from).
+  EXPECT_EQ((*got)->weights.metadata, learner->ExportWeights().metadata);
   ASSERT_TRUE(actor->ImportWeights((*got)->weights).ok());
   auto a = learner->named_parameters(), b = actor->named_parameters();
   for (const auto& item : a) EXPECT_TRUE(at::equal(item.value(), b[item.key()])) << item.key();

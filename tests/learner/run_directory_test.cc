@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "actor/acting_policy.h"
 #include "common/flow_policy.h"
 #include "common/run_dir.h"
 #include "gmock/gmock.h"
@@ -48,11 +49,11 @@ TEST(RunDirectoryTest, WritesConfigMetricsAndPolicies) {
   ASSERT_TRUE((*run)->WriteConfig({{"env", "MultiGoal-v0"}, {"seed", "3"}}).ok());
   EXPECT_EQ(Read(dir + "/nested/config.txt"), "env=MultiGoal-v0\nseed=3\n");
   EXPECT_EQ(Read(dir + "/nested/run_kind"), "distributed\n");
-  FlowPolicy policy = SmallPolicy();
-  ASSERT_TRUE((*run)->SaveLatest(*policy).ok());
+  FlowActingPolicy policy(SmallPolicy());
+  ASSERT_TRUE((*run)->SaveLatest(policy).ok());
   EXPECT_TRUE(std::filesystem::exists(dir + "/nested/policy_latest.safetensors"));
   EXPECT_TRUE((*run)->IsBest(-1e9));
-  ASSERT_TRUE((*run)->SaveBest(-5, *policy).ok());
+  ASSERT_TRUE((*run)->SaveBest(-5, policy).ok());
   EXPECT_TRUE(std::filesystem::exists(dir + "/nested/policy_best.safetensors"));
   EXPECT_FALSE((*run)->IsBest(-6));
   EXPECT_TRUE((*run)->IsBest(-4));

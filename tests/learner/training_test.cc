@@ -174,6 +174,51 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   fs::remove_all(dir);
 }
 
+// --algo=sac through the same parts: the actors and the evaluator act with SAC's policy (its
+// weights reach them with their algorithm), the run dir's policies and checkpoints are SAC's, a
+// second run resumes them, and the run dir refuses MEow.
+TEST(TrainingTest, LocalModeTrainsSacAndResumesIt) {
+  SetComputeThreads(1);
+  const std::string dir = FreshDir("sac");
+  std::atomic<bool> stop{false};
+  TrainConfig config = SmallConfig("MultiGoal-v0", dir);
+  config.algo = "sac";
+  config.total_env_steps = 1500;
+  auto first = RunTraining(config, stop);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GE(first->env_steps, 1500);
+  EXPECT_NEAR(static_cast<double>(first->updates), static_cast<double>(first->env_steps - config.learning_starts), 150.0);
+  ASSERT_EQ(first->actor_versions.size(), 2u);
+  for (int64_t v : first->actor_versions) EXPECT_GT(v, 1);  // SAC's weights loaded by both actors
+  ASSERT_GE(first->evals.size(), 1u);
+  for (const EvalPoint& e : first->evals) EXPECT_TRUE(std::isfinite(e.mean));
+  for (const char* file : {"policy_latest.safetensors", "policy_best.safetensors"}) {
+    auto policy = ReadSafetensors(absl::StrCat(dir, "/", file));
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    EXPECT_EQ(policy->metadata["meow.algorithm"], "sac") << file;
+    EXPECT_TRUE(policy->tensors.count("fc_logstd.weight")) << file;
+  }
+  std::ifstream config_txt(dir + "/config.txt");
+  std::string text((std::istreambuf_iterator<char>(config_txt)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("algo=sac\n"));
+  EXPECT_THAT(text, HasSubstr("autotune=1\n"));
+
+  config.total_env_steps = 2000;
+  auto second = RunTraining(config, stop);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(second->restored_from, HasSubstr("ckpt-"));
+  EXPECT_GT(second->updates, first->updates + 300);
+  EXPECT_GT(second->version, first->version);
+
+  // MEow on SAC's run dir: the checkpoint names its algorithm.
+  config.algo = "meow";
+  config.total_env_steps = 2500;
+  auto wrong = RunTraining(config, stop);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("sac"));
+  fs::remove_all(dir);
+}
+
 TEST(TrainingTest, LocalModeRunsHopper) {
   SetComputeThreads(1);
   const std::string dir = FreshDir("hopper");
