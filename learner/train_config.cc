@@ -98,48 +98,39 @@ TrainSettings ConfigFromPreset(const TaskPreset& preset) {
 std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettings& s, const std::string& mode,
                                                                const c10::Device& device) {
   auto g = [](double v) { return absl::StrFormat("%g", v); };
+  std::vector<std::pair<std::string, std::string>> lines = {{"env", s.env}};
+  // MEow's config.txt keeps its earlier lines; another algorithm's says which it is.
+  if (s.algo != "meow") lines.emplace_back("algo", s.algo);
+  lines.insert(lines.end(), {{"mode", mode},
+                             {"seed", absl::StrCat(s.seed)},
+                             {"device", device.str()},
+                             {"total_env_steps", absl::StrCat(s.total_env_steps)},
+                             {"learning_starts", absl::StrCat(s.learning_starts)},
+                             {"batch_size", absl::StrCat(s.batch_size)},
+                             {"buffer_size", absl::StrCat(s.buffer_size)},
+                             {"eval_interval", absl::StrCat(s.eval_interval)},
+                             {"eval_episodes", absl::StrCat(s.eval_episodes)},
+                             {"deterministic_eval", absl::StrCat(s.deterministic_eval ? 1 : 0)},
+                             {"eval_max_steps", absl::StrCat(s.eval_max_steps)}});
   if (s.algo == "sac") {
-    return {{"env", s.env},
-            {"algo", s.algo},
-            {"mode", mode},
-            {"seed", absl::StrCat(s.seed)},
-            {"device", device.str()},
-            {"total_env_steps", absl::StrCat(s.total_env_steps)},
-            {"learning_starts", absl::StrCat(s.learning_starts)},
-            {"batch_size", absl::StrCat(s.batch_size)},
-            {"buffer_size", absl::StrCat(s.buffer_size)},
-            {"eval_interval", absl::StrCat(s.eval_interval)},
-            {"eval_episodes", absl::StrCat(s.eval_episodes)},
-            {"deterministic_eval", absl::StrCat(s.deterministic_eval ? 1 : 0)},
-            {"eval_max_steps", absl::StrCat(s.eval_max_steps)},
-            {"gamma", g(s.sac.gamma)},
-            {"tau", g(s.sac.tau)},
-            {"policy_lr", g(s.sac.policy_lr)},
-            {"q_lr", g(s.sac.q_lr)},
-            {"policy_frequency", absl::StrCat(s.sac.policy_frequency)},
-            {"autotune", absl::StrCat(s.sac.autotune ? 1 : 0)},
-            {"alpha", s.sac.autotune ? "autotuned from 1" : g(s.sac.alpha)}};
+    lines.insert(lines.end(), {{"gamma", g(s.sac.gamma)},
+                               {"tau", g(s.sac.tau)},
+                               {"policy_lr", g(s.sac.policy_lr)},
+                               {"q_lr", g(s.sac.q_lr)},
+                               {"policy_frequency", absl::StrCat(s.sac.policy_frequency)},
+                               {"autotune", absl::StrCat(s.sac.autotune ? 1 : 0)},
+                               {"alpha", s.sac.autotune ? "autotuned from 1" : g(s.sac.alpha)}});
+    return lines;
   }
-  return {{"env", s.env},
-          {"mode", mode},
-          {"seed", absl::StrCat(s.seed)},
-          {"device", device.str()},
-          {"total_env_steps", absl::StrCat(s.total_env_steps)},
-          {"learning_starts", absl::StrCat(s.learning_starts)},
-          {"batch_size", absl::StrCat(s.batch_size)},
-          {"buffer_size", absl::StrCat(s.buffer_size)},
-          {"eval_interval", absl::StrCat(s.eval_interval)},
-          {"eval_episodes", absl::StrCat(s.eval_episodes)},
-          {"deterministic_eval", absl::StrCat(s.deterministic_eval ? 1 : 0)},
-          {"eval_max_steps", absl::StrCat(s.eval_max_steps)},
-          {"alpha", g(s.policy.alpha)},
-          {"sigma_max", g(s.policy.sigma_max)},
-          {"sigma_min", g(s.policy.sigma_min)},
-          {"gamma", g(s.update.gamma)},
-          {"tau", g(s.update.tau)},
-          {"lr", g(s.update.lr)},
-          {"grad_clip", g(s.update.grad_clip)},
-          {"learner_threads", absl::StrCat(s.update.threads)}};
+  lines.insert(lines.end(), {{"alpha", g(s.policy.alpha)},
+                             {"sigma_max", g(s.policy.sigma_max)},
+                             {"sigma_min", g(s.policy.sigma_min)},
+                             {"gamma", g(s.update.gamma)},
+                             {"tau", g(s.update.tau)},
+                             {"lr", g(s.update.lr)},
+                             {"grad_clip", g(s.update.grad_clip)},
+                             {"learner_threads", absl::StrCat(s.update.threads)}});
+  return lines;
 }
 
 }  // namespace meow
