@@ -67,7 +67,7 @@ CONF
     > "$dir/log/munged.out" 2>&1 &
   slurm_cluster_pids+=($!)
   echo "AuthInfo=socket=$socket" >> "$SLURM_CONF"
-  for i in $(seq 1 50); do [[ -S "$socket" ]] && break; sleep 0.1; done
+  for i in $(seq 1 300); do [[ -S "$socket" ]] && break; sleep 0.1; done  # up to 30 s on a busy machine
   MEOW_TEST_CLUSTER=$dir setsid slurmctld -D -f "$SLURM_CONF" > "$dir/log/slurmctld.out" 2>&1 &
   slurm_cluster_pids+=($!)
   MEOW_TEST_CLUSTER=$dir setsid slurmd -D -N n1 -f "$SLURM_CONF" > "$dir/log/slurmd.n1.out" 2>&1 &
