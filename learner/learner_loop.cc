@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "actor/acting_policy.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "learner/meow_update.h"
@@ -48,8 +49,8 @@ absl::Status LearnerConfig::Validate() const {
   if (checkpoint_interval < 1) return absl::InvalidArgumentError("checkpoint_interval must be >= 1");
   if (max_updates < 0) return absl::InvalidArgumentError("max_updates must be >= 0");
   if (absl::Status s = policy.Validate(); !s.ok()) return s;
+  if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
   if (algo == "sac") return sac.Validate();
-  if (algo != "meow") return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
   return update.Validate();
 }
 

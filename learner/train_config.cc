@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include "absl/strings/str_cat.h"
+#include "actor/acting_policy.h"
 #include "absl/strings/str_format.h"
 #include "common/address.h"
 
@@ -25,8 +26,8 @@ absl::Status TrainSettings::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("eval_max_steps must be >= 0, got ", eval_max_steps));
   if (log_interval <= 0)
     return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
+  if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
   if (algo == "sac") return sac.Validate();
-  if (algo != "meow") return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
   return update.Validate();
 }
 
