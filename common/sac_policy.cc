@@ -78,9 +78,11 @@ SafetensorsFile SacActorImpl::ExportWeights() {
 }
 
 absl::Status SacActorImpl::ImportWeights(const SafetensorsFile& file) {
-  // Tensors without metadata (an evaluation's report) are judged by their names and shapes alone.
-  if (std::string algorithm = WeightsAlgorithm(file); algorithm != "sac" && !file.metadata.empty() &&
-                                                      file.metadata.count("meow.obs_dim") > 0) {
+  // Refused by name: a file that says it is another algorithm's, or MEow's own export (its sizes but
+  // no algorithm). Bare tensors (an evaluation's report) are judged by their names and shapes alone.
+  const bool declared = file.metadata.count("meow.algorithm") > 0;
+  if (std::string algorithm = WeightsAlgorithm(file);
+      algorithm != "sac" && (declared || file.metadata.count("meow.obs_dim") > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("the weights are for the algorithm \"", algorithm, "\", not SAC's policy"));
   }
