@@ -31,9 +31,16 @@ at::Tensor SacActingPolicy::Act(const at::Tensor& obs, bool deterministic, std::
 
 c10::Device SacActingPolicy::device() const { return actor_->parameters().front().device(); }
 
+at::Tensor SqlActingPolicy::Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) {
+  torch::NoGradGuard no_grad;
+  return sampler_->Sample(obs, deterministic, std::move(generator));
+}
+
+c10::Device SqlActingPolicy::device() const { return sampler_->parameters().front().device(); }
+
 absl::Status ValidateAlgorithm(const std::string& algo) {
-  if (algo == "meow" || algo == "sac") return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow or sac"));
+  if (algo == "meow" || algo == "sac" || algo == "sql") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow, sac or sql"));
 }
 
 absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string& algo, const FlowPolicyConfig& flow) {
@@ -44,6 +51,13 @@ absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string&
     config.action_dim = flow.action_dim;
     if (absl::Status s = config.Validate(); !s.ok()) return s;
     return std::unique_ptr<ActingPolicy>(std::make_unique<SacActingPolicy>(config));
+  }
+  if (algo == "sql") {
+    SqlPolicyConfig config;
+    config.obs_dim = flow.obs_dim;
+    config.action_dim = flow.action_dim;
+    if (absl::Status s = config.Validate(); !s.ok()) return s;
+    return std::unique_ptr<ActingPolicy>(std::make_unique<SqlActingPolicy>(config));
   }
   if (absl::Status s = flow.Validate(); !s.ok()) return s;
   return std::unique_ptr<ActingPolicy>(std::make_unique<FlowActingPolicy>(flow));
@@ -69,9 +83,14 @@ absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const Safetensors
     if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
     if (absl::Status s = sizes_fit(config->obs_dim, config->action_dim); !s.ok()) return s;
     policy = std::make_unique<SacActingPolicy>(*config);
+  } else if (algorithm == "sql") {
+    auto config = SqlConfigFromWeights(weights);
+    if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
+    if (absl::Status s = sizes_fit(config->obs_dim, config->action_dim); !s.ok()) return s;
+    policy = std::make_unique<SqlActingPolicy>(*config);
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat(source, ": weights for the algorithm \"", algorithm, "\", which has no acting policy here (meow, sac)"));
+        absl::StrCat(source, ": weights for the algorithm \"", algorithm, "\", which has no acting policy here (meow, sac, sql)"));
   }
   if (absl::Status s = policy->LoadWeights(weights); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));

@@ -14,6 +14,7 @@
 #include "actor/env.h"
 #include "common/flow_policy.h"
 #include "common/sac_policy.h"
+#include "common/sql_policy.h"
 #include "common/safetensors.h"
 
 namespace meow {
@@ -62,13 +63,26 @@ class SacActingPolicy : public ActingPolicy {
   SacActor actor_;
 };
 
-// The algorithms there are acting policies for: "meow" (the flow policy) and "sac".
+// SQL's sampler (common/sql_policy.h): tanh(f(s, xi)) with fresh noise, or at xi = 0.
+class SqlActingPolicy : public ActingPolicy {
+ public:
+  explicit SqlActingPolicy(const SqlPolicyConfig& config) : sampler_(config) {}
+  absl::Status LoadWeights(const SafetensorsFile& weights) override { return sampler_->ImportWeights(weights); }
+  at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override;
+  c10::Device device() const override;
+  SafetensorsFile ExportWeights() override { return sampler_->ExportWeights(); }
+
+ private:
+  SqlSampler sampler_;
+};
+
+// The algorithms there are acting policies for: "meow" (the flow policy), "sac" and "sql".
 absl::Status ValidateAlgorithm(const std::string& algo);
 // A fresh acting policy of `algo` for the sizes of `flow` (MEow takes the rest of `flow`; SAC its
 // own defaults); its weights come from LoadWeights, which refuses another algorithm's by name.
 absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string& algo, const FlowPolicyConfig& flow);
 
-// The acting policy `weights` are for (by their "meow.algorithm": MEow's flow or SAC's), built to
+// The acting policy `weights` are for (by their "meow.algorithm": MEow's flow, SAC's or SQL's), built to
 // their sizes and loaded, for a task of `spec`'s sizes; errors name `source` and what does not fit.
 absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const SafetensorsFile& weights, const EnvSpec& spec,
                                                                const std::string& source);

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -345,6 +347,42 @@ absl::Status FlowPolicyImpl::ImportWeights(const SafetensorsFile& file) {
 std::string WeightsAlgorithm(const SafetensorsFile& file) {
   auto it = file.metadata.find("meow.algorithm");
   return it == file.metadata.end() ? "meow" : it->second;
+}
+
+absl::Status CheckWeightsAlgorithm(const SafetensorsFile& file, const std::string& algorithm, const std::string& policy) {
+  const bool declared = file.metadata.count("meow.algorithm") > 0;
+  if (std::string theirs = WeightsAlgorithm(file);
+      theirs != algorithm && (declared || file.metadata.count("meow.obs_dim") > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("the weights are for the algorithm \"", theirs, "\", not ", policy));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+template <typename T>
+absl::Status ParseMetadataNumber(const SafetensorsFile& file, const std::string& key, T* out) {
+  auto it = file.metadata.find(key);
+  if (it == file.metadata.end()) return absl::InvalidArgumentError(absl::StrCat("missing metadata \"", key, "\""));
+  bool parsed = false;
+  if constexpr (std::is_same_v<T, double>) {
+    parsed = absl::SimpleAtod(it->second, out);
+  } else {
+    parsed = absl::SimpleAtoi(it->second, out);
+  }
+  if (!parsed) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata \"", key, "\" = \"", it->second, "\" is not a number"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MetadataNumber(const SafetensorsFile& file, const std::string& key, int64_t* out) {
+  return ParseMetadataNumber(file, key, out);
+}
+absl::Status MetadataNumber(const SafetensorsFile& file, const std::string& key, double* out) {
+  return ParseMetadataNumber(file, key, out);
 }
 
 absl::Status FlowPolicyImpl::SaveSafetensors(const std::string& path) {

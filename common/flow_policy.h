@@ -202,6 +202,17 @@ absl::Status ImportModuleWeights(torch::nn::Module& module, const SafetensorsFil
 // (MEow's own and the reference code's) are "meow".
 std::string WeightsAlgorithm(const SafetensorsFile& file);
 
+// The check every other algorithm's policy (SAC's, SQL's) makes before loading `file`: refused,
+// naming the algorithm, when the file says it is another algorithm's or is MEow's own export (its
+// sizes but no algorithm); bare tensors (an evaluation's report) pass, to be judged by their names
+// and shapes. `policy` names the loading policy in the message ("SAC's policy").
+absl::Status CheckWeightsAlgorithm(const SafetensorsFile& file, const std::string& algorithm, const std::string& policy);
+
+// A required number in a weights file's metadata: InvalidArgument naming the key when it is
+// missing or not a number.
+absl::Status MetadataNumber(const SafetensorsFile& file, const std::string& key, int64_t* out);
+absl::Status MetadataNumber(const SafetensorsFile& file, const std::string& key, double* out);
+
 // Reads the FlowPolicyConfig stored in a safetensors file's metadata by ExportWeights; for a file
 // from the reference code (no such metadata) obs and action sizes come from the tensor shapes and
 // the remaining fields from `defaults`.

@@ -1,5 +1,7 @@
 #include "common/presets.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -28,6 +30,13 @@ std::vector<TaskPreset> AllPresets() {
   // Not in the paper's table: the reference Args defaults, with a shorter horizon.
   mujoco("InvertedPendulum-v4", 0.2, 0.005, -0.3, 5000, 100'000);
   mujoco("InvertedDoublePendulum-v4", 0.2, 0.005, -0.3, 5000, 300'000);
+  for (TaskPreset& p : presets) {
+    for (auto [env, scale] : {std::pair{"Hopper-v4", 30.0}, std::pair{"HalfCheetah-v4", 30.0},
+                              std::pair{"Walker2d-v4", 10.0}, std::pair{"Ant-v4", 300.0},
+                              std::pair{"Humanoid-v4", 100.0}}) {
+      if (p.env == env) p.sql_reward_scale = scale;
+    }
+  }
 
   TaskPreset toy;  // toy/conf/base.yaml
   toy.env = "MultiGoal-v0";
@@ -45,6 +54,7 @@ std::vector<TaskPreset> AllPresets() {
   toy.eval_episodes = 100;
   toy.deterministic_eval = false;
   toy.eval_max_steps = 50;
+  toy.sql_reward_scale = 0.1;
   toy.local_actors = 2;
   presets.push_back(toy);
   return presets;

@@ -33,6 +33,9 @@ struct TaskPreset {
   // like the reference loop?"): one on the MuJoCo tasks, where two stayed on Hopper-v4's plateau,
   // and two on MultiGoal-v0, where two reached all four goals in more seeds than one.
   int local_actors = 1;
+  // Soft Q-learning's reward scale (1 / alpha) as the MEow authors' SQL baseline sets it per task
+  // (reference/baselines-sql-sac-offline.md §1.3); 0 where none is published (`--reward_scale`).
+  double sql_reward_scale = 0;
 };
 
 // NotFound listing the known names when `env` has no preset.

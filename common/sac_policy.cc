@@ -2,13 +2,11 @@
 
 #include <cmath>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace meow {
@@ -78,14 +76,7 @@ SafetensorsFile SacActorImpl::ExportWeights() {
 }
 
 absl::Status SacActorImpl::ImportWeights(const SafetensorsFile& file) {
-  // Refused by name: a file that says it is another algorithm's, or MEow's own export (its sizes but
-  // no algorithm). Bare tensors (an evaluation's report) are judged by their names and shapes alone.
-  const bool declared = file.metadata.count("meow.algorithm") > 0;
-  if (std::string algorithm = WeightsAlgorithm(file);
-      algorithm != "sac" && (declared || file.metadata.count("meow.obs_dim") > 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the weights are for the algorithm \"", algorithm, "\", not SAC's policy"));
-  }
+  if (absl::Status s = CheckWeightsAlgorithm(file, "sac", "SAC's policy"); !s.ok()) return s;
   return ImportModuleWeights(*this, file);
 }
 
@@ -102,23 +93,11 @@ absl::StatusOr<SacPolicyConfig> SacConfigFromWeights(const SafetensorsFile& file
     return absl::InvalidArgumentError(absl::StrCat("metadata \"meow.algorithm\" is \"", algorithm, "\", not \"sac\""));
   }
   SacPolicyConfig config;
-  auto number = [&](const std::string& key, auto* out) -> absl::Status {
-    auto it = file.metadata.find(key);
-    if (it == file.metadata.end()) return absl::InvalidArgumentError(absl::StrCat("missing metadata \"", key, "\""));
-    bool parsed = false;
-    if constexpr (std::is_same_v<std::remove_pointer_t<decltype(out)>, double>) {
-      parsed = absl::SimpleAtod(it->second, out);
-    } else {
-      parsed = absl::SimpleAtoi(it->second, out);
-    }
-    if (!parsed) {
-      return absl::InvalidArgumentError(absl::StrCat("metadata \"", key, "\" = \"", it->second, "\" is not a number"));
-    }
-    return absl::OkStatus();
-  };
-  for (absl::Status s : {number("meow.obs_dim", &config.obs_dim), number("meow.action_dim", &config.action_dim),
-                         number("meow.hidden", &config.hidden), number("meow.log_std_min", &config.log_std_min),
-                         number("meow.log_std_max", &config.log_std_max)}) {
+  for (absl::Status s : {MetadataNumber(file, "meow.obs_dim", &config.obs_dim),
+                         MetadataNumber(file, "meow.action_dim", &config.action_dim),
+                         MetadataNumber(file, "meow.hidden", &config.hidden),
+                         MetadataNumber(file, "meow.log_std_min", &config.log_std_min),
+                         MetadataNumber(file, "meow.log_std_max", &config.log_std_max)}) {
     if (!s.ok()) return s;
   }
   if (absl::Status s = config.Validate(); !s.ok()) return s;

@@ -51,6 +51,7 @@ absl::Status LearnerConfig::Validate() const {
   if (absl::Status s = policy.Validate(); !s.ok()) return s;
   if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
   if (algo == "sac") return sac.Validate();
+  if (algo == "sql") return sql.Validate();
   return update.Validate();
 }
 
@@ -64,6 +65,11 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
     sizes.obs_dim = config.policy.obs_dim;
     sizes.action_dim = config.policy.action_dim;
     algorithm = SacUpdater::Create(sizes, config.sac, *device);
+  } else if (config.algo == "sql") {
+    SqlPolicyConfig sizes;
+    sizes.obs_dim = config.policy.obs_dim;
+    sizes.action_dim = config.policy.action_dim;
+    algorithm = SqlUpdater::Create(sizes, config.sql, *device);
   } else {
     algorithm = MeowUpdater::Create(config.policy, config.update, *device);
   }

@@ -27,6 +27,7 @@
 #include "learner/checkpoint.h"
 #include "learner/meow_update.h"
 #include "learner/sac_update.h"
+#include "learner/sql_update.h"
 #include "learner/parameter_server.h"
 #include "replay/replay_client.h"
 
@@ -35,10 +36,11 @@ namespace meow {
 struct LearnerConfig {
   std::vector<std::string> replay_addresses;
   GrpcSecurity security;    // TLS and token for replay (default: plaintext, no token)
-  std::string algo = "meow";  // "meow" (policy, update) or "sac" (the sizes of policy, sac)
+  std::string algo = "meow";  // "meow" (policy, update), "sac" or "sql" (the sizes of policy; sac, sql)
   FlowPolicyConfig policy;    // obs_dim and action_dim must be set
   MeowUpdateConfig update;
   SacUpdateConfig sac;
+  SqlUpdateConfig sql;
   int batch_size = 256;
   int prefetch_batches = 8;
   std::string device = "cpu";

@@ -8,52 +8,9 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "learner/meow_update.h"
 
 namespace meow {
-namespace {
-
-void ClearGrads(const std::vector<at::Tensor>& params) {
-  for (const at::Tensor& p : params) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
-  }
-}
-
-// The global L2 norm of the gradients, NaN/inf when any is not finite.
-double GradNorm(const std::vector<at::Tensor>& params) {
-  double sum = 0;
-  for (const at::Tensor& p : params) {
-    if (p.grad().defined()) sum += p.grad().to(at::kDouble).pow(2).sum().item<double>();
-  }
-  return std::sqrt(sum);
-}
-
-void Polyak(torch::nn::Module& target, torch::nn::Module& online, double tau) {
-  torch::NoGradGuard no_grad;
-  auto t = target.parameters();
-  auto o = online.parameters();
-  for (size_t i = 0; i < t.size(); ++i) t[i].mul_(1 - tau).add_(o[i], tau);
-}
-
-void CopyParameters(torch::nn::Module& to, torch::nn::Module& from) {
-  torch::NoGradGuard no_grad;
-  auto t = to.parameters();
-  auto f = from.parameters();
-  for (size_t i = 0; i < t.size(); ++i) t[i].copy_(f[i]);
-}
-
-// Checkpoints hold float32 tensors: a step count as two exact float32 halves (high, low 2^20).
-at::Tensor CountTensor(int64_t n) {
-  return torch::tensor({static_cast<float>(n >> 20), static_cast<float>(n & ((1 << 20) - 1))}, at::kFloat);
-}
-int64_t CountFrom(const at::Tensor& t) {
-  return (static_cast<int64_t>(t[0].item<double>()) << 20) + static_cast<int64_t>(t[1].item<double>());
-}
-
-std::string ShapeOf(const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); }
-
-}  // namespace
 
 absl::Status SacUpdateConfig::Validate() const {
   if (!(gamma >= 0 && gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("gamma must be in [0, 1], got ", gamma));
@@ -71,40 +28,6 @@ absl::Status SacUpdateConfig::Validate() const {
   return absl::OkStatus();
 }
 
-SacCriticImpl::SacCriticImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden) {
-  fc1 = register_module("fc1", torch::nn::Linear(obs_dim + action_dim, hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(hidden, hidden));
-  fc3 = register_module("fc3", torch::nn::Linear(hidden, 1));
-}
-
-torch::Tensor SacCriticImpl::forward(const torch::Tensor& obs, const torch::Tensor& action) {
-  torch::Tensor x = torch::cat({obs, action}, 1);
-  return fc3(torch::relu(fc2(torch::relu(fc1(x))))).squeeze(1);
-}
-
-AdamState::AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps)
-    : params_(std::move(params)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
-  for (const at::Tensor& p : params_) {
-    m_.push_back(torch::zeros_like(p).detach());
-    v_.push_back(torch::zeros_like(p).detach());
-  }
-}
-
-void AdamState::Step() {
-  torch::NoGradGuard no_grad;
-  ++steps_;
-  const double bias1 = 1 - std::pow(beta1_, static_cast<double>(steps_));
-  const double bias2_sqrt = std::sqrt(1 - std::pow(beta2_, static_cast<double>(steps_)));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].grad().defined()) continue;
-    const at::Tensor& g = params_[i].grad();
-    m_[i].mul_(beta1_).add_(g, 1 - beta1_);
-    v_[i].mul_(beta2_).addcmul_(g, g, 1 - beta2_);
-    at::Tensor denom = (v_[i].sqrt() / bias2_sqrt).add_(eps_);
-    params_[i].addcdiv_(m_[i], denom, -lr_ / bias1);
-  }
-}
-
 SacUpdater::SacUpdater(const SacPolicyConfig& policy_config, const SacUpdateConfig& config, const c10::Device& device)
     : policy_config_(policy_config),
       config_(config),
@@ -114,10 +37,10 @@ SacUpdater::SacUpdater(const SacPolicyConfig& policy_config, const SacUpdateConf
       last_log_prob_(std::numeric_limits<double>::quiet_NaN()) {
   const int64_t s = policy_config.obs_dim, a = policy_config.action_dim, h = policy_config.hidden;
   actor_ = SacActor(policy_config);
-  qf1_ = SacCritic(s, a, h);
-  qf2_ = SacCritic(s, a, h);
-  qf1_target_ = SacCritic(s, a, h);
-  qf2_target_ = SacCritic(s, a, h);
+  qf1_ = QNetwork(s, a, h);
+  qf2_ = QNetwork(s, a, h);
+  qf1_target_ = QNetwork(s, a, h);
+  qf2_target_ = QNetwork(s, a, h);
   for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{actor_.get(), qf1_.get(), qf2_.get(),
                                                                         qf1_target_.get(), qf2_target_.get()}) {
     m->to(device);
@@ -250,9 +173,9 @@ std::vector<std::pair<std::string, at::Tensor>> SacUpdater::NamedTensors() const
 std::map<std::string, at::Tensor> SacUpdater::State() const {
   std::map<std::string, at::Tensor> state;
   for (const auto& [name, t] : NamedTensors()) state.emplace(name, t.detach());
-  state.emplace("q_opt.steps", CountTensor(q_opt_->steps()));
-  state.emplace("actor_opt.steps", CountTensor(actor_opt_->steps()));
-  state.emplace("alpha_opt.steps", CountTensor(alpha_opt_->steps()));
+  state.emplace("q_opt.steps", StepCountTensor(q_opt_->steps()));
+  state.emplace("actor_opt.steps", StepCountTensor(actor_opt_->steps()));
+  state.emplace("alpha_opt.steps", StepCountTensor(alpha_opt_->steps()));
   return state;
 }
 
@@ -265,33 +188,13 @@ std::map<std::string, std::string> SacUpdater::StateMetadata() const {
 
 absl::Status SacUpdater::RestoreState(const std::map<std::string, at::Tensor>& state, int64_t updates,
                                       int64_t skipped_updates) {
-  // Check everything before the first copy, so a bad checkpoint changes nothing.
-  const auto named = NamedTensors();
-  for (const auto& [name, target] : named) {
-    auto it = state.find(name);
-    if (it == state.end()) return absl::InvalidArgumentError(absl::StrCat("SAC state: missing tensor \"", name, "\""));
-    if (!it->second.sizes().equals(target.sizes())) {
-      return absl::InvalidArgumentError(absl::StrCat("SAC state: tensor \"", name, "\" has shape ", ShapeOf(it->second),
-                                                     ", expected ", ShapeOf(target)));
-    }
-    if (!torch::isfinite(it->second).all().item<bool>()) {
-      return absl::InvalidArgumentError(absl::StrCat("SAC state: tensor \"", name, "\" holds NaN or inf"));
-    }
+  if (absl::Status s = CheckAndCopyState("SAC", NamedTensors(), {"q_opt.steps", "actor_opt.steps", "alpha_opt.steps"}, state);
+      !s.ok()) {
+    return s;
   }
-  for (const char* name : {"q_opt.steps", "actor_opt.steps", "alpha_opt.steps"}) {
-    auto it = state.find(name);
-    if (it == state.end() || it->second.numel() != 2 || !torch::isfinite(it->second).all().item<bool>() ||
-        (it->second < 0).any().item<bool>()) {
-      return absl::InvalidArgumentError(absl::StrCat("SAC state: missing or malformed \"", name, "\""));
-    }
-  }
-  {
-    torch::NoGradGuard no_grad;
-    for (const auto& [name, target] : named) target.copy_(state.at(name));
-  }
-  q_opt_->set_steps(CountFrom(state.at("q_opt.steps")));
-  actor_opt_->set_steps(CountFrom(state.at("actor_opt.steps")));
-  alpha_opt_->set_steps(CountFrom(state.at("alpha_opt.steps")));
+  q_opt_->set_steps(StepCountFrom(state.at("q_opt.steps")));
+  actor_opt_->set_steps(StepCountFrom(state.at("actor_opt.steps")));
+  alpha_opt_->set_steps(StepCountFrom(state.at("alpha_opt.steps")));
   updates_ = updates;
   skipped_ = skipped_updates;
   return absl::OkStatus();

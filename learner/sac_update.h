@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "common/sac_policy.h"
 #include "learner/algorithm.h"
+#include "learner/q_network.h"
 
 namespace meow {
 
@@ -48,32 +49,6 @@ struct SacUpdateConfig {
   double adam_eps = 1e-8;
 
   absl::Status Validate() const;
-};
-
-// Q(s, a): cat(s, a) -> 256 -> ReLU -> 256 -> ReLU -> 1 ("fc1", "fc2", "fc3").
-class SacCriticImpl : public torch::nn::Module {
- public:
-  SacCriticImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden);
-  torch::Tensor forward(const torch::Tensor& obs, const torch::Tensor& action);  // (B)
-
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
-};
-TORCH_MODULE(SacCritic);
-
-// Adam with PyTorch's defaults and semantics over a fixed list of parameters (their .grad()).
-class AdamState {
- public:
-  AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps);
-  void Step();
-  int64_t steps() const { return steps_; }
-  std::vector<at::Tensor>& m() { return m_; }
-  std::vector<at::Tensor>& v() { return v_; }
-  void set_steps(int64_t steps) { steps_ = steps; }
-
- private:
-  std::vector<at::Tensor> params_, m_, v_;
-  double lr_, beta1_, beta2_, eps_;
-  int64_t steps_ = 0;
 };
 
 class SacUpdater : public Algorithm {
@@ -99,10 +74,10 @@ class SacUpdater : public Algorithm {
   double alpha() const;
   double target_entropy() const { return target_entropy_; }
   SacActor& actor() { return actor_; }
-  SacCritic& qf1() { return qf1_; }
-  SacCritic& qf2() { return qf2_; }
-  SacCritic& qf1_target() { return qf1_target_; }
-  SacCritic& qf2_target() { return qf2_target_; }
+  QNetwork& qf1() { return qf1_; }
+  QNetwork& qf2() { return qf2_; }
+  QNetwork& qf1_target() { return qf1_target_; }
+  QNetwork& qf2_target() { return qf2_target_; }
   const at::Tensor& log_alpha() const { return log_alpha_; }
   const SacUpdateConfig& config() const { return config_; }
   // The mean log pi(a|s) of the newest actor step's samples (NaN before the first).
@@ -117,7 +92,7 @@ class SacUpdater : public Algorithm {
   c10::Device device_;
   double target_entropy_;
   SacActor actor_{nullptr};
-  SacCritic qf1_{nullptr}, qf2_{nullptr}, qf1_target_{nullptr}, qf2_target_{nullptr};
+  QNetwork qf1_{nullptr}, qf2_{nullptr}, qf1_target_{nullptr}, qf2_target_{nullptr};
   at::Tensor log_alpha_;  // (1), requires grad
   std::unique_ptr<AdamState> q_opt_, actor_opt_, alpha_opt_;
   std::vector<at::Tensor> q_params_, actor_params_;

@@ -28,6 +28,7 @@ absl::Status TrainSettings::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("log_interval must be > 0, got ", log_interval));
   if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
   if (algo == "sac") return sac.Validate();
+  if (algo == "sql") return sql.Validate();
   return update.Validate();
 }
 
@@ -121,6 +122,19 @@ std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettin
                                {"policy_frequency", absl::StrCat(s.sac.policy_frequency)},
                                {"autotune", absl::StrCat(s.sac.autotune ? 1 : 0)},
                                {"alpha", s.sac.autotune ? "autotuned from 1" : g(s.sac.alpha)}});
+    return lines;
+  }
+  if (s.algo == "sql") {
+    lines.insert(lines.end(), {{"gamma", g(s.sql.gamma)},
+                               {"tau", g(s.sql.tau)},
+                               {"policy_lr", g(s.sql.policy_lr)},
+                               {"q_lr", g(s.sql.q_lr)},
+                               {"reward_scale", g(s.sql.reward_scale)},
+                               {"value_particles", absl::StrCat(s.sql.value_particles)},
+                               {"svgd_particles", absl::StrCat(s.sql.svgd_particles)},
+                               {"kernel_bandwidth", s.sql.kernel_bandwidth},
+                               {"particle_draws", s.sql.particle_draws},
+                               {"value_draws", s.sql.value_draws}});
     return lines;
   }
   lines.insert(lines.end(), {{"alpha", g(s.policy.alpha)},

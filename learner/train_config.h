@@ -18,17 +18,19 @@
 #include "common/presets.h"
 #include "learner/meow_update.h"
 #include "learner/sac_update.h"
+#include "learner/sql_update.h"
 #include "learner/run_metrics.h"
 
 namespace meow {
 
 struct TrainSettings {
   std::string env = "MultiGoal-v0";
-  // The algorithm: "meow" (policy and update below) or "sac" (sac; the sizes of policy).
+  // The algorithm: "meow" (policy and update below), "sac" (sac) or "sql" (sql); the sizes are policy's.
   std::string algo = "meow";
   FlowPolicyConfig policy;  // obs/action sizes are filled from the environment
   MeowUpdateConfig update;
   SacUpdateConfig sac;
+  SqlUpdateConfig sql;
   int64_t total_env_steps = 4000;
   int64_t learning_starts = 1000;
   int64_t batch_size = 256;

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   lc.policy = config.policy;
   lc.update = config.update;
   lc.sac = config.sac;
+  lc.sql = config.sql;
   lc.batch_size = static_cast<int>(config.batch_size);
   lc.device = device.str();
   lc.run_dir = config.run_dir;

@@ -9,8 +9,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "actor/acting_policy.h"
 #include "actor/render/video_writer.h"
 #include "common/address.h"
@@ -43,11 +45,31 @@ ABSL_FLAG(std::optional<double>, gamma, std::nullopt, "Discount (preset).");
 ABSL_FLAG(std::optional<double>, lr, std::nullopt, "Adam learning rate (preset: 1e-3).");
 ABSL_FLAG(std::optional<double>, grad_clip, std::nullopt, "Global gradient-norm clip (preset: 30).");
 ABSL_FLAG(std::string, algo, "meow",
-          "The algorithm: meow (the default), or sac (CleanRL's SAC: tanh-Gaussian policy, two critics, "
-          "the temperature tuned toward entropy -|A|; learning_starts 5000 and tau 0.005 unless given).");
-ABSL_FLAG(std::optional<double>, policy_lr, std::nullopt, "SAC: the policy's Adam learning rate (3e-4).");
+          "The algorithm: meow (the default); sac (CleanRL's SAC: tanh-Gaussian policy, two critics, "
+          "the temperature tuned toward entropy -|A|; learning_starts 5000 and tau 0.005 unless given); or sql "
+          "(soft Q-learning as the MEow authors ran it: two critics, the soft value by importance sampling, "
+          "amortised SVGD; the per-task --reward_scale, learning_starts 5000, tau 0.005, stochastic evaluation "
+          "unless given).");
+ABSL_FLAG(std::optional<double>, policy_lr, std::nullopt,
+          "SAC and SQL: the policy's (SQL: the sampler's) Adam learning rate (3e-4).");
 ABSL_FLAG(std::optional<double>, q_lr, std::nullopt,
-          "SAC: the critics' and the temperature's Adam learning rate (1e-3).");
+          "SAC and SQL: the critics' Adam learning rate (SAC: 1e-3, also the temperature's; SQL: 3e-4).");
+ABSL_FLAG(std::optional<double>, reward_scale, std::nullopt,
+          "SQL: the reward scale, 1/alpha (per task: Hopper-v4 and HalfCheetah-v4 30, Walker2d-v4 10, Ant-v4 300, "
+          "Humanoid-v4 100, MultiGoal-v0 0.1; required on other tasks).");
+ABSL_FLAG(std::optional<int64_t>, svgd_particles, std::nullopt,
+          "SQL: particles per state of the SVGD sampler update (16).");
+ABSL_FLAG(std::optional<int64_t>, value_particles, std::nullopt,
+          "SQL: uniform actions per state of the importance-sampled soft value (16).");
+ABSL_FLAG(std::optional<std::string>, kernel_bandwidth, std::nullopt,
+          "SQL: the RBF kernel's bandwidth rule, log_batch (median / log(batch + 1), the authors' PyTorch SQL; "
+          "the default) or log_particles (median / log(fixed particles), the official code).");
+ABSL_FLAG(std::optional<std::string>, particle_draws, std::nullopt,
+          "SQL: independent (two draws of --svgd_particles, fixed and updated; the default) or split (one "
+          "draw split in halves, the official code).");
+ABSL_FLAG(std::optional<std::string>, value_draws, std::nullopt,
+          "SQL: per_row (fresh uniform actions per state; the default) or shared (one set for the whole "
+          "batch, the official code).");
 ABSL_FLAG(std::optional<bool>, autotune, std::nullopt,
           "SAC: tune the temperature toward the target entropy -|A| (default true; false: --alpha, default 0.2, "
           "stays fixed).");
@@ -239,11 +261,49 @@ absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
     c.sac.alpha_lr = c.sac.q_lr;
     c.sac.autotune = absl::GetFlag(FLAGS_autotune).value_or(true);
     c.sac.alpha = absl::GetFlag(FLAGS_alpha).value_or(0.2);
-  } else {
-    for (auto [name, given] : {std::pair{"policy_lr", absl::GetFlag(FLAGS_policy_lr).has_value()},
-                               std::pair{"q_lr", absl::GetFlag(FLAGS_q_lr).has_value()},
-                               std::pair{"autotune", absl::GetFlag(FLAGS_autotune).has_value()}}) {
-      if (given) return absl::InvalidArgumentError(absl::StrCat("bad flag: --", name, " is SAC's (--algo=sac)"));
+  } else if (c.algo == "sql") {
+    // The MEow authors' SQL (conf/base.yaml), not MEow's per-task preset, unless the flags say otherwise.
+    if (absl::GetFlag(FLAGS_alpha).has_value()) {
+      return absl::InvalidArgumentError("bad flag: --alpha is not SQL's: its temperature is 1 / --reward_scale");
+    }
+    c.learning_starts = absl::GetFlag(FLAGS_learning_starts).value_or(5000);
+    c.deterministic_eval = absl::GetFlag(FLAGS_deterministic_eval).value_or(false);
+    c.sql.tau = absl::GetFlag(FLAGS_tau).value_or(0.005);
+    c.sql.gamma = absl::GetFlag(FLAGS_gamma).value_or(0.99);
+    c.sql.policy_lr = absl::GetFlag(FLAGS_policy_lr).value_or(3e-4);
+    c.sql.q_lr = absl::GetFlag(FLAGS_q_lr).value_or(3e-4);
+    if (auto scale = absl::GetFlag(FLAGS_reward_scale); scale.has_value()) {
+      c.sql.reward_scale = *scale;
+    } else if (preset->sql_reward_scale > 0) {
+      c.sql.reward_scale = preset->sql_reward_scale;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--algo=sql on ", env,
+                                                     ": no published reward scale for this task; pass --reward_scale"));
+    }
+    c.sql.svgd_particles = absl::GetFlag(FLAGS_svgd_particles).value_or(c.sql.svgd_particles);
+    c.sql.value_particles = absl::GetFlag(FLAGS_value_particles).value_or(c.sql.value_particles);
+    c.sql.kernel_bandwidth = absl::GetFlag(FLAGS_kernel_bandwidth).value_or(c.sql.kernel_bandwidth);
+    c.sql.particle_draws = absl::GetFlag(FLAGS_particle_draws).value_or(c.sql.particle_draws);
+    c.sql.value_draws = absl::GetFlag(FLAGS_value_draws).value_or(c.sql.value_draws);
+    if (absl::GetFlag(FLAGS_autotune).has_value()) {
+      return absl::InvalidArgumentError("bad flag: --autotune is SAC's (--algo=sac)");
+    }
+  }
+  // Each algorithm's own flags are refused for the others.
+  for (auto [name, given, owners] :
+       {std::tuple{"policy_lr", absl::GetFlag(FLAGS_policy_lr).has_value(), "sac sql"},
+        std::tuple{"q_lr", absl::GetFlag(FLAGS_q_lr).has_value(), "sac sql"},
+        std::tuple{"autotune", absl::GetFlag(FLAGS_autotune).has_value(), "sac"},
+        std::tuple{"reward_scale", absl::GetFlag(FLAGS_reward_scale).has_value(), "sql"},
+        std::tuple{"svgd_particles", absl::GetFlag(FLAGS_svgd_particles).has_value(), "sql"},
+        std::tuple{"value_particles", absl::GetFlag(FLAGS_value_particles).has_value(), "sql"},
+        std::tuple{"kernel_bandwidth", absl::GetFlag(FLAGS_kernel_bandwidth).has_value(), "sql"},
+        std::tuple{"particle_draws", absl::GetFlag(FLAGS_particle_draws).has_value(), "sql"},
+        std::tuple{"value_draws", absl::GetFlag(FLAGS_value_draws).has_value(), "sql"}}) {
+    if (given && !absl::StrContains(owners, c.algo)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: --", name, " is for --algo=",
+                                                     absl::StrReplaceAll(owners, {{" ", " or --algo="}}), ", not ",
+                                                     c.algo));
     }
   }
   c.log_interval = absl::GetFlag(FLAGS_log_interval);

@@ -108,8 +108,8 @@ SacActor DoubleCopy(SacActor& m) {
   c->to(at::kDouble);
   return c;
 }
-SacCritic DoubleCopy(SacCritic& m) {
-  SacCritic c(m->fc1->weight.size(1), 0, m->fc1->weight.size(0));
+QNetwork DoubleCopy(QNetwork& m) {
+  QNetwork c(m->fc1->weight.size(1), 0, m->fc1->weight.size(0));
   CopyParams(*c, *m);
   c->to(at::kDouble);
   return c;
@@ -126,8 +126,8 @@ TEST(SacUpdateTest, TheGradientsOfOneUpdateMatchFiniteDifferences) {
   Batch batch = RandomBatch(B, S, A);
   // Double copies of everything before the update.
   SacActor actor0 = DoubleCopy(sac.actor());
-  SacCritic q1 = DoubleCopy(sac.qf1()), q2 = DoubleCopy(sac.qf2());
-  SacCritic t1 = DoubleCopy(sac.qf1_target()), t2 = DoubleCopy(sac.qf2_target());
+  QNetwork q1 = DoubleCopy(sac.qf1()), q2 = DoubleCopy(sac.qf2());
+  QNetwork t1 = DoubleCopy(sac.qf1_target()), t2 = DoubleCopy(sac.qf2_target());
 
   at::manual_seed(123);
   auto stats = sac.Update(batch);
@@ -169,7 +169,7 @@ TEST(SacUpdateTest, TheGradientsOfOneUpdateMatchFiniteDifferences) {
   }
   // The actor, against the critics as they were after their step (the update's own, unchanged by
   // the actor's step) in double precision.
-  SacCritic q1_after = DoubleCopy(sac.qf1()), q2_after = DoubleCopy(sac.qf2());
+  QNetwork q1_after = DoubleCopy(sac.qf1()), q2_after = DoubleCopy(sac.qf2());
   auto actor_loss = [&] {
     auto [a, lp] = sample(actor0, d(batch.obs), eps_pi);
     return (alpha0 * lp - at::min(q1_after(d(batch.obs), a), q2_after(d(batch.obs), a))).mean().item<double>();
@@ -192,7 +192,7 @@ TEST(SacUpdateTest, TheGradientsOfOneUpdateMatchFiniteDifferences) {
   EXPECT_EQ(sac.target_entropy(), -static_cast<double>(A));
   EXPECT_GT(checked, 20);
   // The targets moved by tau toward the critics after their step.
-  SacCritic t1_after = DoubleCopy(sac.qf1_target());
+  QNetwork t1_after = DoubleCopy(sac.qf1_target());
   for (size_t i = 0; i < t1->parameters().size(); ++i) {
     at::Tensor expected_target = (1 - config.tau) * t1->parameters()[i] + config.tau * q1_after->parameters()[i];
     EXPECT_TRUE(at::allclose(t1_after->parameters()[i], expected_target, 1e-5, 1e-6)) << "target parameter " << i;

@@ -1,0 +1,109 @@
+#include "learner/q_network.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace meow {
+
+QNetworkImpl::QNetworkImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(obs_dim + action_dim, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, hidden));
+  fc3 = register_module("fc3", torch::nn::Linear(hidden, 1));
+}
+
+torch::Tensor QNetworkImpl::forward(const torch::Tensor& obs, const torch::Tensor& action) {
+  torch::Tensor x = torch::cat({obs, action}, 1);
+  return fc3(torch::relu(fc2(torch::relu(fc1(x))))).squeeze(1);
+}
+
+AdamState::AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps)
+    : params_(std::move(params)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
+  for (const at::Tensor& p : params_) {
+    m_.push_back(torch::zeros_like(p).detach());
+    v_.push_back(torch::zeros_like(p).detach());
+  }
+}
+
+void AdamState::Step() {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  const double bias1 = 1 - std::pow(beta1_, static_cast<double>(steps_));
+  const double bias2_sqrt = std::sqrt(1 - std::pow(beta2_, static_cast<double>(steps_)));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].grad().defined()) continue;
+    const at::Tensor& g = params_[i].grad();
+    m_[i].mul_(beta1_).add_(g, 1 - beta1_);
+    v_[i].mul_(beta2_).addcmul_(g, g, 1 - beta2_);
+    at::Tensor denom = (v_[i].sqrt() / bias2_sqrt).add_(eps_);
+    params_[i].addcdiv_(m_[i], denom, -lr_ / bias1);
+  }
+}
+
+void ClearGrads(const std::vector<at::Tensor>& params) {
+  for (const at::Tensor& p : params) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+double GradNorm(const std::vector<at::Tensor>& params) {
+  double sum = 0;
+  for (const at::Tensor& p : params) {
+    if (p.grad().defined()) sum += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+  }
+  return std::sqrt(sum);
+}
+
+void Polyak(torch::nn::Module& target, torch::nn::Module& online, double tau) {
+  torch::NoGradGuard no_grad;
+  auto t = target.parameters();
+  auto o = online.parameters();
+  for (size_t i = 0; i < t.size(); ++i) t[i].mul_(1 - tau).add_(o[i], tau);
+}
+
+void CopyParameters(torch::nn::Module& to, torch::nn::Module& from) {
+  torch::NoGradGuard no_grad;
+  auto t = to.parameters();
+  auto f = from.parameters();
+  for (size_t i = 0; i < t.size(); ++i) t[i].copy_(f[i]);
+}
+
+at::Tensor StepCountTensor(int64_t n) {
+  return torch::tensor({static_cast<float>(n >> 20), static_cast<float>(n & ((1 << 20) - 1))}, at::kFloat);
+}
+
+int64_t StepCountFrom(const at::Tensor& t) {
+  return (static_cast<int64_t>(t[0].item<double>()) << 20) + static_cast<int64_t>(t[1].item<double>());
+}
+
+absl::Status CheckAndCopyState(const std::string& algorithm, const std::vector<std::pair<std::string, at::Tensor>>& named,
+                               const std::vector<std::string>& counts, const std::map<std::string, at::Tensor>& state) {
+  auto shape = [](const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); };
+  for (const auto& [name, target] : named) {
+    auto it = state.find(name);
+    if (it == state.end()) return absl::InvalidArgumentError(absl::StrCat(algorithm, " state: missing tensor \"", name, "\""));
+    if (!it->second.sizes().equals(target.sizes())) {
+      return absl::InvalidArgumentError(absl::StrCat(algorithm, " state: tensor \"", name, "\" has shape ",
+                                                     shape(it->second), ", expected ", shape(target)));
+    }
+    if (!torch::isfinite(it->second).all().item<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat(algorithm, " state: tensor \"", name, "\" holds NaN or inf"));
+    }
+  }
+  for (const std::string& name : counts) {
+    auto it = state.find(name);
+    if (it == state.end() || it->second.numel() != 2 || !torch::isfinite(it->second).all().item<bool>() ||
+        (it->second < 0).any().item<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat(algorithm, " state: missing or malformed \"", name, "\""));
+    }
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, target] : named) target.copy_(state.at(name));
+  return absl::OkStatus();
+}
+
+}  // namespace meow

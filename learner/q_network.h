@@ -1,0 +1,66 @@
+// Pieces the actor-critic baselines (SAC, SQL) share: the Q network, PyTorch's Adam over a fixed
+// list of parameters, target-network updates, gradient checks and the float32 encoding of
+// optimiser step counts in checkpoints.
+// Not thread-safe: one thread (the learner loop) drives them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "absl/status/status.h"
+
+namespace meow {
+
+// Q(s, a): cat(s, a) -> hidden -> ReLU -> hidden -> ReLU -> 1 ("fc1", "fc2", "fc3"), PyTorch's
+// default initialisation (CleanRL's SAC critic at 256, the authors' SQL critic at 128).
+class QNetworkImpl : public torch::nn::Module {
+ public:
+  QNetworkImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& obs, const torch::Tensor& action);  // (B)
+
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
+};
+TORCH_MODULE(QNetwork);
+
+// Adam with PyTorch's defaults and semantics over a fixed list of parameters (their .grad()).
+class AdamState {
+ public:
+  AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps);
+  void Step();
+  int64_t steps() const { return steps_; }
+  std::vector<at::Tensor>& m() { return m_; }
+  std::vector<at::Tensor>& v() { return v_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+
+ private:
+  std::vector<at::Tensor> params_, m_, v_;
+  double lr_, beta1_, beta2_, eps_;
+  int64_t steps_ = 0;
+};
+
+void ClearGrads(const std::vector<at::Tensor>& params);
+// The global L2 norm of the gradients, NaN/inf when any is not finite.
+double GradNorm(const std::vector<at::Tensor>& params);
+// target <- (1 - tau) target + tau online, parameter by parameter (the same network).
+void Polyak(torch::nn::Module& target, torch::nn::Module& online, double tau);
+void CopyParameters(torch::nn::Module& to, torch::nn::Module& from);
+
+// Checkpoints hold float32 tensors: a step count as two exact float32 halves (high, low 2^20).
+at::Tensor StepCountTensor(int64_t n);
+int64_t StepCountFrom(const at::Tensor& t);
+
+// Checks `state` against every tensor of `named` (present, same shape, finite) and every count of
+// `counts` (a StepCountTensor), then copies the tensors in; InvalidArgument naming the first that
+// does not fit (`algorithm` starts the message), and nothing is changed then.
+absl::Status CheckAndCopyState(const std::string& algorithm, const std::vector<std::pair<std::string, at::Tensor>>& named,
+                               const std::vector<std::string>& counts, const std::map<std::string, at::Tensor>& state);
+
+}  // namespace meow
