@@ -55,6 +55,8 @@ std::vector<TaskPreset> AllPresets() {
   toy.deterministic_eval = false;
   toy.eval_max_steps = 50;
   toy.sql_reward_scale = 0.1;
+  toy.sql_learning_starts = 1000;
+  toy.sql_total_env_steps = 6000;
   toy.local_actors = 2;
   presets.push_back(toy);
   return presets;

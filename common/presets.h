@@ -36,6 +36,10 @@ struct TaskPreset {
   // Soft Q-learning's reward scale (1 / alpha) as the MEow authors' SQL baseline sets it per task
   // (reference/baselines-sql-sac-offline.md §1.3); 0 where none is published (`--reward_scale`).
   double sql_reward_scale = 0;
+  // SQL's warm-up (uniform actions) and run length: the authors' 5000 and the task's own length,
+  // except on MultiGoal-v0, where it reaches all four goals within 6000 steps (README).
+  int64_t sql_learning_starts = 5000;
+  int64_t sql_total_env_steps = 0;  // 0: total_env_steps
 };
 
 // NotFound listing the known names when `env` has no preset.

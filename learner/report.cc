@@ -358,8 +358,10 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
   }
   // The task, when the run dir says it (metrics.csv files copied elsewhere may come alone).
   if (auto config = ReadFile(run_dir + "/config.txt"); config.ok()) {
+    run.algo = "meow";  // MEow's config.txt has no algo line
     for (absl::string_view line : absl::StrSplit(*config, '\n')) {
       if (absl::ConsumePrefix(&line, "env=")) run.env = std::string(absl::StripAsciiWhitespace(line));
+      if (absl::ConsumePrefix(&line, "algo=")) run.algo = std::string(absl::StripAsciiWhitespace(line));
     }
   }
   return run;
@@ -375,7 +377,7 @@ std::string SummaryTable(const std::vector<RunMetrics>& runs) {
   bool counted = false;
   for (const RunMetrics& run : runs) counted = counted || HasAny(run, "eval_goals");
   std::string html = absl::StrCat(
-      "<table><tr><th>run</th><th>task</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval "
+      "<table><tr><th>run</th><th>task</th><th>algorithm</th><th>rows</th><th>env steps</th><th>updates</th><th>last eval "
       "return</th><th>best eval return</th><th>final (mean of the last 3 evals)</th>",
       counted ? "<th>last eval: goals (rollouts e/w/n/s)</th>" : "", "</tr>\n");
   for (const RunMetrics& run : runs) {
@@ -408,9 +410,10 @@ std::string SummaryTable(const std::vector<RunMetrics>& runs) {
       }
     }
     absl::StrAppendFormat(&html,
-                          "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                          "<td>%s</td>%s</tr>\n",
-                          Escape(run.name), run.env.empty() ? "-" : Escape(run.env), run.rows,
+                          "<tr><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
+                          "<td>%s</td><td>%s</td>%s</tr>\n",
+                          Escape(run.name), run.env.empty() ? "-" : Escape(run.env),
+                          run.algo.empty() ? "-" : Escape(run.algo), run.rows,
                           Number(last("env_steps")), Number(last("updates")), Number(last("eval_return_mean")),
                           Number(best), std::isfinite(final_return) ? FormatReturn(final_return) : "-",
                           counted ? absl::StrCat("<td>", goals, "</td>") : "");

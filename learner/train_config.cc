@@ -97,6 +97,17 @@ TrainSettings ConfigFromPreset(const TaskPreset& preset) {
   return c;
 }
 
+TrainSettings SqlConfigFromPreset(const TaskPreset& preset, bool* no_scale) {
+  TrainSettings c = ConfigFromPreset(preset);
+  c.algo = "sql";
+  c.learning_starts = preset.sql_learning_starts;
+  if (preset.sql_total_env_steps > 0) c.total_env_steps = preset.sql_total_env_steps;
+  c.deterministic_eval = false;  // both SQL codes evaluate with sampled actions
+  if (preset.sql_reward_scale > 0) c.sql.reward_scale = preset.sql_reward_scale;
+  if (no_scale != nullptr) *no_scale = !(preset.sql_reward_scale > 0);
+  return c;
+}
+
 std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettings& s, const std::string& mode,
                                                                const c10::Device& device) {
   auto g = [](double v) { return absl::StrFormat("%g", v); };

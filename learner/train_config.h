@@ -105,6 +105,10 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
 
 // A task's preset as settings: its hyperparameters, budget and evaluation schedule.
 TrainSettings ConfigFromPreset(const TaskPreset& preset);
+// SQL's settings on a task: the preset's budget and evaluation, then the MEow authors' SQL
+// (warm-up, run length, stochastic evaluation, the task's reward scale; sql's defaults otherwise).
+// A task without a published reward scale keeps reward_scale 1 and says so in `*no_scale`.
+TrainSettings SqlConfigFromPreset(const TaskPreset& preset, bool* no_scale = nullptr);
 
 // config.txt's lines for the shared settings, in the order every mode writes them ("mode" first;
 // each mode appends its own).

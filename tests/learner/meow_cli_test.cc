@@ -64,7 +64,8 @@ TEST(MeowCliTest, EachSubcommandsHelpListsTheFlagsItReadsAndNoOthers) {
   };
   for (const Case& c :
        {Case{"train",
-             {"--env", "--sync", "--actors", "--alpha", "--tls_ca"},
+             {"--env", "--sync", "--actors", "--alpha", "--tls_ca", "--algo", "--autotune", "--reward_scale",
+              "--kernel_bandwidth"},
              {"--streams", "--actor_id", "--replay_dir"}},
         Case{"learner", {"--replay", "--address", "--publish_interval"}, {"--sync", "--actor_id"}},
         Case{"replay", {"--replay_dir", "--min_replay_size", "--tls_key"}, {"--actor_id", "--alpha", "--tls_ca"}},
@@ -109,6 +110,28 @@ TEST(MeowCliTest, BadFlagValuesNameTheFlag) {
   CliRun video = Meow("eval --policy=/nonexistent/p.safetensors --env=Hopper-v4 --video=v.mp4 --video_width=481");
   EXPECT_EQ(video.exit_code, 2);
   EXPECT_THAT(video.output, HasSubstr("--video_width=481: expected an even number of pixels"));
+  // The algorithms' own flags.
+  CliRun algo = Meow("train --algo=dqn");
+  EXPECT_EQ(algo.exit_code, 2);
+  EXPECT_THAT(algo.output, HasSubstr("--algo=dqn: expected meow, sac or sql"));
+  CliRun scale = Meow("train --algo=sql --env=InvertedPendulum-v4");
+  EXPECT_EQ(scale.exit_code, 2);
+  EXPECT_THAT(scale.output, HasSubstr("no published reward scale for this task; pass --reward_scale"));
+  CliRun meow_scale = Meow("train --reward_scale=30");
+  EXPECT_EQ(meow_scale.exit_code, 2);
+  EXPECT_THAT(meow_scale.output, HasSubstr("--reward_scale is for --algo=sql, not meow"));
+  CliRun sac_lr = Meow("train --algo=meow --q_lr=1e-3");
+  EXPECT_THAT(sac_lr.output, HasSubstr("--q_lr is for --algo=sac or --algo=sql, not meow"));
+  CliRun autotune = Meow("train --algo=sql --autotune=true");
+  EXPECT_EQ(autotune.exit_code, 2);
+  EXPECT_THAT(autotune.output, HasSubstr("--autotune is for --algo=sac, not sql"));
+  CliRun sql_alpha = Meow("train --algo=sql --alpha=0.1");
+  EXPECT_THAT(sql_alpha.output, HasSubstr("its temperature is 1 / --reward_scale"));
+  CliRun bandwidth = Meow("train --algo=sql --kernel_bandwidth=median");
+  EXPECT_EQ(bandwidth.exit_code, 2);
+  EXPECT_THAT(bandwidth.output, HasSubstr("kernel_bandwidth \"median\": expected log_batch or log_particles"));
+  CliRun particles = Meow("train --algo=sql --svgd_particles=1");
+  EXPECT_THAT(particles.output, HasSubstr("svgd_particles must be in [2, 4096], got 1"));
 }
 
 TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {

@@ -149,10 +149,12 @@ TEST_F(ReportTest, ThroughputChartsClipAShortBurstAndSaySo) {
 
 // A run dir of `task` as training writes it (config.txt first line env=...), with an evaluation
 // every 10k steps to `steps`: 100 * (step / 10k) each.
-std::string MakeTaskRun(const std::string& dir, const std::string& name, const std::string& task, int steps) {
+std::string MakeTaskRun(const std::string& dir, const std::string& name, const std::string& task, int steps,
+                        const std::string& algo = "") {
   const std::string run = dir + "/" + name;
   std::filesystem::create_directories(run);
-  std::ofstream(run + "/config.txt") << "env=" << task << "\nmode=local\nseed=1\n";
+  std::ofstream(run + "/config.txt") << "env=" << task << "\n" << (algo.empty() ? "" : "algo=" + algo + "\n")
+                                     << "mode=local\nseed=1\n";
   std::ofstream csv(run + "/metrics.csv");
   csv << "wall_time,env_steps,updates,eval_return_mean,eval_return_std\n";
   for (int s = 10'000; s <= steps; s += 10'000) csv << s / 100 << "," << s << "," << s << "," << s / 100 << ",5\n";
@@ -163,23 +165,29 @@ TEST_F(ReportTest, ReadsTheTaskFromConfigTxtAndTheFinalReturnFromTheLastThreeEva
   auto run = ReadRunMetrics(MakeTaskRun(dir_, "h", "Hopper-v4", 200'000));
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->env, "Hopper-v4");
+  EXPECT_EQ(run->algo, "meow");  // MEow's config.txt names no algorithm
+  auto sql = ReadRunMetrics(MakeTaskRun(dir_, "q", "Hopper-v4", 20'000, "sql"));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_EQ(sql->algo, "sql");
   EXPECT_DOUBLE_EQ(FinalEvalReturn(*run), (1800 + 1900 + 2000) / 3.0);
   EXPECT_DOUBLE_EQ(FinalEvalReturn(*run, 1), 2000);
   auto bare = ReadRunMetrics(MakeRun("bare", 5, 1.0));  // no config.txt
   ASSERT_TRUE(bare.ok());
   EXPECT_EQ(bare->env, "");
+  EXPECT_EQ(bare->algo, "");
   EXPECT_DOUBLE_EQ(FinalEvalReturn(*bare), (6.0 + 8.0) / 2);  // two evaluated rows (eval from row 3)
 }
 
 TEST_F(ReportTest, RunsOfSeveralTasksMakeAComparisonWithThePublishedReturns) {
   auto hopper = ReadRunMetrics(MakeTaskRun(dir_, "hopper-seed1", "Hopper-v4", 200'000));
   auto cheetah1 = ReadRunMetrics(MakeTaskRun(dir_, "cheetah-seed1", "HalfCheetah-v4", 200'000));
-  auto cheetah2 = ReadRunMetrics(MakeTaskRun(dir_, "cheetah-seed2", "HalfCheetah-v4", 150'000));
+  auto cheetah2 = ReadRunMetrics(MakeTaskRun(dir_, "cheetah-seed2", "HalfCheetah-v4", 150'000, "sac"));
   ASSERT_TRUE(hopper.ok() && cheetah1.ok() && cheetah2.ok());
   const std::string html = RenderReport({*hopper, *cheetah1, *cheetah2});
   EXPECT_THAT(html, HasSubstr("<title>meow-rl comparison: 3 runs of 2 tasks</title>"));
   // The summary: task and final return of each run.
-  EXPECT_THAT(html, HasSubstr("<td>cheetah-seed2</td><td>HalfCheetah-v4</td><td>15</td><td>150000</td>"));
+  EXPECT_THAT(html, HasSubstr("<td>cheetah-seed2</td><td>HalfCheetah-v4</td><td>sac</td><td>15</td><td>150000</td>"));
+  EXPECT_THAT(html, HasSubstr("<td>hopper-seed1</td><td>Hopper-v4</td><td>meow</td>"));
   EXPECT_THAT(html, HasSubstr("<td>1,400</td></tr>"));  // cheetah-seed2: mean of 1300, 1400, 1500
   // The published returns, with how each was obtained.
   EXPECT_THAT(html, HasSubstr("<td>HalfCheetah-v4</td><td>CleanRL SAC</td><td>1M</td><td>9,635</td>"));

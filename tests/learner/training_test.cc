@@ -219,6 +219,51 @@ TEST(TrainingTest, LocalModeTrainsSacAndResumesIt) {
   fs::remove_all(dir);
 }
 
+TEST(TrainingTest, LocalModeTrainsSqlAndResumesIt) {
+  SetComputeThreads(1);
+  const std::string dir = FreshDir("sql");
+  std::atomic<bool> stop{false};
+  TrainConfig config = SmallConfig("MultiGoal-v0", dir);
+  config.algo = "sql";
+  config.sql.reward_scale = 0.1;
+  config.total_env_steps = 1000;
+  auto first = RunTraining(config, stop);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GE(first->env_steps, 1000);
+  EXPECT_NEAR(static_cast<double>(first->updates), static_cast<double>(first->env_steps - config.learning_starts), 150.0);
+  EXPECT_EQ(first->skipped_updates, 0);
+  ASSERT_EQ(first->actor_versions.size(), 2u);
+  for (int64_t v : first->actor_versions) EXPECT_GT(v, 1);  // SQL's sampler loaded by both actors
+  ASSERT_GE(first->evals.size(), 1u);
+  for (const EvalPoint& e : first->evals) EXPECT_TRUE(std::isfinite(e.mean));
+  for (const char* file : {"policy_latest.safetensors", "policy_best.safetensors"}) {
+    auto policy = ReadSafetensors(absl::StrCat(dir, "/", file));
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    EXPECT_EQ(policy->metadata["meow.algorithm"], "sql") << file;
+    EXPECT_TRUE(policy->tensors.count("fc3.weight")) << file;
+  }
+  std::ifstream config_txt(dir + "/config.txt");
+  std::string text((std::istreambuf_iterator<char>(config_txt)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("algo=sql\n"));
+  EXPECT_THAT(text, HasSubstr("reward_scale=0.1\n"));
+  EXPECT_THAT(text, HasSubstr("kernel_bandwidth=log_batch\n"));
+
+  config.total_env_steps = 1300;
+  auto second = RunTraining(config, stop);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(second->restored_from, HasSubstr("ckpt-"));
+  EXPECT_GT(second->updates, first->updates + 200);
+  EXPECT_GT(second->version, first->version);
+
+  // SAC on SQL's run dir: the checkpoint names its algorithm.
+  config.algo = "sac";
+  config.total_env_steps = 1600;
+  auto wrong = RunTraining(config, stop);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("sql"));
+  fs::remove_all(dir);
+}
+
 TEST(TrainingTest, LocalModeRunsHopper) {
   SetComputeThreads(1);
   const std::string dir = FreshDir("hopper");

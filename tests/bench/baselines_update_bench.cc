@@ -1,0 +1,98 @@
+// One update of the baselines beside MEow's in the same run, for Hopper (S=11, A=3) and Humanoid
+// (S=376, A=17) sizes at batch 256 on the CPU with 1 and 2 LibTorch threads: SAC (CleanRL's
+// networks, 256x2) and SQL (the MEow authors' networks, 128x2, 16 SVGD and 16 value particles).
+// Both baselines' updates are written with autograd (their straightforward formulation; neither
+// has a hand-written backward yet), so these rows are what a run of either gets today. MEow's row
+// is its hand-written update (BM_MeowUpdate of bench_meow_update measures it against its own
+// autograd formulation).
+//
+//   build/tests/bench/bench_baselines_update --benchmark_min_time=2
+#include <ATen/ATen.h>
+
+#include "benchmark/benchmark.h"
+#include "common/runtime.h"
+#include "learner/meow_update.h"
+#include "learner/sac_update.h"
+#include "learner/sql_update.h"
+
+namespace meow {
+namespace {
+
+struct Task {
+  int64_t obs_dim;
+  int64_t action_dim;
+};
+constexpr Task kTasks[] = {{11, 3}, {376, 17}};  // Hopper, Humanoid
+
+Batch RandomBatch(const Task& task, int64_t rows) {
+  return Batch{at::randn({rows, task.obs_dim}), at::rand({rows, task.action_dim}) * 2 - 1, at::randn({rows}),
+               at::randn({rows, task.obs_dim}), (at::rand({rows}) < 0.05).to(at::kFloat)};
+}
+
+template <typename MakeUpdater>
+void RunUpdates(benchmark::State& state, MakeUpdater make) {
+  const Task& task = kTasks[state.range(0)];
+  SetComputeThreads(static_cast<int>(state.range(1)));
+  torch::manual_seed(1);
+  auto updater = make(task);
+  if (!updater.ok()) {
+    state.SkipWithError(updater.status().ToString().c_str());
+    return;
+  }
+  const Batch batch = RandomBatch(task, 256);
+  for (int i = 0; i < 3; ++i) (void)(*updater)->Update(batch);
+  for (auto _ : state) benchmark::DoNotOptimize((*updater)->Update(batch));
+  state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void BM_MeowUpdate(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    FlowPolicyConfig c;
+    c.obs_dim = task.obs_dim;
+    c.action_dim = task.action_dim;
+    c.alpha = 0.25;
+    return MeowUpdater::Create(c, MeowUpdateConfig(), at::kCPU);
+  });
+}
+
+void BM_SacUpdate(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    SacPolicyConfig c;
+    c.obs_dim = task.obs_dim;
+    c.action_dim = task.action_dim;
+    return SacUpdater::Create(c, SacUpdateConfig(), at::kCPU);
+  });
+}
+
+void BM_SqlUpdate(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    SqlPolicyConfig c;
+    c.obs_dim = task.obs_dim;
+    c.action_dim = task.action_dim;
+    return SqlUpdater::Create(c, SqlUpdateConfig(), at::kCPU);
+  });
+}
+
+// Args: {task index (0 Hopper, 1 Humanoid), LibTorch threads}.
+void Args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "threads"});
+  for (int task : {0, 1}) {
+    for (int threads : {1, 2}) b->Args({task, threads});
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_MeowUpdate)->Apply(Args);
+BENCHMARK(BM_SacUpdate)->Apply(Args);
+BENCHMARK(BM_SqlUpdate)->Apply(Args);
+
+}  // namespace
+}  // namespace meow
+
+int main(int argc, char** argv) {
+  meow::TuneAllocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
