@@ -80,6 +80,29 @@ int64_t StepCountFrom(const at::Tensor& t) {
   return (static_cast<int64_t>(t[0].item<double>()) << 20) + static_cast<int64_t>(t[1].item<double>());
 }
 
+NamedTensorList NamedStateTensors(const std::vector<std::pair<std::string, const torch::nn::Module*>>& modules,
+                                  const std::vector<std::pair<std::string, AdamState*>>& optimisers) {
+  NamedTensorList out;
+  for (const auto& [prefix, module] : modules) {
+    for (const auto& item : module->named_parameters()) out.emplace_back(absl::StrCat(prefix, ".", item.key()), item.value());
+  }
+  for (const auto& [prefix, opt] : optimisers) {
+    for (size_t i = 0; i < opt->m().size(); ++i) {
+      out.emplace_back(absl::StrCat(prefix, ".m.", i), opt->m()[i]);
+      out.emplace_back(absl::StrCat(prefix, ".v.", i), opt->v()[i]);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, at::Tensor> StateOf(const NamedTensorList& named,
+                                          const std::vector<std::pair<std::string, AdamState*>>& optimisers) {
+  std::map<std::string, at::Tensor> state;
+  for (const auto& [name, t] : named) state.emplace(name, t.detach());
+  for (const auto& [prefix, opt] : optimisers) state.emplace(absl::StrCat(prefix, ".steps"), StepCountTensor(opt->steps()));
+  return state;
+}
+
 absl::Status CheckAndCopyState(const std::string& algorithm, const std::vector<std::pair<std::string, at::Tensor>>& named,
                                const std::vector<std::string>& counts, const std::map<std::string, at::Tensor>& state) {
   auto shape = [](const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); };

@@ -57,6 +57,16 @@ void CopyParameters(torch::nn::Module& to, torch::nn::Module& from);
 at::Tensor StepCountTensor(int64_t n);
 int64_t StepCountFrom(const at::Tensor& t);
 
+// A checkpoint's named tensors: every parameter of each module as "<prefix>.<name>", then each
+// optimiser's moments as "<prefix>.m.<i>" and "<prefix>.v.<i>".
+using NamedTensorList = std::vector<std::pair<std::string, at::Tensor>>;
+NamedTensorList NamedStateTensors(const std::vector<std::pair<std::string, const torch::nn::Module*>>& modules,
+                                  const std::vector<std::pair<std::string, AdamState*>>& optimisers);
+// The state a checkpoint keeps: the named tensors, detached, and each optimiser's step count as
+// "<prefix>.steps" (StepCountTensor).
+std::map<std::string, at::Tensor> StateOf(const NamedTensorList& named,
+                                          const std::vector<std::pair<std::string, AdamState*>>& optimisers);
+
 // Checks `state` against every tensor of `named` (present, same shape, finite) and every count of
 // `counts` (a StepCountTensor), then copies the tensors in; InvalidArgument naming the first that
 // does not fit (`algorithm` starts the message), and nothing is changed then.

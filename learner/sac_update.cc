@@ -150,34 +150,22 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
   return stats;
 }
 
+std::vector<std::pair<std::string, AdamState*>> SacUpdater::Optimisers() const {
+  return {{"q_opt", q_opt_.get()}, {"actor_opt", actor_opt_.get()}, {"alpha_opt", alpha_opt_.get()}};
+}
+
 std::vector<std::pair<std::string, at::Tensor>> SacUpdater::NamedTensors() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  const std::pair<const char*, const torch::nn::Module*> modules[] = {
-      {"actor", actor_.get()}, {"qf1", qf1_.get()}, {"qf2", qf2_.get()},
-      {"qf1_target", qf1_target_.get()}, {"qf2_target", qf2_target_.get()}};
-  for (const auto& [prefix, module] : modules) {
-    for (const auto& item : module->named_parameters()) out.emplace_back(absl::StrCat(prefix, ".", item.key()), item.value());
-  }
+  NamedTensorList out = NamedStateTensors({{"actor", actor_.get()},
+                                           {"qf1", qf1_.get()},
+                                           {"qf2", qf2_.get()},
+                                           {"qf1_target", qf1_target_.get()},
+                                           {"qf2_target", qf2_target_.get()}},
+                                          Optimisers());
   out.emplace_back("log_alpha", log_alpha_);
-  const std::pair<const char*, AdamState*> optimisers[] = {
-      {"q_opt", q_opt_.get()}, {"actor_opt", actor_opt_.get()}, {"alpha_opt", alpha_opt_.get()}};
-  for (const auto& [prefix, opt] : optimisers) {
-    for (size_t i = 0; i < opt->m().size(); ++i) {
-      out.emplace_back(absl::StrCat(prefix, ".m.", i), opt->m()[i]);
-      out.emplace_back(absl::StrCat(prefix, ".v.", i), opt->v()[i]);
-    }
-  }
   return out;
 }
 
-std::map<std::string, at::Tensor> SacUpdater::State() const {
-  std::map<std::string, at::Tensor> state;
-  for (const auto& [name, t] : NamedTensors()) state.emplace(name, t.detach());
-  state.emplace("q_opt.steps", StepCountTensor(q_opt_->steps()));
-  state.emplace("actor_opt.steps", StepCountTensor(actor_opt_->steps()));
-  state.emplace("alpha_opt.steps", StepCountTensor(alpha_opt_->steps()));
-  return state;
-}
+std::map<std::string, at::Tensor> SacUpdater::State() const { return StateOf(NamedTensors(), Optimisers()); }
 
 std::map<std::string, std::string> SacUpdater::StateMetadata() const {
   return {{"sac.obs_dim", absl::StrCat(policy_config_.obs_dim)},

@@ -85,7 +85,8 @@ class SacUpdater : public Algorithm {
 
  private:
   SacUpdater(const SacPolicyConfig& policy_config, const SacUpdateConfig& config, const c10::Device& device);
-  std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;  // networks and log_alpha
+  std::vector<std::pair<std::string, AdamState*>> Optimisers() const;
+  std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;  // networks, moments and log_alpha
 
   SacPolicyConfig policy_config_;
   SacUpdateConfig config_;

@@ -198,31 +198,20 @@ absl::StatusOr<UpdateStats> SqlUpdater::Update(const Batch& batch) {
   return stats;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> SqlUpdater::NamedTensors() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  const std::pair<const char*, const torch::nn::Module*> modules[] = {
-      {"sampler", sampler_.get()}, {"qf1", qf1_.get()}, {"qf2", qf2_.get()},
-      {"qf1_target", qf1_target_.get()}, {"qf2_target", qf2_target_.get()}};
-  for (const auto& [prefix, module] : modules) {
-    for (const auto& item : module->named_parameters()) out.emplace_back(absl::StrCat(prefix, ".", item.key()), item.value());
-  }
-  const std::pair<const char*, AdamState*> optimisers[] = {{"q_opt", q_opt_.get()}, {"policy_opt", policy_opt_.get()}};
-  for (const auto& [prefix, opt] : optimisers) {
-    for (size_t i = 0; i < opt->m().size(); ++i) {
-      out.emplace_back(absl::StrCat(prefix, ".m.", i), opt->m()[i]);
-      out.emplace_back(absl::StrCat(prefix, ".v.", i), opt->v()[i]);
-    }
-  }
-  return out;
+std::vector<std::pair<std::string, AdamState*>> SqlUpdater::Optimisers() const {
+  return {{"q_opt", q_opt_.get()}, {"policy_opt", policy_opt_.get()}};
 }
 
-std::map<std::string, at::Tensor> SqlUpdater::State() const {
-  std::map<std::string, at::Tensor> state;
-  for (const auto& [name, t] : NamedTensors()) state.emplace(name, t.detach());
-  state.emplace("q_opt.steps", StepCountTensor(q_opt_->steps()));
-  state.emplace("policy_opt.steps", StepCountTensor(policy_opt_->steps()));
-  return state;
+std::vector<std::pair<std::string, at::Tensor>> SqlUpdater::NamedTensors() const {
+  return NamedStateTensors({{"sampler", sampler_.get()},
+                            {"qf1", qf1_.get()},
+                            {"qf2", qf2_.get()},
+                            {"qf1_target", qf1_target_.get()},
+                            {"qf2_target", qf2_target_.get()}},
+                           Optimisers());
 }
+
+std::map<std::string, at::Tensor> SqlUpdater::State() const { return StateOf(NamedTensors(), Optimisers()); }
 
 std::map<std::string, std::string> SqlUpdater::StateMetadata() const {
   return {{"sql.obs_dim", absl::StrCat(policy_config_.obs_dim)},

@@ -110,6 +110,7 @@ class SqlUpdater : public Algorithm {
 
  private:
   SqlUpdater(const SqlPolicyConfig& policy_config, const SqlUpdateConfig& config, const c10::Device& device);
+  std::vector<std::pair<std::string, AdamState*>> Optimisers() const;
   std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
 
   SqlPolicyConfig policy_config_;
