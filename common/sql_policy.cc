@@ -31,6 +31,13 @@ torch::Tensor SqlSamplerImpl::forward(const torch::Tensor& obs, const torch::Ten
   return torch::tanh(fc3(torch::relu(fc2(torch::relu(fc1(x))))));
 }
 
+torch::Tensor SqlSamplerImpl::ForwardParticles(const torch::Tensor& obs, const torch::Tensor& noise) {
+  const int64_t s = obs.size(1), a = noise.size(2);
+  const torch::Tensor& w = fc1->weight;  // (H, S + A)
+  torch::Tensor h = at::linear(obs, w.narrow(1, 0, s), fc1->bias).unsqueeze(1) + at::matmul(noise, w.narrow(1, s, a).t());
+  return torch::tanh(fc3(torch::relu(fc2(torch::relu(h)))));
+}
+
 torch::Tensor SqlSamplerImpl::Sample(const torch::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) {
   const std::vector<int64_t> shape = {obs.size(0), config_.action_dim};
   torch::Tensor noise;

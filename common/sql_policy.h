@@ -37,6 +37,9 @@ class SqlSamplerImpl : public torch::nn::Module {
 
   // tanh(f(s, xi)) (N, A) for observations (N, S) and noise (N, A); gradients reach the parameters.
   torch::Tensor forward(const torch::Tensor& obs, const torch::Tensor& noise);
+  // K actions per state, (B, K, A) for obs (B, S) and noise (B, K, A): the same function with the
+  // state's part of the first layer computed once per state.
+  torch::Tensor ForwardParticles(const torch::Tensor& obs, const torch::Tensor& noise);
   // Actions for observations (N, S): fresh noise drawn with `generator` (nullopt: LibTorch's
   // default generator), or with `deterministic` xi = 0.
   torch::Tensor Sample(const torch::Tensor& obs, bool deterministic, std::optional<at::Generator> generator = std::nullopt);

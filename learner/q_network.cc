@@ -21,6 +21,13 @@ torch::Tensor QNetworkImpl::forward(const torch::Tensor& obs, const torch::Tenso
   return fc3(torch::relu(fc2(torch::relu(fc1(x))))).squeeze(1);
 }
 
+torch::Tensor QNetworkImpl::ForwardParticles(const torch::Tensor& obs, const torch::Tensor& actions) {
+  const int64_t s = obs.size(1), a = actions.size(2);
+  const torch::Tensor& w = fc1->weight;  // (H, S + A)
+  torch::Tensor h = at::linear(obs, w.narrow(1, 0, s), fc1->bias).unsqueeze(1) + at::matmul(actions, w.narrow(1, s, a).t());
+  return fc3(torch::relu(fc2(torch::relu(h)))).squeeze(-1);
+}
+
 AdamState::AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps)
     : params_(std::move(params)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
   for (const at::Tensor& p : params_) {

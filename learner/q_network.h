@@ -25,6 +25,9 @@ class QNetworkImpl : public torch::nn::Module {
  public:
   QNetworkImpl(int64_t obs_dim, int64_t action_dim, int64_t hidden);
   torch::Tensor forward(const torch::Tensor& obs, const torch::Tensor& action);  // (B)
+  // Q at K actions per state, (B, K) for obs (B, S) and actions (B, K, A): the same function with
+  // the state's part of the first layer computed once per state instead of once per action.
+  torch::Tensor ForwardParticles(const torch::Tensor& obs, const torch::Tensor& actions);
 
   torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
 };

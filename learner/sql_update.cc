@@ -116,6 +116,20 @@ absl::StatusOr<std::unique_ptr<SqlUpdater>> SqlUpdater::Create(const SqlPolicyCo
   return std::unique_ptr<SqlUpdater>(new SqlUpdater(policy_config, config, device));
 }
 
+at::Tensor SqlUpdater::QAtParticles(QNetwork& q, const at::Tensor& obs, const at::Tensor& actions) {
+  if (config_.per_state_first_layer) return q->ForwardParticles(obs, actions);
+  const int64_t b = actions.size(0), k = actions.size(1);
+  at::Tensor repeated = obs.unsqueeze(1).expand({b, k, obs.size(1)}).reshape({b * k, obs.size(1)});
+  return q(repeated, actions.reshape({b * k, actions.size(2)})).view({b, k});
+}
+
+at::Tensor SqlUpdater::SamplerAtParticles(const at::Tensor& obs, const at::Tensor& noise) {
+  if (config_.per_state_first_layer) return sampler_->ForwardParticles(obs, noise);
+  const int64_t b = noise.size(0), k = noise.size(1);
+  at::Tensor repeated = obs.unsqueeze(1).expand({b, k, obs.size(1)}).reshape({b * k, obs.size(1)});
+  return sampler_(repeated, noise.reshape({b * k, noise.size(2)})).view({b, k, noise.size(2)});
+}
+
 absl::StatusOr<UpdateStats> SqlUpdater::Update(const Batch& batch) {
   const int64_t S = policy_config_.obs_dim, A = policy_config_.action_dim;
   if (absl::Status s = ValidateBatch(batch, S, A, device_); !s.ok()) return s;
@@ -130,9 +144,8 @@ absl::StatusOr<UpdateStats> SqlUpdater::Update(const Batch& batch) {
     const int64_t kv = config_.value_particles;
     at::Tensor actions = config_.value_draws == "shared" ? (at::rand({1, kv, A}, options) * 2 - 1).expand({B, kv, A})
                                                          : at::rand({B, kv, A}, options) * 2 - 1;
-    at::Tensor next_obs = batch.next_obs.unsqueeze(1).expand({B, kv, S}).reshape({B * kv, S});
-    at::Tensor flat = actions.reshape({B * kv, A});
-    at::Tensor q = at::min(qf1_target_(next_obs, flat), qf2_target_(next_obs, flat)).view({B, kv});
+    at::Tensor q = at::min(QAtParticles(qf1_target_, batch.next_obs, actions),
+                           QAtParticles(qf2_target_, batch.next_obs, actions));
     next_value = UniformImportanceSoftValue(q, A);
     y = config_.reward_scale * batch.reward + config_.gamma * (1 - batch.terminated) * next_value;
   }
@@ -159,21 +172,16 @@ absl::StatusOr<UpdateStats> SqlUpdater::Update(const Batch& batch) {
   at::Tensor updated, fixed;
   if (config_.particle_draws == "split") {
     const int64_t k_fixed = k - k / 2;
-    at::Tensor obs = batch.obs.unsqueeze(1).expand({B, k, S}).reshape({B * k, S});
-    at::Tensor all = sampler_(obs, at::randn({B * k, A}, options)).view({B, k, A});
+    at::Tensor all = SamplerAtParticles(batch.obs, at::randn({B * k, A}, options).view({B, k, A}));
     fixed = all.narrow(1, 0, k_fixed).detach();
     updated = all.narrow(1, k_fixed, k - k_fixed);
   } else {
-    at::Tensor obs = batch.obs.unsqueeze(1).expand({B, k, S}).reshape({B * k, S});
-    updated = sampler_(obs, at::randn({B * k, A}, options)).view({B, k, A});
+    updated = SamplerAtParticles(batch.obs, at::randn({B * k, A}, options).view({B, k, A}));
     torch::NoGradGuard no_grad;
-    fixed = sampler_(obs, at::randn({B * k, A}, options)).view({B, k, A});
+    fixed = SamplerAtParticles(batch.obs, at::randn({B * k, A}, options).view({B, k, A}));
   }
-  const int64_t kx = fixed.size(1);
   fixed = fixed.detach().requires_grad_(true);
-  at::Tensor obs_x = batch.obs.unsqueeze(1).expand({B, kx, S}).reshape({B * kx, S});
-  at::Tensor fixed_flat = fixed.reshape({B * kx, A});
-  at::Tensor log_p = at::min(qf1_(obs_x, fixed_flat), qf2_(obs_x, fixed_flat)).view({B, kx}) +
+  at::Tensor log_p = at::min(QAtParticles(qf1_, batch.obs, fixed), QAtParticles(qf2_, batch.obs, fixed)) +
                      at::log(1 - fixed.pow(2) + kSquashEps).sum(-1);
   at::Tensor score = torch::autograd::grad({log_p.sum()}, {fixed})[0].detach();
   at::Tensor direction = SvgdDirection(fixed.detach(), score, updated.detach(), config_.kernel_bandwidth);

@@ -55,6 +55,10 @@ struct SqlUpdateConfig {
   std::string kernel_bandwidth = "log_batch";  // or "log_particles"
   std::string particle_draws = "independent";  // or "split"
   std::string value_draws = "per_row";         // or "shared"
+  // The particles' first layers with the state's part computed once per state (the default), or
+  // the straightforward formulation of both codes: each state repeated K times through whole
+  // networks (the same function; bench_baselines_update compares the two).
+  bool per_state_first_layer = true;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
@@ -112,6 +116,9 @@ class SqlUpdater : public Algorithm {
   SqlUpdater(const SqlPolicyConfig& policy_config, const SqlUpdateConfig& config, const c10::Device& device);
   std::vector<std::pair<std::string, AdamState*>> Optimisers() const;
   std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
+  // Q (B, K) and sampler actions (B, K, A) at K particles per state, by per_state_first_layer.
+  at::Tensor QAtParticles(QNetwork& q, const at::Tensor& obs, const at::Tensor& actions);
+  at::Tensor SamplerAtParticles(const at::Tensor& obs, const at::Tensor& noise);
 
   SqlPolicyConfig policy_config_;
   SqlUpdateConfig config_;

@@ -1,10 +1,11 @@
 // One update of the baselines beside MEow's in the same run, for Hopper (S=11, A=3) and Humanoid
 // (S=376, A=17) sizes at batch 256 on the CPU with 1 and 2 LibTorch threads: SAC (CleanRL's
 // networks, 256x2) and SQL (the MEow authors' networks, 128x2, 16 SVGD and 16 value particles).
-// Both baselines' updates are written with autograd (their straightforward formulation; neither
-// has a hand-written backward yet), so these rows are what a run of either gets today. MEow's row
-// is its hand-written update (BM_MeowUpdate of bench_meow_update measures it against its own
-// autograd formulation).
+// Both baselines' updates are written with autograd (neither has a hand-written backward yet).
+// SQL's runs its particles' first layers with the state's part computed once per state;
+// BM_SqlStraightforward is the same update with each state repeated K times through whole
+// networks, as both SQL codes write it. MEow's row is its hand-written update (bench_meow_update
+// measures it against its own autograd formulation).
 //
 //   build/tests/bench/bench_baselines_update --benchmark_min_time=2
 #include <ATen/ATen.h>
@@ -84,6 +85,19 @@ void Args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_MeowUpdate)->Apply(Args);
 BENCHMARK(BM_SacUpdate)->Apply(Args);
 BENCHMARK(BM_SqlUpdate)->Apply(Args);
+
+// SQL's straightforward formulation: each state repeated K times through whole networks.
+void BM_SqlStraightforward(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    SqlPolicyConfig c;
+    c.obs_dim = task.obs_dim;
+    c.action_dim = task.action_dim;
+    SqlUpdateConfig config;
+    config.per_state_first_layer = false;
+    return SqlUpdater::Create(c, config, at::kCPU);
+  });
+}
+BENCHMARK(BM_SqlStraightforward)->Apply(Args);
 
 }  // namespace
 }  // namespace meow

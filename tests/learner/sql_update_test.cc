@@ -333,6 +333,32 @@ TEST(SqlUpdateTest, TheGradientsOfOneUpdateMatchFiniteDifferences) {
   }
 }
 
+TEST(SqlUpdateTest, ThePerStateFirstLayerIsTheStraightforwardFormulation) {
+  // The same weights, batches and draws through both formulations: the same updates.
+  for (const char* draws : {"independent", "split"}) {
+    SqlUpdateConfig fast, plain;
+    fast.particle_draws = plain.particle_draws = draws;
+    plain.per_state_first_layer = false;
+    at::manual_seed(8);
+    auto a = *SqlUpdater::Create(Sizes(5, 3), fast, kCpu);
+    at::manual_seed(8);
+    auto b = *SqlUpdater::Create(Sizes(5, 3), plain, kCpu);
+    for (int step = 0; step < 3; ++step) {
+      Batch batch = RandomBatch(32, 5, 3);
+      at::manual_seed(100 + step);
+      auto sa = a->Update(batch);
+      at::manual_seed(100 + step);
+      auto sb = b->Update(batch);
+      ASSERT_TRUE(sa.ok() && sb.ok());
+      EXPECT_NEAR(sa->loss, sb->loss, 1e-4 * std::max(1.0, std::abs(sb->loss))) << draws;
+      EXPECT_NEAR(sa->v_mean, sb->v_mean, 1e-4 * std::max(1.0, std::abs(sb->v_mean))) << draws;
+    }
+    for (const auto& [name, t] : a->State()) {
+      EXPECT_TRUE(at::allclose(t, b->State().at(name), 1e-4, 1e-5)) << draws << " " << name;
+    }
+  }
+}
+
 TEST(SqlUpdateTest, LearnsAOneStepTask) {
   // Reward -(a - 0.5)^2, every transition terminal, reward scale 20: Q -> -20 (a - 0.5)^2 and the
   // energy exp(Q) is a bump of sd 0.16 at 0.5; the sampler's actions gather there.
