@@ -122,6 +122,9 @@ TEST(MeowCliTest, BadFlagValuesNameTheFlag) {
   EXPECT_THAT(meow_scale.output, HasSubstr("--reward_scale is for --algo=sql, not meow"));
   CliRun sac_lr = Meow("train --algo=meow --q_lr=1e-3");
   EXPECT_THAT(sac_lr.output, HasSubstr("--q_lr is for --algo=sac or --algo=sql, not meow"));
+  CliRun meow_lr = Meow("train --algo=sac --lr=1e-3");
+  EXPECT_EQ(meow_lr.exit_code, 2);
+  EXPECT_THAT(meow_lr.output, HasSubstr("--lr is for --algo=meow, not sac"));
   CliRun autotune = Meow("train --algo=sql --autotune=true");
   EXPECT_EQ(autotune.exit_code, 2);
   EXPECT_THAT(autotune.output, HasSubstr("--autotune is for --algo=sac, not sql"));
