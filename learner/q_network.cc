@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +56,26 @@ void ClearGrads(const std::vector<at::Tensor>& params) {
   for (const at::Tensor& p : params) {
     if (p.grad().defined()) p.mutable_grad().zero_();
   }
+}
+
+bool TwinCriticStep(QNetwork& qf1, QNetwork& qf2, const std::vector<at::Tensor>& params, AdamState& opt,
+                    const Batch& batch, const at::Tensor& y, UpdateStats* stats) {
+  ClearGrads(params);
+  at::Tensor q1 = qf1(batch.obs, batch.action);
+  at::Tensor q2 = qf2(batch.obs, batch.action);
+  at::Tensor loss = torch::mse_loss(q1, y) + torch::mse_loss(q2, y);
+  loss.backward();
+  stats->loss = loss.item<double>();
+  stats->grad_norm = GradNorm(params);
+  stats->q_mean = 0.5 * (q1.mean().item<double>() + q2.mean().item<double>());
+  stats->target_mean = y.mean().item<double>();
+  if (!std::isfinite(stats->loss) || !std::isfinite(stats->grad_norm)) {
+    ClearGrads(params);
+    stats->skipped = true;
+    return false;
+  }
+  opt.Step();
+  return true;
 }
 
 double GradNorm(const std::vector<at::Tensor>& params) {

@@ -16,6 +16,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "absl/status/status.h"
+#include "learner/algorithm.h"
 
 namespace meow {
 
@@ -50,6 +51,13 @@ class AdamState {
 };
 
 void ClearGrads(const std::vector<at::Tensor>& params);
+
+// One step of two critics toward the target y (B): loss = mse(Q_1(s, a), y) + mse(Q_2(s, a), y),
+// gradients into `params` (both critics' parameters, in `opt`'s order), then `opt` steps. Fills
+// `stats`' loss, grad_norm, q_mean and target_mean. A non-finite loss or gradient clears the
+// gradients, leaves the critics as they were, sets stats->skipped and returns false.
+bool TwinCriticStep(QNetwork& qf1, QNetwork& qf2, const std::vector<at::Tensor>& params, AdamState& opt,
+                    const Batch& batch, const at::Tensor& y, UpdateStats* stats);
 // The global L2 norm of the gradients, NaN/inf when any is not finite.
 double GradNorm(const std::vector<at::Tensor>& params);
 // target <- (1 - tau) target + tau online, parameter by parameter (the same network).

@@ -88,23 +88,11 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
                 alpha * next.log_prob;
     y = batch.reward + config_.gamma * (1 - batch.terminated) * soft_next;
   }
-  ClearGrads(q_params_);
-  at::Tensor q1 = qf1_(batch.obs, batch.action);
-  at::Tensor q2 = qf2_(batch.obs, batch.action);
-  at::Tensor q_loss = torch::mse_loss(q1, y) + torch::mse_loss(q2, y);
-  q_loss.backward();
-  stats.loss = q_loss.item<double>();
-  stats.grad_norm = GradNorm(q_params_);
-  stats.q_mean = 0.5 * (q1.mean().item<double>() + q2.mean().item<double>());
   stats.v_mean = soft_next.mean().item<double>();
-  stats.target_mean = y.mean().item<double>();
-  if (!std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm)) {
-    ClearGrads(q_params_);
-    stats.skipped = true;
+  if (!TwinCriticStep(qf1_, qf2_, q_params_, *q_opt_, batch, y, &stats)) {
     ++skipped_;
     return stats;
   }
-  q_opt_->Step();
 
   // Actor and temperature, delayed: policy_frequency steps every policy_frequency-th update.
   bool actor_skipped = false;
