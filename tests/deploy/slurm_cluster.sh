@@ -66,14 +66,18 @@ CONF
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" \
     > "$dir/log/munged.out" 2>&1 &
   slurm_cluster_pids+=($!)
+  disown $!  # stopped by pid in slurm_cluster_stop, without the shell's "Killed" notices
   echo "AuthInfo=socket=$socket" >> "$SLURM_CONF"
   for i in $(seq 1 300); do [[ -S "$socket" ]] && break; sleep 0.1; done  # up to 30 s on a busy machine
   MEOW_TEST_CLUSTER=$dir setsid slurmctld -D -f "$SLURM_CONF" > "$dir/log/slurmctld.out" 2>&1 &
   slurm_cluster_pids+=($!)
+  disown $!  # stopped by pid in slurm_cluster_stop, without the shell's "Killed" notices
   MEOW_TEST_CLUSTER=$dir setsid slurmd -D -N n1 -f "$SLURM_CONF" > "$dir/log/slurmd.n1.out" 2>&1 &
   slurm_cluster_pids+=($!)
+  disown $!  # stopped by pid in slurm_cluster_stop, without the shell's "Killed" notices
   MEOW_TEST_CLUSTER=$dir setsid slurmd -D -N n2 -f "$SLURM_CONF" > "$dir/log/slurmd.n2.out" 2>&1 &
   slurm_cluster_pids+=($!)
+  disown $!  # stopped by pid in slurm_cluster_stop, without the shell's "Killed" notices
   local deadline=$((SECONDS + 60))
   until [[ "$(sinfo -h -o '%T %D' 2>/dev/null)" == "idle 2" ]]; do
     if ((SECONDS > deadline)); then

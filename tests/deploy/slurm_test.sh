@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # deploy/slurm/ against a real Slurm: a controller and two nodes on this machine
 # (tests/deploy/slurm_cluster.sh), jobs submitted with sbatch as a user would.
-#   1. meow.sbatch trains MultiGoal-v0 to the end, seeds 1-3 as three jobs side by side: every job
-#      completes with exit 0, each run dir holds what local mode writes, and the final policies reach
-#      all four goals in at least 2 of 3 seeds (the distributed learning test's bar, measured the same
-#      way: 100 stochastic rollouts of 50 steps from the origin, `meow eval --seed=1000`).
+#   1. meow.sbatch trains MultiGoal-v0 to the end: every job completes with exit 0, each run dir
+#      holds what local mode writes, and the final policy is measured (100 stochastic rollouts of 50
+#      steps from the origin, `meow eval --seed=1000`). With --only=learning (the on-demand
+#      `slurm_learning` test, label learning-long), seeds 1-3 as three jobs side by side, and the
+#      final policies must reach all four goals in at least 2 of 3 seeds (the distributed learning
+#      test's bar); otherwise (the default `slurm` test) seed 1 alone, its measurement reported. Runs
+#      through processes are not repeatable and about one seed in ten misses a goal in local mode
+#      too, so the bar is on demand, like the distributed learning test's.
 #   2. One run with drills: `scancel JOB.STEP` of an actor step (SIGKILL) -> training goes on, the
 #      job starts the step again and the actor continues its sequence numbers; actors.sbatch adds an
 #      actor as a job array, whose task requeued (as preemption does) continues its sequence numbers;
@@ -51,7 +55,12 @@ check() {  # check NAME RESULT(0 = ok) DETAIL
 cleanup() {
   set +e
   for pid in $(jobs -p); do kill -KILL "$pid" 2>/dev/null; done
-  slurm_cluster_stop
+  slurm_cluster_stop 2> /dev/null
+  # The failed checks again, last, where a log's tail shows them.
+  if grep -q '  FAIL  ' "$summary" 2> /dev/null; then
+    echo "slurm_test: failed checks:"
+    grep '  FAIL  \|timed out' "$summary"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -97,17 +106,19 @@ toy_flags=(--flagfile=deploy/slurm/multigoal.flags)
 
 # --- 1. MultiGoal-v0 to the end, three seeds side by side ------------------------------------
 if [[ "$only" != drills ]]; then
-say "part 1: meow.sbatch trains MultiGoal-v0 (the preset: 4,000 steps, 2 actors), seeds 1-3 as three jobs"
+seeds=(1)
+[[ "$only" == learning ]] && seeds=(1 2 3)
+say "part 1: meow.sbatch trains MultiGoal-v0 (the preset: 4,000 steps, 2 actors), seeds ${seeds[*]} as ${#seeds[@]} job(s)"
 declare -A job
-for seed in 1 2 3; do
+for seed in "${seeds[@]}"; do
   job[$seed]=$(submit "$out/toy$seed" $((base_port + seed * 10)) "${toy_flags[@]}" -- --seed="$seed")
   say "  seed $seed: job ${job[$seed]}"
 done
-for seed in 1 2 3; do
+for seed in "${seeds[@]}"; do
   wait_until "job ${job[$seed]} ends" 1500 '! job_active ${job[$seed]}'
 done
 seeds_all_goals=0
-for seed in 1 2 3; do
+for seed in "${seeds[@]}"; do
   run="$out/toy$seed"
   j=${job[$seed]}
   [[ "$(job_state "$j")" == COMPLETED && "$(job_exit "$j")" == 0:0 ]]
@@ -131,8 +142,10 @@ for seed in 1 2 3; do
   ((goals == 4 && ${unfinished:-100} <= 25)) && seeds_all_goals=$((seeds_all_goals + 1))
   say "  seed $seed: ${measure:-no measurement}"
 done
-((seeds_all_goals >= 2))
-check "learned as local mode learns" $? "$seeds_all_goals of 3 seeds reach all four goals with at least 75 of 100 rollouts ending at one (local mode: 36 of 40 seeds)"
+if [[ "$only" == learning ]]; then
+  ((seeds_all_goals >= 2))
+  check "learned as local mode learns" $? "$seeds_all_goals of 3 seeds reach all four goals with at least 75 of 100 rollouts ending at one (local mode: 36 of 40 seeds)"
+fi
 
 fi
 
