@@ -29,6 +29,42 @@ torch::Tensor QNetworkImpl::ForwardParticles(const torch::Tensor& obs, const tor
   return fc3(torch::relu(fc2(torch::relu(h)))).squeeze(-1);
 }
 
+at::Tensor QForward(QNetworkImpl& q, const at::Tensor& obs, const at::Tensor& action, QTape* tape) {
+  tape->x = at::cat({obs, action}, 1);
+  tape->action_dim = action.size(1);
+  tape->h1 = at::relu(at::addmm(q.fc1->bias, tape->x, q.fc1->weight.t()));
+  tape->h2 = at::relu(at::addmm(q.fc2->bias, tape->h1, q.fc2->weight.t()));
+  return at::addmm(q.fc3->bias, tape->h2, q.fc3->weight.t()).squeeze(1);
+}
+
+at::Tensor QBackward(QNetworkImpl& q, const QTape& tape, const at::Tensor& dq, bool param_grads, bool action_grad) {
+  const at::Tensor g3 = dq.unsqueeze(1);  // (B, 1)
+  // ReLU's backward as autograd's: the gradient where the output is positive.
+  const at::Tensor g2 = at::threshold_backward(at::mm(g3, q.fc3->weight), tape.h2, 0);
+  const at::Tensor g1 = at::threshold_backward(at::mm(g2, q.fc2->weight), tape.h1, 0);
+  if (param_grads) {
+    SetLinearGrads(*q.fc3, tape.h2, g3);
+    SetLinearGrads(*q.fc2, tape.h1, g2);
+    SetLinearGrads(*q.fc1, tape.x, g1);
+  }
+  if (!action_grad) return at::Tensor();
+  const int64_t obs_dim = tape.x.size(1) - tape.action_dim;
+  return at::mm(g1, q.fc1->weight.narrow(1, obs_dim, tape.action_dim));
+}
+
+void SetGrad(const at::Tensor& param, const at::Tensor& grad) {
+  if (param.grad().defined()) {
+    param.mutable_grad().copy_(grad);
+  } else {
+    param.mutable_grad() = grad.contiguous();
+  }
+}
+
+void SetLinearGrads(torch::nn::LinearImpl& linear, const at::Tensor& x, const at::Tensor& g) {
+  SetGrad(linear.weight, at::mm(g.t(), x));
+  SetGrad(linear.bias, g.sum(0));
+}
+
 AdamState::AdamState(std::vector<at::Tensor> params, double lr, double beta1, double beta2, double eps)
     : params_(std::move(params)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
   for (const at::Tensor& p : params_) {
@@ -59,12 +95,26 @@ void ClearGrads(const std::vector<at::Tensor>& params) {
 }
 
 bool TwinCriticStep(QNetwork& qf1, QNetwork& qf2, const std::vector<at::Tensor>& params, AdamState& opt,
-                    const Batch& batch, const at::Tensor& y, UpdateStats* stats) {
-  ClearGrads(params);
-  at::Tensor q1 = qf1(batch.obs, batch.action);
-  at::Tensor q2 = qf2(batch.obs, batch.action);
-  at::Tensor loss = torch::mse_loss(q1, y) + torch::mse_loss(q2, y);
-  loss.backward();
+                    const Batch& batch, const at::Tensor& y, UpdateStats* stats, bool manual_backward) {
+  at::Tensor q1, q2, loss;
+  if (manual_backward) {
+    // d/dQ_k of mean((Q_k - y)^2) is 2 (Q_k - y) / B.
+    torch::NoGradGuard no_grad;
+    QTape tape1, tape2;
+    q1 = QForward(*qf1, batch.obs, batch.action, &tape1);
+    q2 = QForward(*qf2, batch.obs, batch.action, &tape2);
+    const at::Tensor e1 = q1 - y, e2 = q2 - y;
+    loss = e1.square().mean() + e2.square().mean();
+    const double scale = 2.0 / static_cast<double>(y.size(0));
+    QBackward(*qf1, tape1, e1 * scale, /*param_grads=*/true, /*action_grad=*/false);
+    QBackward(*qf2, tape2, e2 * scale, /*param_grads=*/true, /*action_grad=*/false);
+  } else {
+    ClearGrads(params);
+    q1 = qf1(batch.obs, batch.action);
+    q2 = qf2(batch.obs, batch.action);
+    loss = torch::mse_loss(q1, y) + torch::mse_loss(q2, y);
+    loss.backward();
+  }
   stats->loss = loss.item<double>();
   stats->grad_norm = GradNorm(params);
   stats->q_mean = 0.5 * (q1.mean().item<double>() + q2.mean().item<double>());

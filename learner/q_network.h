@@ -34,6 +34,25 @@ class QNetworkImpl : public torch::nn::Module {
 };
 TORCH_MODULE(QNetwork);
 
+// The hand-written forward and backward of a QNetwork, for the baselines' hot paths: plain ATen
+// calls with no autograd graph (run them under torch::NoGradGuard), the same arithmetic as
+// forward() and autograd's backward up to float summation order.
+struct QTape {
+  at::Tensor x, h1, h2;  // cat(s, a) and the two ReLU outputs
+  int64_t action_dim = 0;
+};
+// Q(s, a) (B), recording in `tape` what QBackward needs.
+at::Tensor QForward(QNetworkImpl& q, const at::Tensor& obs, const at::Tensor& action, QTape* tape);
+// The backward of sum_i dq_i Q(s_i, a_i) for dq (B): with `param_grads`, sets each parameter's
+// .grad() to its gradient (the parameters' own gradients are not needed when a Q network only
+// passes a gradient through to the action); with `action_grad`, returns d/da (B, A), else an
+// undefined tensor.
+at::Tensor QBackward(QNetworkImpl& q, const QTape& tape, const at::Tensor& dq, bool param_grads, bool action_grad);
+// param.grad() = grad (allocated the first time, written in place after).
+void SetGrad(const at::Tensor& param, const at::Tensor& grad);
+// Linear's weight and bias gradients for input x and output gradient g: g^T x and sum_rows g.
+void SetLinearGrads(torch::nn::LinearImpl& linear, const at::Tensor& x, const at::Tensor& g);
+
 // Adam with PyTorch's defaults and semantics over a fixed list of parameters (their .grad()).
 class AdamState {
  public:
@@ -56,8 +75,9 @@ void ClearGrads(const std::vector<at::Tensor>& params);
 // gradients into `params` (both critics' parameters, in `opt`'s order), then `opt` steps. Fills
 // `stats`' loss, grad_norm, q_mean and target_mean. A non-finite loss or gradient clears the
 // gradients, leaves the critics as they were, sets stats->skipped and returns false.
+// With `manual_backward`, the gradients come from QForward/QBackward instead of autograd.
 bool TwinCriticStep(QNetwork& qf1, QNetwork& qf2, const std::vector<at::Tensor>& params, AdamState& opt,
-                    const Batch& batch, const at::Tensor& y, UpdateStats* stats);
+                    const Batch& batch, const at::Tensor& y, UpdateStats* stats, bool manual_backward = false);
 // The global L2 norm of the gradients, NaN/inf when any is not finite.
 double GradNorm(const std::vector<at::Tensor>& params);
 // target <- (1 - tau) target + tau online, parameter by parameter (the same network).

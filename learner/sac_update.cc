@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -11,6 +12,61 @@
 #include "learner/meow_update.h"
 
 namespace meow {
+namespace {
+
+constexpr double kJacobianEps = 1e-6;  // CleanRL's, as in TanhGaussianLogProb
+
+// The actor's loss mean(alpha log pi(a|s) - min_k Q_k(s, a)) at a reparameterised sample, with its
+// gradient written out by hand into the actor's .grad() (the critics' gradients are left alone:
+// they only pass d/da through). The noise is drawn as SacActorImpl::Sample draws it. Returns the
+// loss and log pi (B). Run under torch::NoGradGuard.
+//   With u = mean + sigma eps, a = tanh(u), the loss per row i (over B):
+//   dL/da = -dmin/da / B;  dL/dlog pi = alpha / B;
+//   dlog pi/du_j = 2 a_j (1 - a_j^2) / (1 - a_j^2 + 1e-6) (the Jacobian term; the Gaussian term
+//   -z^2/2 has z = eps whatever mean and sigma are, so no gradient);
+//   dL/du = dL/da (1 - a^2) + dL/dlog pi dlog pi/du;  dL/dmean = dL/du;
+//   dL/dlog sigma = dL/du sigma eps - dL/dlog pi;  log sigma = lo + (hi - lo) (tanh(r) + 1) / 2.
+std::pair<at::Tensor, at::Tensor> ActorLossAndGrad(SacActorImpl& actor, QNetworkImpl& qf1, QNetworkImpl& qf2,
+                                                   const at::Tensor& obs, const at::Tensor& alpha) {
+  const SacPolicyConfig& c = actor.config();
+  const at::Tensor h1 = at::relu(at::addmm(actor.fc1->bias, obs, actor.fc1->weight.t()));
+  const at::Tensor h2 = at::relu(at::addmm(actor.fc2->bias, h1, actor.fc2->weight.t()));
+  const at::Tensor mean = at::addmm(actor.fc_mean->bias, h2, actor.fc_mean->weight.t());
+  const at::Tensor t = at::tanh(at::addmm(actor.fc_logstd->bias, h2, actor.fc_logstd->weight.t()));
+  const double half_range = 0.5 * (c.log_std_max - c.log_std_min);
+  const at::Tensor log_std = c.log_std_min + half_range * (t + 1);
+  const at::Tensor sigma = at::exp(log_std);
+  const at::Tensor eps = at::randn(mean.sizes(), mean.options());
+  const at::Tensor u = mean + sigma * eps;
+  const at::Tensor a = at::tanh(u);
+  const at::Tensor log_prob = TanhGaussianLogProb(u, mean, log_std);
+  QTape tape1, tape2;
+  const at::Tensor q1 = QForward(qf1, obs, a, &tape1);
+  const at::Tensor q2 = QForward(qf2, obs, a, &tape2);
+  const at::Tensor loss = (alpha * log_prob - at::minimum(q1, q2)).mean();
+
+  const double inv_b = 1.0 / static_cast<double>(obs.size(0));
+  // at::minimum's gradient as autograd's: to the smaller, split in half on a tie.
+  const at::Tensor share1 = at::where(q1 < q2, 1.0, at::where(q1 == q2, 0.5, 0.0)).to(q1.scalar_type());
+  const at::Tensor dq1 = share1 * -inv_b, dq2 = (1 - share1) * -inv_b;
+  const at::Tensor d_a = QBackward(qf1, tape1, dq1, /*param_grads=*/false, /*action_grad=*/true) +
+                         QBackward(qf2, tape2, dq2, /*param_grads=*/false, /*action_grad=*/true);
+  const at::Tensor d_logp = alpha * inv_b;  // (1)
+  const at::Tensor one_minus_a2 = 1 - a * a;
+  const at::Tensor d_u = d_a * one_minus_a2 + d_logp * (2 * a * one_minus_a2 / (one_minus_a2 + kJacobianEps));
+  const at::Tensor d_log_std = d_u * sigma * eps - d_logp;
+  const at::Tensor d_raw = d_log_std * (half_range * (1 - t * t));
+  SetLinearGrads(*actor.fc_mean, h2, d_u);
+  SetLinearGrads(*actor.fc_logstd, h2, d_raw);
+  const at::Tensor d_h2 = at::threshold_backward(
+      at::addmm(at::mm(d_u, actor.fc_mean->weight), d_raw, actor.fc_logstd->weight), h2, 0);
+  SetLinearGrads(*actor.fc2, h1, d_h2);
+  const at::Tensor d_h1 = at::threshold_backward(at::mm(d_h2, actor.fc2->weight), h1, 0);
+  SetLinearGrads(*actor.fc1, obs, d_h1);
+  return {loss, log_prob};
+}
+
+}  // namespace
 
 absl::Status SacUpdateConfig::Validate() const {
   if (!(gamma >= 0 && gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("gamma must be in [0, 1], got ", gamma));
@@ -89,7 +145,7 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
     y = batch.reward + config_.gamma * (1 - batch.terminated) * soft_next;
   }
   stats.v_mean = soft_next.mean().item<double>();
-  if (!TwinCriticStep(qf1_, qf2_, q_params_, *q_opt_, batch, y, &stats)) {
+  if (!TwinCriticStep(qf1_, qf2_, q_params_, *q_opt_, batch, y, &stats, config_.manual_backward)) {
     ++skipped_;
     return stats;
   }
@@ -98,12 +154,19 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
   bool actor_skipped = false;
   if (updates_ % config_.policy_frequency == 0) {
     for (int k = 0; k < config_.policy_frequency; ++k) {
-      ClearGrads(actor_params_);
-      SampleResult pi = actor_->Sample(batch.obs, /*deterministic=*/false);
-      at::Tensor min_q = torch::min(qf1_(batch.obs, pi.action), qf2_(batch.obs, pi.action));
-      at::Tensor actor_loss = (log_alpha_.detach().exp() * pi.log_prob - min_q).mean();
-      actor_loss.backward();
-      ClearGrads(q_params_);  // the actor's loss must not move the critics
+      at::Tensor actor_loss, pi_log_prob;
+      if (config_.manual_backward) {
+        torch::NoGradGuard no_grad;
+        std::tie(actor_loss, pi_log_prob) = ActorLossAndGrad(*actor_, *qf1_, *qf2_, batch.obs, log_alpha_.detach().exp());
+      } else {
+        ClearGrads(actor_params_);
+        SampleResult pi = actor_->Sample(batch.obs, /*deterministic=*/false);
+        at::Tensor min_q = torch::min(qf1_(batch.obs, pi.action), qf2_(batch.obs, pi.action));
+        actor_loss = (log_alpha_.detach().exp() * pi.log_prob - min_q).mean();
+        actor_loss.backward();
+        ClearGrads(q_params_);  // the actor's loss must not move the critics
+        pi_log_prob = pi.log_prob.detach();
+      }
       if (!std::isfinite(actor_loss.item<double>()) || !std::isfinite(GradNorm(actor_params_))) {
         ClearGrads(actor_params_);
         actor_skipped = true;
@@ -117,14 +180,22 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
           log_prob = actor_->Sample(batch.obs, /*deterministic=*/false).log_prob;
         }
         last_log_prob_ = log_prob.mean().item<double>();
-        if (log_alpha_.grad().defined()) log_alpha_.mutable_grad().zero_();
-        at::Tensor alpha_loss = (-log_alpha_.exp() * (log_prob + target_entropy_)).mean();
-        alpha_loss.backward();
+        at::Tensor alpha_loss;
+        if (config_.manual_backward) {
+          // d/dlog_alpha of -mean(exp(log_alpha) (log pi + target)) is the loss itself.
+          torch::NoGradGuard no_grad;
+          alpha_loss = (-log_alpha_.exp() * (log_prob + target_entropy_)).mean();
+          SetGrad(log_alpha_, alpha_loss.reshape({1}));
+        } else {
+          if (log_alpha_.grad().defined()) log_alpha_.mutable_grad().zero_();
+          alpha_loss = (-log_alpha_.exp() * (log_prob + target_entropy_)).mean();
+          alpha_loss.backward();
+        }
         if (std::isfinite(alpha_loss.item<double>()) && std::isfinite(log_alpha_.grad().item<double>())) {
           alpha_opt_->Step();
         }
       } else {
-        last_log_prob_ = pi.log_prob.mean().item<double>();
+        last_log_prob_ = pi_log_prob.mean().item<double>();
       }
     }
   }

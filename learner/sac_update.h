@@ -7,7 +7,8 @@
 //   temperature, with each actor step when autotuning: loss = -mean(exp(log_alpha) (log pi(a|s) + target_entropy))
 //                        with a fresh sample and no gradient to the actor, Adam (alpha_lr), target -|A|, log_alpha from 0
 //   targets, every call: polyak with tau.
-// The gradients come from autograd (this is also the straightforward formulation). A non-finite
+// The gradients are written out by hand (manual_backward, the default) or come from autograd (the
+// straightforward formulation); the two make the same updates up to float summation order. A non-finite
 // loss or gradient never reaches the weights: the whole update is skipped and counted.
 // Not thread-safe: one thread (the learner loop) drives an updater.
 #pragma once
@@ -47,6 +48,10 @@ struct SacUpdateConfig {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
+  // The gradients written out by hand (QForward/QBackward and the actor's in sac_update.cc) with no
+  // autograd graph; false: autograd, the straightforward formulation the benchmark and tests hold
+  // the hand-written one to.
+  bool manual_backward = true;
 
   absl::Status Validate() const;
 };

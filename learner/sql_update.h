@@ -59,6 +59,9 @@ struct SqlUpdateConfig {
   // the straightforward formulation of both codes: each state repeated K times through whole
   // networks (the same function; bench_baselines_update compares the two).
   bool per_state_first_layer = true;
+  // The critics' gradients written out by hand (QForward/QBackward, as SAC's) instead of autograd
+  // (the straightforward formulation, false). The sampler's SVGD step stays with autograd.
+  bool manual_critic_backward = true;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;

@@ -1,11 +1,12 @@
 // One update of the baselines beside MEow's in the same run, for Hopper (S=11, A=3) and Humanoid
 // (S=376, A=17) sizes at batch 256 on the CPU with 1 and 2 LibTorch threads: SAC (CleanRL's
 // networks, 256x2) and SQL (the MEow authors' networks, 128x2, 16 SVGD and 16 value particles).
-// Both baselines' updates are written with autograd (neither has a hand-written backward yet).
-// SQL's runs its particles' first layers with the state's part computed once per state;
-// BM_SqlStraightforward is the same update with each state repeated K times through whole
-// networks, as both SQL codes write it. MEow's row is its hand-written update (bench_meow_update
-// measures it against its own autograd formulation).
+// Each fast formulation beside its straightforward one in the same run: SAC's hand-written
+// gradients (critics, actor, temperature) against autograd (BM_SacAutograd); SQL's particles' first
+// layers with the state's part computed once per state and its hand-written critic gradients
+// against each state repeated K times through whole networks with autograd, as both SQL codes
+// write it (BM_SqlStraightforward; SQL's SVGD sampler step is autograd in both). MEow's row is its
+// hand-written update (bench_meow_update measures it against its own autograd formulation).
 //
 //   build/tests/bench/bench_baselines_update --benchmark_min_time=2
 #include <ATen/ATen.h>
@@ -94,10 +95,24 @@ void BM_SqlStraightforward(benchmark::State& state) {
     c.action_dim = task.action_dim;
     SqlUpdateConfig config;
     config.per_state_first_layer = false;
+    config.manual_critic_backward = false;
     return SqlUpdater::Create(c, config, at::kCPU);
   });
 }
 BENCHMARK(BM_SqlStraightforward)->Apply(Args);
+
+// SAC's straightforward formulation: the same update with autograd's gradients.
+void BM_SacAutograd(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    SacPolicyConfig c;
+    c.obs_dim = task.obs_dim;
+    c.action_dim = task.action_dim;
+    SacUpdateConfig config;
+    config.manual_backward = false;
+    return SacUpdater::Create(c, config, at::kCPU);
+  });
+}
+BENCHMARK(BM_SacAutograd)->Apply(Args);
 
 }  // namespace
 }  // namespace meow

@@ -333,12 +333,14 @@ TEST(SqlUpdateTest, TheGradientsOfOneUpdateMatchFiniteDifferences) {
   }
 }
 
-TEST(SqlUpdateTest, ThePerStateFirstLayerIsTheStraightforwardFormulation) {
-  // The same weights, batches and draws through both formulations: the same updates.
+TEST(SqlUpdateTest, TheFastPathsAreTheStraightforwardFormulation) {
+  // The same weights, batches and draws through both formulations (the per-state first layer and
+  // the hand-written critic gradients against repeated states and autograd): the same updates.
   for (const char* draws : {"independent", "split"}) {
     SqlUpdateConfig fast, plain;
     fast.particle_draws = plain.particle_draws = draws;
     plain.per_state_first_layer = false;
+    plain.manual_critic_backward = false;
     at::manual_seed(8);
     auto a = *SqlUpdater::Create(Sizes(5, 3), fast, kCpu);
     at::manual_seed(8);
