@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -36,6 +37,11 @@ struct UpdateStats {
   double target_mean = 0;  // mean of the regression target y
   double grad_norm = 0;    // before clipping
   bool skipped = false;    // true when the loss or gradient was not finite
+  // The temperature the update used (SAC's after its step, learned; MEow's alpha; SQL's
+  // 1 / reward_scale) and, where the algorithm estimates it, the policy's entropy -mean log pi(a|s)
+  // of its own samples (SAC). NaN where it does not apply (metrics.csv's alpha and entropy).
+  double alpha = std::numeric_limits<double>::quiet_NaN();
+  double entropy = std::numeric_limits<double>::quiet_NaN();
 };
 
 class Algorithm {

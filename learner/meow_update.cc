@@ -281,6 +281,7 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   stats.v_mean = s[2];
   stats.target_mean = s[3];
   stats.grad_norm = s[4];
+  stats.alpha = policy_config_.alpha;
   if (!std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm)) {
     stats.skipped = true;
     ++skipped_steps_;

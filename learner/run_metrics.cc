@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -19,7 +20,7 @@ const char kRunMetricsColumns[] =
     "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,eval_goals,"
     "eval_at_goal,eval_goal_e,eval_goal_w,eval_goal_n,eval_goal_s,loss,"
     "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,learner_busy,actors_waiting,staleness,version,"
-    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag";
+    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag,alpha,entropy";
 
 namespace {
 
@@ -52,7 +53,9 @@ const std::map<std::string, std::string>& Tags() {
                                                                    {"sample_waits", "replay/sample_waits"},
                                                                    {"insert_wait_s", "replay/insert_wait_s"},
                                                                    {"sample_wait_s", "replay/sample_wait_s"},
-                                                                   {"acting_lag", "learner/acting_lag"}};
+                                                                   {"acting_lag", "learner/acting_lag"},
+                                                                   {"alpha", "learner/alpha"},
+                                                                   {"entropy", "learner/entropy"}};
   return *tags;
 }
 
@@ -62,6 +65,32 @@ const std::vector<std::string>& Columns() {
 }
 
 std::string Num(double v) { return std::isfinite(v) ? absl::StrFormat("%.6g", v) : ""; }
+
+// metrics.csv of an earlier version whose columns `header` are the first of this schema's: rewritten
+// with this header and each row given empty cells for the new columns (through a temporary file
+// renamed over it, so a crash leaves the old file or the new one, never a mix).
+absl::Status AppendColumns(const std::string& path, const std::string& header) {
+  const size_t added = Columns().size() - static_cast<size_t>(std::count(header.begin(), header.end(), ',')) - 1;
+  const std::string padding(added, ',');
+  const std::string tmp = path + ".tmp";
+  {
+    std::ifstream in(path);
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!in || !out) return absl::PermissionDeniedError(absl::StrCat("cannot rewrite ", path, " with the new columns"));
+    std::string line;
+    std::getline(in, line);
+    out << kRunMetricsColumns << "\n";
+    while (std::getline(in, line)) {
+      if (!line.empty()) out << line << padding << "\n";
+    }
+    out.flush();
+    if (!out) return absl::DataLossError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat("cannot replace ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -100,12 +129,17 @@ absl::StatusOr<std::unique_ptr<RunMetricsWriter>> RunMetricsWriter::Open(const s
   std::error_code ec;
   const bool exists = std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
   if (exists) {
-    std::ifstream in(path);
     std::string header;
-    std::getline(in, header);
+    {
+      std::ifstream in(path);
+      std::getline(in, header);
+    }
     if (header != kRunMetricsColumns) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, " has other columns (written by another version of meow); use another --run_dir"));
+      if (!absl::StartsWith(kRunMetricsColumns, absl::StrCat(header, ","))) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(path, " has other columns (written by another version of meow); use another --run_dir"));
+      }
+      if (absl::Status s = AppendColumns(path, header); !s.ok()) return s;
     }
     auto previous = ReadRunMetrics(dir);
     if (!previous.ok()) return previous.status();

@@ -4,7 +4,9 @@
 // each column. A row is either periodic (every log_interval environment steps; eval columns empty)
 // or an evaluation's (eval columns and the counters), so every series stays in order of
 // environment steps. Opened on an existing file it appends (a resumed run) after checking the
-// header. Thread-compatible: one writer per run directory.
+// header; a file of an earlier version, whose columns are the first of this schema's (columns are
+// only ever added at the end), is first rewritten with the new columns empty in its old rows.
+// Thread-compatible: one writer per run directory.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +48,8 @@ std::map<std::string, double> EvalColumns(const EvalPoint& eval);
 class RunMetricsWriter {
  public:
   // Creates DIR/metrics.csv with its header, or opens it to append when it exists with the same
-  // header (FailedPrecondition naming the file otherwise); opens the TensorBoard event file.
+  // header or an earlier version's (FailedPrecondition naming the file otherwise); opens the
+  // TensorBoard event file.
   static absl::StatusOr<std::unique_ptr<RunMetricsWriter>> Open(const std::string& dir);
 
   // Of the rows already in the file: the last wall_time (0 when new) and the best evaluation

@@ -202,6 +202,8 @@ absl::StatusOr<UpdateStats> SacUpdater::Update(const Batch& batch) {
   Polyak(*qf1_target_, *qf1_, config_.tau);
   Polyak(*qf2_target_, *qf2_, config_.tau);
   ++updates_;
+  stats.alpha = SacUpdater::alpha();
+  stats.entropy = -last_log_prob_;
   if (actor_skipped) {
     stats.skipped = true;
     ++skipped_;

@@ -150,6 +150,7 @@ absl::StatusOr<UpdateStats> SqlUpdater::Update(const Batch& batch) {
     y = config_.reward_scale * batch.reward + config_.gamma * (1 - batch.terminated) * next_value;
   }
   stats.v_mean = next_value.mean().item<double>();
+  stats.alpha = 1.0 / config_.reward_scale;
   if (!TwinCriticStep(qf1_, qf2_, q_params_, *q_opt_, batch, y, &stats, config_.manual_critic_backward)) {
     ++skipped_;
     return stats;

@@ -208,7 +208,8 @@ absl::Status SyncRun::Log(int64_t steps_done) {
                                               {"sample_waits", 0},
                                               {"insert_wait_s", 0},
                                               {"sample_wait_s", 0},
-                                              {"acting_lag", updated ? 0 : kNan}},
+                                              {"acting_lag", updated ? 0 : kNan},
+                                              {"alpha", updated ? last_stats_.alpha : kNan}},
                                              steps_done);
     if (!s.ok()) return s;
   }

@@ -146,7 +146,9 @@ absl::Status TrainingMonitor::WriteRow(int64_t env_steps, const EvalPoint* eval)
       {"sample_waits", periodic(static_cast<double>(view_.sample_waits))},
       {"insert_wait_s", periodic(view_.insert_wait_s)},
       {"sample_wait_s", periodic(view_.sample_wait_s)},
-      {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)}};
+      {"acting_lag", periodic(lag.has_value() ? static_cast<double>(*lag) : nan)},
+      {"alpha", updated ? ls.last_update.alpha : nan},
+      {"entropy", updated ? ls.last_update.entropy : nan}};
   if (eval_row) {
     for (const auto& column : EvalColumns(*eval)) row.push_back(column);
   }

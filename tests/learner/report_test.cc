@@ -107,6 +107,9 @@ TEST_F(ReportTest, EverySeriesIsOnePathWithOnePointPerDefinedRow) {
   // No staleness column: no staleness chart.
   EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"staleness\"")));
   EXPECT_THAT(html, HasSubstr("data-chart=\"qv\""));
+  // No alpha or entropy columns (MEow before they existed): neither chart.
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"alpha\"")));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"entropy\"")));
 }
 
 TEST_F(ReportTest, ThroughputChartsClipAShortBurstAndSaySo) {

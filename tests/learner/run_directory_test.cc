@@ -4,18 +4,21 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "actor/acting_policy.h"
 #include "common/flow_policy.h"
 #include "common/run_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/progress.h"
+#include "learner/run_metrics.h"
 
 namespace meow {
 namespace {
@@ -121,6 +124,40 @@ TEST(RunDirectoryTest, MultiGoalsBestEvaluationIsTheOneThatReachedMostGoals) {
   EXPECT_FALSE((*run)->IsBest(four_goals.score()));
   EXPECT_FALSE((*run)->IsBest(two_goals.score()));
   EXPECT_TRUE((*run)->IsBest(four_goals_more_at_goal.score()));
+}
+
+// A run directory of an earlier version (metrics.csv without the newest columns, alpha and entropy)
+// resumes: the file is rewritten with the new header, its rows kept with the new cells empty, and
+// appends go on; a file with other columns is refused naming it, and left as it was.
+TEST(RunDirectoryTest, MetricsOfAnEarlierVersionGainTheNewColumnsAndOthersAreRefused) {
+  const std::string full = kRunMetricsColumns;
+  const std::string old_header = full.substr(0, full.find(",alpha,entropy"));
+  ASSERT_EQ(old_header + ",alpha,entropy", full);
+  const std::string dir = FreshDir("migrate");
+  std::filesystem::create_directories(dir);
+  const size_t old_columns = std::count(old_header.begin(), old_header.end(), ',') + 1;
+  std::string old_row = "1.5,1000,2,3,-7.25";
+  for (size_t i = 5; i < old_columns; ++i) old_row += ",";
+  std::ofstream(dir + "/metrics.csv") << old_header << "\n" << old_row << "\n";
+  std::ofstream(dir + "/run_kind") << "distributed\n";
+  {
+    auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
+    ASSERT_TRUE(run.ok()) << run.status();
+    EXPECT_DOUBLE_EQ((*run)->metrics().wall_offset(), 1.5);
+    ASSERT_TRUE((*run)->metrics().Row({{"wall_time", 2.5}, {"env_steps", 2000}, {"alpha", 0.125}, {"entropy", -2.5}}, 2000).ok());
+  }
+  const std::string text = Read(dir + "/metrics.csv");
+  EXPECT_EQ(text, absl::StrCat(full, "\n", old_row, ",,\n", "2.5,2000", std::string(old_columns - 2, ','), ",0.125,-2.5\n"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/metrics.csv.tmp"));
+
+  const std::string other = FreshDir("other_columns");
+  std::filesystem::create_directories(other);
+  std::ofstream(other + "/metrics.csv") << "step,reward\n1,2\n";
+  std::ofstream(other + "/run_kind") << "distributed\n";
+  auto refused = RunDirectory::Open(other, kDistributedRun, /*resumable=*/true);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(other + "/metrics.csv has other columns"));
+  EXPECT_EQ(Read(other + "/metrics.csv"), "step,reward\n1,2\n");
 }
 
 TEST(RunDirectoryTest, ClearErrorsForDirectoriesItCannotUse) {

@@ -202,6 +202,18 @@ TEST(TrainingTest, LocalModeTrainsSacAndResumesIt) {
   std::string text((std::istreambuf_iterator<char>(config_txt)), std::istreambuf_iterator<char>());
   EXPECT_THAT(text, HasSubstr("algo=sac\n"));
   EXPECT_THAT(text, HasSubstr("autotune=1\n"));
+  // metrics.csv carries SAC's temperature (learned: it leaves its start of 1) and entropy estimate.
+  {
+    auto metrics = ReadRunMetrics(dir);
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    std::vector<double> alphas, entropies;
+    for (double v : metrics->values["alpha"]) if (std::isfinite(v)) alphas.push_back(v);
+    for (double v : metrics->values["entropy"]) if (std::isfinite(v)) entropies.push_back(v);
+    ASSERT_FALSE(alphas.empty());
+    EXPECT_EQ(alphas.size(), entropies.size());
+    EXPECT_GT(alphas.back(), 0);
+    EXPECT_NE(alphas.back(), 1.0);
+  }
 
   config.total_env_steps = 2000;
   auto second = RunTraining(config, stop);
@@ -247,6 +259,20 @@ TEST(TrainingTest, LocalModeTrainsSqlAndResumesIt) {
   EXPECT_THAT(text, HasSubstr("algo=sql\n"));
   EXPECT_THAT(text, HasSubstr("reward_scale=0.1\n"));
   EXPECT_THAT(text, HasSubstr("kernel_bandwidth=log_batch\n"));
+  {
+    // SQL's temperature is 1 / reward_scale; it has no entropy estimate.
+    auto metrics = ReadRunMetrics(dir);
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    int alphas = 0;
+    for (double v : metrics->values["alpha"]) {
+      if (std::isfinite(v)) {
+        EXPECT_DOUBLE_EQ(v, 10.0);
+        ++alphas;
+      }
+    }
+    EXPECT_GT(alphas, 0);
+    for (double v : metrics->values["entropy"]) EXPECT_FALSE(std::isfinite(v));
+  }
 
   config.total_env_steps = 1300;
   auto second = RunTraining(config, stop);
