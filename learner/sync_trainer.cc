@@ -61,7 +61,7 @@ class SyncRun {
   double episode_return_ = 0, last_episode_return_ = kNan;
   int64_t episodes_ = 0;
   UpdateStats last_stats_;
-  EvalPoint last_eval_{0, kNan, kNan};
+  EvalPoint last_eval_{0, kNan, kNan, 0, std::nullopt};
   std::vector<EvalPoint> evals_;
 };
 
