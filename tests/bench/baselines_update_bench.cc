@@ -8,7 +8,9 @@
 // write it (BM_SqlStraightforward; SQL's SVGD sampler step is autograd in both). MEow's row is its
 // hand-written update (bench_meow_update measures it against its own autograd formulation).
 //
-//   build/tests/bench/bench_baselines_update --benchmark_min_time=2
+//   build/tests/bench/bench_baselines_update --benchmark_min_time=1 --benchmark_filter=threads:1 \
+//     --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+// (interleaved repetitions: on a noisy machine one pass in benchmark order can move a ratio by 30%)
 #include <ATen/ATen.h>
 
 #include "benchmark/benchmark.h"
