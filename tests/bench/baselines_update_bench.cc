@@ -49,11 +49,31 @@ void RunUpdates(benchmark::State& state, MakeUpdater make) {
   state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
 }
 
+// A policy config (FlowPolicyConfig, SacPolicyConfig, SqlPolicyConfig) of the task's sizes.
+template <typename PolicyConfig>
+PolicyConfig SizesOf(const Task& task) {
+  PolicyConfig c;
+  c.obs_dim = task.obs_dim;
+  c.action_dim = task.action_dim;
+  return c;
+}
+
+SacUpdateConfig SacAutogradConfig() {
+  SacUpdateConfig config;
+  config.manual_backward = false;
+  return config;
+}
+
+SqlUpdateConfig SqlStraightforwardConfig() {
+  SqlUpdateConfig config;
+  config.per_state_first_layer = false;
+  config.manual_critic_backward = false;
+  return config;
+}
+
 void BM_MeowUpdate(benchmark::State& state) {
   RunUpdates(state, [](const Task& task) {
-    FlowPolicyConfig c;
-    c.obs_dim = task.obs_dim;
-    c.action_dim = task.action_dim;
+    FlowPolicyConfig c = SizesOf<FlowPolicyConfig>(task);
     c.alpha = 0.25;
     return MeowUpdater::Create(c, MeowUpdateConfig(), at::kCPU);
   });
@@ -61,19 +81,27 @@ void BM_MeowUpdate(benchmark::State& state) {
 
 void BM_SacUpdate(benchmark::State& state) {
   RunUpdates(state, [](const Task& task) {
-    SacPolicyConfig c;
-    c.obs_dim = task.obs_dim;
-    c.action_dim = task.action_dim;
-    return SacUpdater::Create(c, SacUpdateConfig(), at::kCPU);
+    return SacUpdater::Create(SizesOf<SacPolicyConfig>(task), SacUpdateConfig(), at::kCPU);
+  });
+}
+
+// SAC's straightforward formulation: the same update with autograd's gradients.
+void BM_SacAutograd(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    return SacUpdater::Create(SizesOf<SacPolicyConfig>(task), SacAutogradConfig(), at::kCPU);
   });
 }
 
 void BM_SqlUpdate(benchmark::State& state) {
   RunUpdates(state, [](const Task& task) {
-    SqlPolicyConfig c;
-    c.obs_dim = task.obs_dim;
-    c.action_dim = task.action_dim;
-    return SqlUpdater::Create(c, SqlUpdateConfig(), at::kCPU);
+    return SqlUpdater::Create(SizesOf<SqlPolicyConfig>(task), SqlUpdateConfig(), at::kCPU);
+  });
+}
+
+// SQL's straightforward formulation: each state repeated K times through whole networks, autograd.
+void BM_SqlStraightforward(benchmark::State& state) {
+  RunUpdates(state, [](const Task& task) {
+    return SqlUpdater::Create(SizesOf<SqlPolicyConfig>(task), SqlStraightforwardConfig(), at::kCPU);
   });
 }
 
@@ -87,34 +115,9 @@ void Args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MeowUpdate)->Apply(Args);
 BENCHMARK(BM_SacUpdate)->Apply(Args);
-BENCHMARK(BM_SqlUpdate)->Apply(Args);
-
-// SQL's straightforward formulation: each state repeated K times through whole networks.
-void BM_SqlStraightforward(benchmark::State& state) {
-  RunUpdates(state, [](const Task& task) {
-    SqlPolicyConfig c;
-    c.obs_dim = task.obs_dim;
-    c.action_dim = task.action_dim;
-    SqlUpdateConfig config;
-    config.per_state_first_layer = false;
-    config.manual_critic_backward = false;
-    return SqlUpdater::Create(c, config, at::kCPU);
-  });
-}
-BENCHMARK(BM_SqlStraightforward)->Apply(Args);
-
-// SAC's straightforward formulation: the same update with autograd's gradients.
-void BM_SacAutograd(benchmark::State& state) {
-  RunUpdates(state, [](const Task& task) {
-    SacPolicyConfig c;
-    c.obs_dim = task.obs_dim;
-    c.action_dim = task.action_dim;
-    SacUpdateConfig config;
-    config.manual_backward = false;
-    return SacUpdater::Create(c, config, at::kCPU);
-  });
-}
 BENCHMARK(BM_SacAutograd)->Apply(Args);
+BENCHMARK(BM_SqlUpdate)->Apply(Args);
+BENCHMARK(BM_SqlStraightforward)->Apply(Args);
 
 }  // namespace
 }  // namespace meow
