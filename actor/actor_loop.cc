@@ -121,7 +121,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
 
   const int64_t rows = v * config_.steps_per_batch;
   std::vector<float> obs_rows, act_rows, rew_rows, next_rows;
-  std::vector<uint8_t> term_rows;
+  std::vector<uint8_t> term_rows, trunc_rows;
   obs_rows.reserve(rows * s);
   act_rows.reserve(rows * a);
   next_rows.reserve(rows * s);
@@ -138,12 +138,13 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
   auto flush_rows = [&]() -> absl::Status {
     if (rew_rows.empty()) return absl::OkStatus();
     proto::TransitionBatch batch =
-        MakeTransitionBatch(s, a, obs_rows, act_rows, rew_rows, next_rows, term_rows, batch_version);
+        MakeTransitionBatch(s, a, obs_rows, act_rows, rew_rows, next_rows, term_rows, batch_version, trunc_rows);
     obs_rows.clear();
     act_rows.clear();
     rew_rows.clear();
     next_rows.clear();
     term_rows.clear();
+    trunc_rows.clear();
     // A replay that is down makes Insert wait once the bounded buffer is full: keep trying.
     while (true) {
       absl::Status st = inserter_->Insert(batch, config_.rpc_timeout);
@@ -205,6 +206,7 @@ absl::Status Actor::Run(const std::atomic<bool>& stop) {
       const double* src = done ? &final_obs[i * s] : &next[i * s];
       for (int j = 0; j < s; ++j) next_rows.push_back(static_cast<float>(src[j]));
       term_rows.push_back(terminated[i]);
+      trunc_rows.push_back(truncated[i] && !terminated[i]);
       episode_return[i] += rewards[i];
       ++episode_length[i];
       if (done) {

@@ -251,6 +251,22 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
           absl::StrCat("TransitionBatch.terminated[", i, "]: expected 0 or 1, got ", static_cast<int>(done[i])));
     }
   }
+  // truncated is optional (batches of earlier versions have none).
+  const uint8_t* cut = nullptr;
+  if (batch.has_truncated()) {
+    auto truncated = DecodeTensor(batch.truncated(), "TransitionBatch.truncated");
+    if (!truncated.ok()) return truncated.status();
+    if (status = ExpectTensor(*truncated, "TransitionBatch.truncated", proto::DTYPE_BOOL, {rows}); !status.ok()) {
+      return status;
+    }
+    cut = reinterpret_cast<const uint8_t*>(truncated->data);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (cut[i] > 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("TransitionBatch.truncated[", i, "]: expected 0 or 1, got ", static_cast<int>(cut[i])));
+      }
+    }
+  }
 
   TransitionBatchView out;
   out.rows = rows;
@@ -261,6 +277,7 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
   out.reward = reward.data;
   out.next_obs = next_obs.data;
   out.terminated = done;
+  out.truncated = cut;
   out.policy_version = batch.policy_version();
   return out;
 }
@@ -268,7 +285,7 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
 proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Span<const float> obs,
                                            absl::Span<const float> action, absl::Span<const float> reward,
                                            absl::Span<const float> next_obs, absl::Span<const uint8_t> terminated,
-                                           int64_t policy_version) {
+                                           int64_t policy_version, absl::Span<const uint8_t> truncated) {
   const int64_t rows = static_cast<int64_t>(reward.size());
   proto::TransitionBatch batch;
   *batch.mutable_obs() = EncodeFloat32({rows, obs_dim}, obs);
@@ -276,6 +293,9 @@ proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Sp
   *batch.mutable_reward() = EncodeFloat32({rows}, reward);
   *batch.mutable_next_obs() = EncodeFloat32({rows, obs_dim}, next_obs);
   *batch.mutable_terminated() = EncodeTensor(proto::DTYPE_BOOL, {rows}, terminated.data(), terminated.size());
+  if (!truncated.empty()) {
+    *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {rows}, truncated.data(), truncated.size());
+  }
   batch.set_policy_version(policy_version);
   return batch;
 }

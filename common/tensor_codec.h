@@ -61,7 +61,7 @@ struct BatchSignature {
 
 // The validated columns of a TransitionBatch: float32 row-major obs [rows, obs_dim], action
 // [rows, action_dim] within [-1, 1], reward [rows], next_obs [rows, obs_dim], all finite, and
-// terminated [rows] bytes of 0 or 1.
+// terminated [rows] bytes of 0 or 1, and the optional truncated [rows] bytes of 0 or 1.
 struct TransitionBatchView {
   int64_t rows = 0;
   int obs_dim = 0;
@@ -71,6 +71,7 @@ struct TransitionBatchView {
   const char* reward = nullptr;
   const char* next_obs = nullptr;
   const uint8_t* terminated = nullptr;
+  const uint8_t* truncated = nullptr;  // null when the batch has no truncated column (none was)
   int64_t policy_version = 0;
 };
 
@@ -80,11 +81,12 @@ absl::StatusOr<TransitionBatchView> ValidateTransitionBatch(const proto::Transit
 
 // Builds a batch from row-major columns; actor id and sequence number stay unset (the inserter
 // sets them). Sizes must agree: obs and next_obs rows*obs_dim, action rows*action_dim, reward and
-// terminated (0 or 1) rows. Validation happens when the batch is inserted.
+// terminated (0 or 1) rows, truncated (0 or 1) rows or empty (then the column is left out).
+// Validation happens when the batch is inserted.
 proto::TransitionBatch MakeTransitionBatch(int obs_dim, int action_dim, absl::Span<const float> obs,
                                            absl::Span<const float> action, absl::Span<const float> reward,
                                            absl::Span<const float> next_obs, absl::Span<const uint8_t> terminated,
-                                           int64_t policy_version);
+                                           int64_t policy_version, absl::Span<const uint8_t> truncated = {});
 
 // A sampled batch decoded for the learner: row-major float columns (terminated as 0.0 / 1.0, ready
 // for y = r + gamma * (1 - terminated) * V) and the policy version of each row.

@@ -12,6 +12,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libmujoco-dev libqhull-dev libcpp-httplib-dev
+  # datasets: HDF5 files in the D4RL layout (meow dataset, meow train --offline)
+  libhdf5-dev
   # MuJoCo's CMake config calls find_dependency(OpenGL) (and names libqhull_r's headers) without
   # depending on these packages.
   libgl-dev libopengl-dev libglx-dev
@@ -22,6 +24,8 @@ PACKAGES=(
   # certificates with openssl; the fault drills make their hosts with `ip netns`; clang checks the
   # lock annotations (tests/thread_safety)
   chromium openssl iproute2 clang
+  # the dataset test checks that Python's h5py reads our HDF5 files as D4RL users do
+  python3-h5py
   # the Slurm test runs a real controller and two nodes on this machine (tests/deploy/slurm_test.sh)
   munge slurm-wlm
 )
@@ -38,6 +42,7 @@ if [[ "${MEOW_SETUP:-all}" == build ]]; then
   PACKAGES=("${PACKAGES[@]/libbenchmark-dev}")
   PACKAGES=("${PACKAGES[@]/ccache}")
   PACKAGES=("${PACKAGES[@]/ffmpeg}")
+  PACKAGES=("${PACKAGES[@]/python3-h5py}")
   PACKAGES=(${PACKAGES[@]})  # drop the emptied entries
 fi
 

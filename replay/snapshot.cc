@@ -62,8 +62,9 @@ absl::Status WriteSnapshot(const std::string& path, const TableState& state, int
     char* reward = column(rows.mutable_reward(), proto::DTYPE_FLOAT32, 0);
     char* next_obs = column(rows.mutable_next_obs(), proto::DTYPE_FLOAT32, obs_dim);
     auto* terminated = reinterpret_cast<uint8_t*>(column(rows.mutable_terminated(), proto::DTYPE_BOOL, 0));
+    auto* truncated = reinterpret_cast<uint8_t*>(column(rows.mutable_truncated(), proto::DTYPE_BOOL, 0));
     char* versions = column(chunk.mutable_policy_version(), proto::DTYPE_INT64, 0);
-    store.Gather(slots, obs, action, reward, next_obs, terminated, versions);
+    store.Gather(slots, obs, action, reward, next_obs, terminated, truncated, versions);
     AppendRecord(record, &buffer);
     ++chunks;
     if (buffer.size() >= (4u << 20)) {

@@ -110,7 +110,7 @@ void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_ver
   const size_t action_row = sizeof(float) * rows.action_dim;
   const int64_t first = store_.AddRows(
       n, rows.obs + skip * obs_row, rows.action + skip * action_row, rows.reward + skip * sizeof(float),
-      rows.next_obs + skip * obs_row, rows.terminated + skip,
+      rows.next_obs + skip * obs_row, rows.terminated + skip, rows.truncated == nullptr ? nullptr : rows.truncated + skip,
       per_row_versions == nullptr ? nullptr : static_cast<const char*>(per_row_versions) + skip * sizeof(int64_t),
       rows.policy_version);
   for (int64_t i = 0; i < n; ++i) {
@@ -249,7 +249,7 @@ absl::StatusOr<proto::SampleResponse> Table::Sample(int64_t rows, absl::Duration
     }
   }
   selector_->Sample(absl::MakeSpan(slots), rng_);
-  store_.Gather(slots, obs, action, reward, next_obs, terminated, versions);
+  store_.Gather(slots, obs, action, reward, next_obs, terminated, /*truncated=*/nullptr, versions);
   limiter_.Sampled(rows);
   ++counters_.sampled_batches;
   counters_.sampled_transitions += rows;

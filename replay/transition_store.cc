@@ -17,15 +17,17 @@ TransitionStore::TransitionStore(int obs_dim, int action_dim, int64_t capacity, 
   next_obs_.resize(static_cast<size_t>(capacity * obs_dim));
   terminated_.resize(static_cast<size_t>(capacity));
   policy_version_.resize(static_cast<size_t>(capacity));
+  truncated_.resize(static_cast<size_t>(capacity));
 }
 
 void TransitionStore::Add(absl::Span<const float> obs, absl::Span<const float> action, float reward,
-                          absl::Span<const float> next_obs, bool terminated) {
+                          absl::Span<const float> next_obs, bool terminated, bool truncated) {
   std::memcpy(&obs_[next_ * obs_dim_], obs.data(), sizeof(float) * obs_dim_);
   std::memcpy(&action_[next_ * action_dim_], action.data(), sizeof(float) * action_dim_);
   reward_[next_] = reward;
   std::memcpy(&next_obs_[next_ * obs_dim_], next_obs.data(), sizeof(float) * obs_dim_);
   terminated_[next_] = terminated ? 1.0f : 0.0f;
+  truncated_[next_] = truncated ? 1 : 0;
   policy_version_[next_] = 0;
   next_ = (next_ + 1) % capacity_;
   size_ = std::min(size_ + 1, capacity_);
@@ -33,8 +35,8 @@ void TransitionStore::Add(absl::Span<const float> obs, absl::Span<const float> a
 }
 
 int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* action, const void* reward,
-                                 const void* next_obs, const uint8_t* terminated, const void* policy_versions,
-                                 int64_t policy_version) {
+                                 const void* next_obs, const uint8_t* terminated, const uint8_t* truncated,
+                                 const void* policy_versions, int64_t policy_version) {
   const int64_t first = next_;
   const auto* obs_bytes = static_cast<const char*>(obs);
   const auto* action_bytes = static_cast<const char*>(action);
@@ -52,6 +54,7 @@ int64_t TransitionStore::AddRows(int64_t rows, const void* obs, const void* acti
     std::memcpy(&next_obs_[next_ * obs_dim_], next_obs_bytes + done * obs_dim_ * sizeof(float),
                 sizeof(float) * obs_dim_ * run);
     for (int64_t i = 0; i < run; ++i) terminated_[next_ + i] = terminated[done + i] ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < run; ++i) truncated_[next_ + i] = truncated != nullptr && truncated[done + i] ? 1 : 0;
     if (version_bytes != nullptr) {
       std::memcpy(&policy_version_[next_], version_bytes + done * sizeof(int64_t), sizeof(int64_t) * run);
     } else {
@@ -79,7 +82,7 @@ void TransitionStore::Sample(int64_t batch, std::mt19937_64& rng, float* obs, fl
 }
 
 void TransitionStore::Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward, void* next_obs,
-                             uint8_t* terminated, void* policy_versions) const {
+                             uint8_t* terminated, uint8_t* truncated, void* policy_versions) const {
   auto* obs_out = static_cast<char*>(obs);
   auto* action_out = static_cast<char*>(action);
   auto* reward_out = static_cast<char*>(reward);
@@ -94,6 +97,7 @@ void TransitionStore::Gather(absl::Span<const int64_t> slots, void* obs, void* a
     std::memcpy(reward_out + i * sizeof(float), &reward_[j], sizeof(float));
     std::memcpy(next_obs_out + i * obs_bytes, &next_obs_[j * obs_dim_], obs_bytes);
     terminated[i] = terminated_[j] != 0.0f ? 1 : 0;
+    if (truncated != nullptr) truncated[i] = truncated_[j];
     std::memcpy(version_out + i * sizeof(int64_t), &policy_version_[j], sizeof(int64_t));
   }
 }
@@ -116,6 +120,7 @@ TransitionStore TransitionStore::CompactCopy() const {
   copy_column(next_obs_, copy.next_obs_, obs_dim_);
   copy_column(terminated_, copy.terminated_, 1);
   copy_column(policy_version_, copy.policy_version_, 1);
+  copy_column(truncated_, copy.truncated_, 1);
   copy.size_ = size_;
   copy.next_ = size_ % copy.capacity_;
   copy.total_added_ = total_added_;
@@ -135,6 +140,7 @@ void TransitionStore::CopyOldestFirstTo(TransitionStore& dst) const {
   copy_column(next_obs_, dst.next_obs_, obs_dim_);
   copy_column(terminated_, dst.terminated_, 1);
   copy_column(policy_version_, dst.policy_version_, 1);
+  copy_column(truncated_, dst.truncated_, 1);
   dst.size_ = size_;
   dst.next_ = size_ % dst.capacity_;
   dst.total_added_ = total_added_;
@@ -143,7 +149,7 @@ void TransitionStore::CopyOldestFirstTo(TransitionStore& dst) const {
 int64_t TransitionStore::bytes() const {
   return static_cast<int64_t>(
       sizeof(float) * (obs_.size() + action_.size() + reward_.size() + next_obs_.size() + terminated_.size()) +
-      sizeof(int64_t) * policy_version_.size());
+      sizeof(int64_t) * policy_version_.size() + truncated_.size());
 }
 
 }  // namespace meow

@@ -1,7 +1,7 @@
 // Columnar storage for transitions with a fixed capacity: FIFO eviction (a ring), uniform sampling
 // with replacement. Each column is one contiguous array (obs, action, reward, next_obs, terminated
-// as floats, and the int64 policy version that produced each row), so memory is the raw payload
-// plus 8 bytes a row, and a sampled batch is a gather per column. Slots fill 0..capacity-1 in
+// as floats, the int64 policy version that produced each row and a truncation byte), so memory is
+// the raw payload plus 9 bytes a row, and a sampled batch is a gather per column. Slots fill 0..capacity-1 in
 // order, then wrap and overwrite the oldest row.
 // Not thread-safe: the caller (the replay table, or a single-threaded trainer) serialises access.
 // Copyable: a copy owns its own columns.
@@ -22,15 +22,17 @@ class TransitionStore {
   // Appends one transition, evicting the oldest when full. Sizes must match (checked by callers
   // at the boundary; here they are an invariant).
   void Add(absl::Span<const float> obs, absl::Span<const float> action, float reward, absl::Span<const float> next_obs,
-           bool terminated);
+           bool terminated, bool truncated = false);
 
   // Appends `rows` rows from row-major columns, which may be unaligned (e.g. bytes of a decoded
   // message): obs/next_obs rows*obs_dim floats, action rows*action_dim floats, reward rows floats,
-  // terminated rows bytes of 0 or 1. `policy_versions` holds one int64 per row, or is null to give
-  // every row `policy_version`. Requires rows <= capacity. Returns the slot of the first row; the
-  // others follow, wrapping at capacity.
+  // terminated rows bytes of 0 or 1, truncated rows bytes of 0 or 1 or null (none truncated).
+  // `policy_versions` holds one int64 per row, or is null to give every row `policy_version`.
+  // Requires rows <= capacity. Returns the slot of the first row; the others follow, wrapping at
+  // capacity.
   int64_t AddRows(int64_t rows, const void* obs, const void* action, const void* reward, const void* next_obs,
-                  const uint8_t* terminated, const void* policy_versions, int64_t policy_version);
+                  const uint8_t* terminated, const uint8_t* truncated, const void* policy_versions,
+                  int64_t policy_version);
 
   // Fills the caller's row-major buffers with `batch` rows drawn uniformly with replacement.
   // Buffers must hold batch*obs_dim, batch*action_dim, batch, batch*obs_dim and batch floats.
@@ -39,9 +41,10 @@ class TransitionStore {
 
   // Copies the rows in `slots` (each < size()) into row-major buffers, which may be unaligned:
   // obs/next_obs slots*obs_dim floats, action slots*action_dim floats, reward slots floats,
-  // terminated slots bytes (0 or 1), policy_versions slots int64s.
+  // terminated slots bytes (0 or 1), truncated slots bytes (0 or 1; null: not wanted),
+  // policy_versions slots int64s.
   void Gather(absl::Span<const int64_t> slots, void* obs, void* action, void* reward, void* next_obs,
-              uint8_t* terminated, void* policy_versions) const;
+              uint8_t* terminated, uint8_t* truncated, void* policy_versions) const;
 
   // A copy holding just the stored rows, oldest first, with capacity max(size(), 1).
   TransitionStore CompactCopy() const;
@@ -80,6 +83,7 @@ class TransitionStore {
   int64_t total_added_ = 0;
   std::vector<float> obs_, action_, reward_, next_obs_, terminated_;
   std::vector<int64_t> policy_version_;
+  std::vector<uint8_t> truncated_;
 };
 
 }  // namespace meow

@@ -80,6 +80,39 @@ TEST(TransitionBatchTest, ValidBatchGivesViewsOfEachColumn) {
   EXPECT_EQ(reward4, 4.0f);
 }
 
+TEST(TransitionBatchTest, TheTruncatedColumnIsOptionalAndCheckedWhenPresent) {
+  proto::TransitionBatch batch = MakeBatch(1, 1, /*rows=*/3);
+  absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(batch, BatchSignature{11, 3, 100});
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->truncated, nullptr);  // a batch of an earlier version: nothing truncated
+
+  const uint8_t flags[] = {0, 1, 0};
+  *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {3}, flags, 3);
+  view = ValidateTransitionBatch(batch, BatchSignature{11, 3, 100});
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_NE(view->truncated, nullptr);
+  EXPECT_EQ(view->truncated[1], 1);
+  EXPECT_EQ(view->truncated[2], 0);
+
+  const uint8_t two[] = {0, 2, 0};
+  *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {3}, two, 3);
+  EXPECT_THAT(ValidateTransitionBatch(batch, BatchSignature{11, 3, 100}).status().message(),
+              HasSubstr("TransitionBatch.truncated[1]: expected 0 or 1, got 2"));
+  *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {2}, flags, 2);
+  EXPECT_THAT(ValidateTransitionBatch(batch, BatchSignature{11, 3, 100}).status().message(),
+              HasSubstr("TransitionBatch.truncated"));
+
+  // MakeTransitionBatch writes the column only when given.
+  const std::vector<float> obs(2, 0.0f), action(1, 0.0f), reward(2, 0.0f);
+  const std::vector<uint8_t> terminated(2, 0), truncated = {0, 1};
+  EXPECT_FALSE(MakeTransitionBatch(1, 1, obs, {0.0f, 0.0f}, reward, obs, terminated, 0).has_truncated());
+  proto::TransitionBatch made = MakeTransitionBatch(1, 1, obs, {0.0f, 0.0f}, reward, obs, terminated, 0, truncated);
+  view = ValidateTransitionBatch(made, BatchSignature{1, 1, 100});
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_NE(view->truncated, nullptr);
+  EXPECT_EQ(view->truncated[1], 1);
+}
+
 TEST(TransitionBatchTest, OpenSignatureChecksOnlyConsistency) {
   proto::TransitionBatch batch = MakeBatch(1, 1, 2, /*obs_dim=*/5, /*action_dim=*/2);
   EXPECT_TRUE(ValidateTransitionBatch(batch, BatchSignature{}).ok());

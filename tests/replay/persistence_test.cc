@@ -306,6 +306,63 @@ TEST(PersistenceTest, RecoversSnapshotPlusLogExactlyOnce) {
   EXPECT_TRUE(resent->duplicate);
 }
 
+// Every row's truncated flag, keyed by the row (oldest first in the store).
+std::map<RowKey, uint8_t> TruncatedFlags(const TransitionStore& store) {
+  std::map<RowKey, uint8_t> flags;
+  std::vector<float> obs(store.obs_dim()), action(store.action_dim()), reward(1), next_obs(store.obs_dim());
+  std::vector<uint8_t> terminated(1), truncated(1);
+  std::vector<int64_t> version(1);
+  for (int64_t age = 0; age < store.size(); ++age) {
+    const int64_t slot = store.SlotOfAge(age);
+    store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(), next_obs.data(),
+                 terminated.data(), truncated.data(), version.data());
+    flags[testing::KeyOf(obs.data())] = truncated[0];
+  }
+  return flags;
+}
+
+// A batch whose row r is truncated where r % 3 == 1 (and not where the batch is terminated).
+proto::TransitionBatch TruncatingBatch(uint64_t actor, uint64_t sequence, int rows) {
+  proto::TransitionBatch batch = MakeBatch(actor, sequence, rows);
+  std::vector<uint8_t> truncated(rows);
+  for (int r = 0; r < rows; ++r) truncated[r] = r % 3 == 1 ? 1 : 0;
+  *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {rows}, truncated.data(), truncated.size());
+  return batch;
+}
+
+TEST(PersistenceTest, TruncationFlagsComeBackFromSnapshotAndLog) {
+  TempDir dir;
+  {
+    std::unique_ptr<Table> table = NewTable();
+    absl::StatusOr<std::unique_ptr<Persistence>> persistence = Persistence::Open(Config(dir.path()), table.get());
+    ASSERT_TRUE(persistence.ok()) << persistence.status();
+    for (uint64_t sequence = 1; sequence <= 4; ++sequence) {
+      ASSERT_TRUE(table->Insert(TruncatingBatch(1, sequence, 8), 0, kLong, nullptr).ok());
+    }
+    // A batch of an earlier version, without the column: none of its rows is truncated.
+    ASSERT_TRUE(table->Insert(MakeBatch(1, 5, 8), 0, kLong, nullptr).ok());
+    ASSERT_TRUE((*persistence)->Snapshot().ok());  // rows 1-5 go into the snapshot
+    absl::StatusOr<InsertResult> logged = table->Insert(TruncatingBatch(2, 1, 8), 0, kLong, nullptr);
+    ASSERT_TRUE(logged.ok());
+    ASSERT_TRUE((*persistence)->WaitDurable(logged->log_position, absl::Now() + kLong).ok());
+  }
+  std::unique_ptr<Table> table = NewTable();
+  absl::StatusOr<RecoveryReport> report = RecoverTable(dir.path(), table.get());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->errors.empty());
+  EXPECT_EQ(report->log_batches, 1);
+  const std::map<RowKey, uint8_t> flags = TruncatedFlags(table->Copy([] {}).store);
+  ASSERT_EQ(flags.size(), 6u * 8u);
+  int truncated = 0;
+  for (const auto& [key, flag] : flags) {
+    const auto [actor, sequence, row] = key;
+    const bool expected = !(actor == 1 && sequence == 5) && row % 3 == 1;
+    EXPECT_EQ(flag, expected ? 1 : 0) << "actor " << actor << " batch " << sequence << " row " << row;
+    truncated += flag;
+  }
+  EXPECT_EQ(truncated, 5 * 3);  // rows 1, 4 and 7 of five batches
+}
+
 TEST(PersistenceTest, CorruptNewestSnapshotFallsBackToPrevious) {
   TempDir dir;
   {

@@ -492,7 +492,7 @@ TEST(TableTest, CopyRunsCallbackAtomicallyAndKeepsOrder) {
   for (int age = 0; age < 6; ++age) {
     const int64_t slot = state.store.SlotOfAge(age);
     state.store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(), next_obs.data(),
-                       terminated.data(), version.data());
+                       terminated.data(), /*truncated=*/nullptr, version.data());
     EXPECT_EQ(KeyOf(obs.data()), expected[age]) << "age " << age;
   }
 }

@@ -30,7 +30,7 @@ inline std::map<RowKey, int> CountRows(const TransitionStore& store) {
   for (int64_t age = 0; age < store.size(); ++age) {
     const int64_t slot = store.SlotOfAge(age);
     store.Gather(absl::MakeConstSpan(&slot, 1), obs.data(), action.data(), reward.data(), next_obs.data(),
-                 terminated.data(), version.data());
+                 terminated.data(), /*truncated=*/nullptr, version.data());
     ++counts[KeyOf(obs.data())];
   }
   return counts;
