@@ -18,6 +18,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "replay/persistence.h"
+#include "replay/snapshot.h"
+#include "replay/table.h"
 
 namespace meow {
 namespace {
@@ -556,6 +559,59 @@ Dataset DatasetFromStore(const TransitionStore& store) {
   store.Gather(slots, d.observations.data(), d.actions.data(), d.rewards.data(), d.next_observations.data(),
                d.terminals.data(), d.timeouts.data(), versions.data());
   return d;
+}
+
+absl::StatusOr<ReplayExport> DatasetFromReplayDirectory(const std::string& directory, int obs_dim, int action_dim,
+                                                        int64_t default_capacity) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(directory, error)) {
+    return absl::NotFoundError(absl::StrCat(directory, ": no such replay directory"));
+  }
+  // The capacity the replay ran with (its newest readable snapshot says), and an upper bound on
+  // the rows its files can hold (every row takes at least its floats in a record), so that a
+  // short run's export does not allocate the whole capacity.
+  int64_t capacity = -1;
+  int64_t newest = -1;
+  int64_t file_bytes = 0;
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
+    const std::string name = entry.path().filename().string();
+    const bool snapshot = name.rfind("snapshot-", 0) == 0;
+    const bool log = name.rfind("log-", 0) == 0;
+    if ((!snapshot && !log) || entry.path().extension() != ".meow") continue;
+    ++files;
+    file_bytes += static_cast<int64_t>(entry.file_size(error));
+    if (!snapshot) continue;
+    absl::StatusOr<proto::SnapshotHeader> header = ReadSnapshotHeader(entry.path().string());
+    if (header.ok() && header->generation() > newest) {
+      newest = header->generation();
+      capacity = header->capacity();
+    }
+  }
+  if (files == 0) {
+    return absl::NotFoundError(absl::StrCat(directory, ": no replay files (snapshot-*.meow, log-*.meow) in it"));
+  }
+  if (capacity <= 0) capacity = default_capacity;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * (2 * obs_dim + action_dim + 1);
+  TableConfig config;
+  config.obs_dim = obs_dim;
+  config.action_dim = action_dim;
+  config.capacity = std::max<int64_t>(1, std::min(capacity, file_bytes / row_bytes + 1));
+  config.max_batch_rows = std::min<int64_t>(config.capacity, config.max_batch_rows);
+  absl::StatusOr<std::unique_ptr<Table>> table = Table::Create(config);
+  if (!table.ok()) return table.status();
+  absl::StatusOr<RecoveryReport> report = RecoverTable(directory, table->get());
+  if (!report.ok()) return report.status();
+  ReplayExport out;
+  out.dataset = DatasetFromStore((*table)->Copy([] {}).store);
+  out.snapshot_generation = report->snapshot_generation;
+  out.log_batches = report->log_batches;
+  out.errors = report->errors;
+  out.dataset.metadata.source = "replay";
+  out.dataset.metadata.policy = absl::StrCat("the policies of a run (replay directory ", directory, ")");
+  out.dataset.metadata.extra["row_order"] =
+      "replay's storage order: rows of several actors and environments interleave, so episodes are not contiguous";
+  return out;
 }
 
 TransitionBatchView DatasetView(const Dataset& d) {

@@ -90,6 +90,21 @@ DatasetSummary SummarizeDataset(const Dataset& dataset);
 // datasets written in episode order (rollouts); a replay export says so in its metadata.
 Dataset DatasetFromStore(const TransitionStore& store);
 
+// What a replay directory holds (replay/persistence.h: the newest good snapshot and the logs
+// after it), read without changing the directory, as a dataset oldest row first, with the
+// recovery report's problems in `errors` (each names its file). The table is sized as the
+// replay's was (its snapshots' capacity; `default_capacity` when there is no snapshot), so rows
+// the replay had evicted stay out. FAILED_PRECONDITION when the files are of other sizes than
+// obs_dim / action_dim, NOT_FOUND when the directory holds no replay files.
+struct ReplayExport {
+  Dataset dataset;
+  int64_t snapshot_generation = -1;
+  int64_t log_batches = 0;
+  std::vector<std::string> errors;
+};
+absl::StatusOr<ReplayExport> DatasetFromReplayDirectory(const std::string& directory, int obs_dim, int action_dim,
+                                                        int64_t default_capacity = 1'000'000);
+
 // A view of the dataset's rows for Table::LoadRows (a read-only replay table); `dataset` must
 // outlive it. Policy version 0 for every row.
 TransitionBatchView DatasetView(const Dataset& dataset);

@@ -80,6 +80,18 @@ absl::Status WriteSnapshot(const std::string& path, const TableState& state, int
   return (*file)->Commit();
 }
 
+absl::StatusOr<proto::SnapshotHeader> ReadSnapshotHeader(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<RecordReader>> reader = RecordReader::Open(path);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<std::optional<std::string>> payload = (*reader)->Next();
+  if (!payload.ok()) return payload.status();
+  proto::SnapshotRecord record;
+  if (!payload->has_value() || !record.ParseFromString(**payload) || !record.has_header()) {
+    return absl::DataLossError(absl::StrCat(path, ": first record is not a snapshot header"));
+  }
+  return record.header();
+}
+
 absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path) {
   absl::StatusOr<std::unique_ptr<RecordReader>> reader = RecordReader::Open(path);
   if (!reader.ok()) return reader.status();

@@ -33,4 +33,8 @@ struct LoadedSnapshot {
 // later problem keeps the good chunks before it and sets `error`.
 absl::StatusOr<LoadedSnapshot> ReadSnapshot(const std::string& path);
 
+// Reads only a snapshot's header (its signature, capacity and row count), with ReadSnapshot's
+// errors for an unreadable one.
+absl::StatusOr<proto::SnapshotHeader> ReadSnapshotHeader(const std::string& path);
+
 }  // namespace meow

@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "replay/persistence.h"
 #include "replay/table.h"
+#include "tests/common/transition_batches.h"
 
 namespace meow {
 namespace {
@@ -233,6 +235,62 @@ TEST_F(DatasetTest, ATableLoadsTheRowsAndGivesThemBack) {
   EXPECT_EQ((*table)->size(), d.rows);
   const Dataset back = DatasetFromStore((*table)->Copy([] {}).store);
   ExpectSameRows(back, d);  // timeouts included: replay keeps them
+}
+
+// Names and sizes of the files in `dir`.
+std::map<std::string, uintmax_t> Listing(const std::string& dir) {
+  std::map<std::string, uintmax_t> files;
+  for (const auto& entry : fs::directory_iterator(dir)) files[entry.path().filename().string()] = entry.file_size();
+  return files;
+}
+
+TEST_F(DatasetTest, AReplayDirectoryExportsWhatItHoldsAndStaysAsItWas) {
+  const std::string replay_dir = Path("replay");
+  {
+    TableConfig config;
+    config.obs_dim = 11;
+    config.action_dim = 3;
+    config.capacity = 100;  // 13 batches of 8 rows: the oldest 4 rows are evicted
+    config.max_batch_rows = 100;
+    absl::StatusOr<std::unique_ptr<Table>> table = Table::Create(config);
+    ASSERT_TRUE(table.ok()) << table.status();
+    PersistenceConfig persistence_config;
+    persistence_config.directory = replay_dir;
+    persistence_config.snapshot_interval = absl::Hours(1);
+    absl::StatusOr<std::unique_ptr<Persistence>> persistence = Persistence::Open(persistence_config, table->get());
+    ASSERT_TRUE(persistence.ok()) << persistence.status();
+    for (uint64_t sequence = 1; sequence <= 13; ++sequence) {
+      proto::TransitionBatch batch = testing::MakeBatch(/*actor=*/1, sequence, /*rows=*/8);
+      const uint8_t flags[8] = {0, 0, 0, 0, 0, 0, 0, 1};  // each batch's last row timed out
+      *batch.mutable_truncated() = EncodeTensor(proto::DTYPE_BOOL, {8}, flags, 8);
+      absl::StatusOr<InsertResult> stored = (*table)->Insert(batch, 0, absl::Seconds(20), nullptr);
+      ASSERT_TRUE(stored.ok()) << stored.status();
+      ASSERT_TRUE((*persistence)->WaitDurable(stored->log_position, absl::Now() + absl::Seconds(20)).ok());
+      if (sequence == 6) ASSERT_TRUE((*persistence)->Snapshot().ok());  // the rest stays in the log
+    }
+  }
+  const std::map<std::string, uintmax_t> before = Listing(replay_dir);
+  absl::StatusOr<ReplayExport> exported = DatasetFromReplayDirectory(replay_dir, 11, 3);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_TRUE(exported->errors.empty());
+  EXPECT_EQ(exported->log_batches, 7);
+  const Dataset& d = exported->dataset;
+  ASSERT_EQ(d.rows, 100);
+  // Oldest first: batch 1's rows 4-7 were evicted, so the first row is batch 1 row 4.
+  EXPECT_EQ(d.observations[0 * 11 + 1], 1.0f);
+  EXPECT_EQ(d.observations[0 * 11 + 2], 4.0f);
+  EXPECT_EQ(d.observations[99 * 11 + 1], 13.0f);
+  int timeouts = 0;
+  for (uint8_t t : d.timeouts) timeouts += t;
+  EXPECT_EQ(timeouts, 13);  // every batch's last row, also those recovered from the snapshot
+  EXPECT_EQ(d.metadata.source, "replay");
+  EXPECT_TRUE(ValidateDataset(d).ok());
+  EXPECT_EQ(Listing(replay_dir), before);  // read only
+
+  EXPECT_EQ(DatasetFromReplayDirectory(replay_dir, 17, 6).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(DatasetFromReplayDirectory(Path("none"), 11, 3).status().code(), absl::StatusCode::kNotFound);
+  fs::create_directories(Path("empty"));
+  EXPECT_THAT(DatasetFromReplayDirectory(Path("empty"), 11, 3).status().message(), HasSubstr("no replay files"));
 }
 
 // The file is what Python's offline-RL tools read: h5py sees numpy bools and float32 columns.
