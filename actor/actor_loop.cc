@@ -31,7 +31,9 @@ absl::Status ActorConfig::Validate() const {
 
 absl::StatusOr<std::unique_ptr<Actor>> Actor::Create(const ActorConfig& input) {
   if (absl::Status s = input.Validate(); !s.ok()) return s;
-  auto envs = VectorEnv::Create(input.env, input.num_envs);
+  VectorEnvOptions env_options;
+  env_options.max_episode_steps = input.max_episode_steps;
+  auto envs = VectorEnv::Create(input.env, input.num_envs, env_options);
   if (!envs.ok()) return envs.status();
   ActorConfig config = input;
   config.policy.obs_dim = (*envs)->spec().obs_dim;

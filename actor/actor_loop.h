@@ -51,6 +51,7 @@ struct ActorConfig {
   int64_t steps_per_batch = 8;    // vector steps per inserted batch (V x this rows)
   int64_t refresh_interval = 50;  // vector steps between weight fetches
   int64_t max_vector_steps = 0;   // 0: until stopped
+  int max_episode_steps = 0;      // > 0: a shorter time limit than the task's (VectorEnvOptions)
   absl::Duration rpc_timeout = absl::Seconds(2);
   // Batches sent to replay and not yet acknowledged, at most; past that the actor waits. Replay's
   // rate limiter holds inserts back while the learner is behind, so with a small window the actor

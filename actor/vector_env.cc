@@ -96,6 +96,9 @@ absl::Status VectorEnvOptions::Validate() const {
   if (num_threads < 0 || num_threads > 256) {
     return absl::InvalidArgumentError(absl::StrCat("num_threads must be in [0, 256], got ", num_threads));
   }
+  if (max_episode_steps < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_episode_steps must be >= 0, got ", max_episode_steps));
+  }
   return absl::OkStatus();
 }
 
@@ -129,19 +132,21 @@ absl::StatusOr<std::unique_ptr<VectorEnv>> VectorEnv::Create(std::vector<std::un
                                                      " (obs ", a.obs_dim, ", action ", a.action_dim, ")"));
     }
   }
-  return std::unique_ptr<VectorEnv>(new VectorEnv(std::move(envs), options.num_threads));
+  return std::unique_ptr<VectorEnv>(new VectorEnv(std::move(envs), options));
 }
 
-VectorEnv::VectorEnv(std::vector<std::unique_ptr<Env>> envs, int num_threads) : envs_(std::move(envs)) {
+VectorEnv::VectorEnv(std::vector<std::unique_ptr<Env>> envs, const VectorEnvOptions& options)
+    : envs_(std::move(envs)), max_episode_steps_(options.max_episode_steps) {
   const size_t n = envs_.size(), obs_dim = spec().obs_dim;
   observations_.assign(n * obs_dim, 0.0);
   final_observations_.assign(n * obs_dim, 0.0);
   rewards_.assign(n, 0.0);
   terminated_.assign(n, 0);
   truncated_.assign(n, 0);
+  episode_steps_.assign(n, 0);
   warnings_.assign(n, std::string());
   step_status_.assign(n, absl::OkStatus());
-  if (num_threads > 0) pool_ = std::make_unique<WorkerPool>(num_threads);
+  if (options.num_threads > 0) pool_ = std::make_unique<WorkerPool>(options.num_threads);
 }
 
 VectorEnv::~VectorEnv() = default;
@@ -158,6 +163,7 @@ absl::Status VectorEnv::Reset(std::optional<uint64_t> seed) {
   std::fill(rewards_.begin(), rewards_.end(), 0.0);
   std::fill(terminated_.begin(), terminated_.end(), 0);
   std::fill(truncated_.begin(), truncated_.end(), 0);
+  std::fill(episode_steps_.begin(), episode_steps_.end(), 0);
   for (std::string& w : warnings_) w.clear();
   started_ = true;
   return absl::OkStatus();
@@ -168,12 +174,15 @@ absl::Status VectorEnv::StepOne(int i, absl::Span<const float> action) {
   const int obs_dim = spec().obs_dim;
   MEOW_ASSIGN_OR_RETURN(StepResult result, env.Step(action));
   rewards_[i] = result.reward;
+  ++episode_steps_[i];
+  if (max_episode_steps_ > 0 && episode_steps_[i] >= max_episode_steps_ && !result.terminated) result.truncated = true;
   terminated_[i] = result.terminated;
   truncated_[i] = result.truncated;
   warnings_[i] = std::move(result.warning);
   absl::Span<const double> obs = env.Observation();
   if (result.terminated || result.truncated) {
     std::copy(obs.begin(), obs.end(), final_observations_.begin() + i * obs_dim);
+    episode_steps_[i] = 0;
     MEOW_RETURN_IF_ERROR(env.Reset(std::nullopt));
     obs = env.Observation();
   }

@@ -31,6 +31,9 @@ struct VectorEnvOptions {
   // Worker threads besides the calling one. 0 (the default): everything on the calling thread,
   // which suits a 2-core machine where the policy needs the other core.
   int num_threads = 0;
+  // > 0: an episode is also truncated after this many steps (a time limit shorter than the
+  // task's, as Gymnasium's TimeLimit wrapper sets one); 0: the task's own limit.
+  int max_episode_steps = 0;
 
   absl::Status Validate() const;
 };
@@ -83,7 +86,7 @@ class VectorEnv {
  private:
   class WorkerPool;
 
-  VectorEnv(std::vector<std::unique_ptr<Env>> envs, int num_threads);
+  VectorEnv(std::vector<std::unique_ptr<Env>> envs, const VectorEnvOptions& options);
   // Steps instance i (resetting it if its episode ends) and records its results.
   absl::Status StepOne(int i, absl::Span<const float> action);
 
@@ -91,6 +94,8 @@ class VectorEnv {
   std::unique_ptr<WorkerPool> pool_;  // null without worker threads
   std::vector<double> observations_, final_observations_, rewards_;
   std::vector<uint8_t> terminated_, truncated_;
+  int max_episode_steps_ = 0;
+  std::vector<int64_t> episode_steps_;  // steps of each instance's current episode
   std::vector<std::string> warnings_;
   std::vector<absl::Status> step_status_;  // per instance, written by whichever thread stepped it
   int64_t warning_count_ = 0;

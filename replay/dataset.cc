@@ -608,10 +608,22 @@ absl::StatusOr<ReplayExport> DatasetFromReplayDirectory(const std::string& direc
   out.log_batches = report->log_batches;
   out.errors = report->errors;
   out.dataset.metadata.source = "replay";
-  out.dataset.metadata.policy = absl::StrCat("the policies of a run (replay directory ", directory, ")");
+  out.dataset.metadata.policy = "the run's policies as it trained";
   out.dataset.metadata.extra["row_order"] =
       "replay's storage order: rows of several actors and environments interleave, so episodes are not contiguous";
   return out;
+}
+
+std::optional<ReferenceReturns> D4rlReferenceReturns(const std::string& task) {
+  if (task == "Hopper-v4") return ReferenceReturns{-20.272305, 3234.3};
+  if (task == "HalfCheetah-v4") return ReferenceReturns{-280.178953, 12135.0};
+  if (task == "Walker2d-v4") return ReferenceReturns{1.629008, 4592.3};
+  if (task == "Ant-v4") return ReferenceReturns{-325.6, 3879.7};
+  return std::nullopt;
+}
+
+double NormalizedScore(const ReferenceReturns& reference, double episode_return) {
+  return 100.0 * (episode_return - reference.random) / (reference.expert - reference.random);
 }
 
 TransitionBatchView DatasetView(const Dataset& d) {

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,16 @@ struct ReplayExport {
 };
 absl::StatusOr<ReplayExport> DatasetFromReplayDirectory(const std::string& directory, int obs_dim, int action_dim,
                                                         int64_t default_capacity = 1'000'000);
+
+// D4RL's reference returns of a locomotion task (d4rl/infos.py REF_MIN_SCORE / REF_MAX_SCORE of the
+// v2 datasets: a random policy's and an expert's), used for our v4 tasks of the same robot, and
+// the normalised score 100 * (R - random) / (expert - random). nullopt for other tasks.
+struct ReferenceReturns {
+  double random = 0;
+  double expert = 0;
+};
+std::optional<ReferenceReturns> D4rlReferenceReturns(const std::string& task);
+double NormalizedScore(const ReferenceReturns& reference, double episode_return);
 
 // A view of the dataset's rows for Table::LoadRows (a read-only replay table); `dataset` must
 // outlive it. Policy version 0 for every row.

@@ -75,7 +75,12 @@ struct Subcommand {
   // The exit code. `security`: the TLS/token settings loaded from the flags (speaks_grpc), for
   // the configs of its servers and clients; empty otherwise.
   int (*run)(const GrpcSecurity& security);
+  // Words after the subcommand's name it takes (e.g. `meow dataset export`); others refuse them.
+  bool takes_words = false;
 };
+
+// The words after the subcommand's name on the command line (takes_words), e.g. {"export"}.
+const std::vector<std::string>& CommandWords();
 
 // Flag lists more than one subcommand reads.
 extern const std::vector<const char*> kTrainingFlags;  // task, hyperparameters, run dir
@@ -91,6 +96,7 @@ const Subcommand& ActorCommand();
 const Subcommand& EvalCommand();
 const Subcommand& LoadCommand();
 const Subcommand& ReportCommand();
+const Subcommand& DatasetCommand();
 
 // `meow <subcommand> --help`: the usage line, the summary and each flag it reads with its help
 // text and default.

@@ -30,6 +30,8 @@ subcommands:
   eval    run a saved policy: meow eval --policy=FILE --env=TASK [--episodes=N]
           or evaluate a running learner's weights: meow eval --env=TASK --learner=HOST:PORT
   report  learning curves as one HTML page: meow report --run_dir=DIR (or --run_dirs=A,B,...)
+  dataset offline datasets (HDF5, D4RL layout): meow dataset export --env=TASK --out=FILE.hdf5
+          (--replay_dir=DIR or --policy=FILE|random), meow dataset info --dataset=FILE
   load    load a running replay: meow load --replay=HOST:PORT [--streams=64 --duration=60s]
           (insert streams and a sampler; reports throughput, limiter waits and any error, and
           checks that replay stored every acknowledged batch exactly once)
@@ -38,10 +40,15 @@ subcommands:
 
 const Subcommand* FindSubcommand(const std::string& name) {
   for (const Subcommand* c : {&TrainCommand(), &LearnerCommand(), &ReplayCommand(), &ActorCommand(), &EvalCommand(),
-                              &LoadCommand(), &ReportCommand()}) {
+                              &LoadCommand(), &ReportCommand(), &DatasetCommand()}) {
     if (name == c->name) return c;
   }
   return nullptr;
+}
+
+std::vector<std::string>& MutableCommandWords() {
+  static std::vector<std::string>* words = new std::vector<std::string>;
+  return *words;
 }
 
 bool IsHelpFlag(const char* arg) {
@@ -82,10 +89,6 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string name = positional[1];
-  if (positional.size() > 2) {
-    absl::FPrintF(stderr, "meow %s: unexpected argument \"%s\" (flags are --name=value)\n", name, positional[2]);
-    return 2;
-  }
   if (name == "help") {
     std::fputs(kUsage, stdout);
     return 0;
@@ -95,6 +98,11 @@ int Main(int argc, char** argv) {
     absl::FPrintF(stderr, "meow: unknown subcommand \"%s\"\n\n%s", name, kUsage);
     return 2;
   }
+  if (positional.size() > 2 && !command->takes_words) {
+    absl::FPrintF(stderr, "meow %s: unexpected argument \"%s\" (flags are --name=value)\n", name, positional[2]);
+    return 2;
+  }
+  for (size_t i = 2; i < positional.size(); ++i) MutableCommandWords().push_back(positional[i]);
   GrpcSecurity security;
   if (command->speaks_grpc) {
     auto loaded =
@@ -107,6 +115,9 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& CommandWords() { return MutableCommandWords(); }
+
 }  // namespace meow::cli
 
 int main(int argc, char** argv) { return meow::cli::Main(argc, argv); }

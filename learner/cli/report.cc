@@ -5,7 +5,8 @@
 #include "learner/cli/cli.h"
 
 ABSL_FLAG(std::vector<std::string>, run_dirs, {}, "Run directories to overlay, comma-separated (default: --run_dir).");
-ABSL_FLAG(std::string, out, "", "Output HTML file (default: RUN_DIR/report.html).");
+ABSL_FLAG(std::string, out, "",
+          "Output file: meow report's HTML page (default: RUN_DIR/report.html); meow dataset export's HDF5 file.");
 
 namespace meow::cli {
 namespace {

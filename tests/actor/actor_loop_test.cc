@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "learner/parameter_server.h"
+#include "replay/dataset.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
 
@@ -114,6 +115,32 @@ TEST(ActorLoopTest, WeightsReachTheActorAndTagItsTransitions) {
     EXPECT_GE(a, -1.0f);
     EXPECT_LE(a, 1.0f);
   }
+}
+
+// Episodes the actor's environments cut at their time limit reach replay as truncated rows (and
+// the true terminations as terminated ones), so a dataset made from replay has D4RL's timeouts.
+TEST(ActorLoopTest, TimeLimitTruncationsAreStoredAsSuch) {
+  auto replay = StartReplay();
+  auto params = StartParameterServer(ParameterServerConfig());
+  ASSERT_TRUE(params.ok());
+  ActorConfig config = Config(replay->address(), (*params)->address());
+  config.max_episode_steps = 7;
+  config.max_vector_steps = 40;  // 3 envs x 40 steps: at least 5 full episodes each
+  auto actor = Actor::Create(config);
+  ASSERT_TRUE(actor.ok()) << actor.status();
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE((*actor)->Run(stop).ok());
+  ASSERT_TRUE(WaitFor([&] { return replay->table()->size() == 120; }, kAnswer));
+  const Dataset rows = DatasetFromStore(replay->table()->Copy([] {}).store);
+  int timeouts = 0;
+  for (int64_t i = 0; i < rows.rows; ++i) {
+    timeouts += rows.timeouts[i];
+    EXPECT_FALSE(rows.timeouts[i] && rows.terminals[i]) << "row " << i;
+  }
+  // Each environment's episodes: 7 steps unless a goal was reached first; at least 15 cut in all
+  // would be fewer only if goals ended most of them, which random actions from the origin do not.
+  EXPECT_GE(timeouts, 15);
+  EXPECT_LE(timeouts, 3 * (40 / 7));
 }
 
 // A replay for the actors' 2-dimensional test task whose rate limiter holds inserts back: one

@@ -72,7 +72,8 @@ TEST(MeowCliTest, EachSubcommandsHelpListsTheFlagsItReadsAndNoOthers) {
         Case{"actor", {"--actor_id", "--learner", "--refresh_interval"}, {"--replay_dir", "--streams", "--lr"}},
         Case{"eval", {"--policy", "--episodes", "--learner"}, {"--replay_dir", "--actor_id"}},
         Case{"load", {"--streams", "--duration"}, {"--alpha", "--replay_dir"}},
-        Case{"report", {"--run_dirs", "--out"}, {"--env", "--seed"}}}) {
+        Case{"report", {"--run_dirs", "--out"}, {"--env", "--seed"}},
+        Case{"dataset", {"--out", "--replay_dir", "--policy", "--action_noise", "--dataset"}, {"--alpha", "--actors"}}}) {
     CliRun help = Meow(absl::StrCat(c.command, " --help"));
     EXPECT_EQ(help.exit_code, 0) << c.command;
     EXPECT_THAT(help.output, HasSubstr(absl::StrCat("meow ", c.command, ":"))) << c.command;
@@ -231,6 +232,30 @@ TEST(MeowCliTest, EvalRefusesMissingAndMismatchedPolicies) {
   EXPECT_THAT(absent.output, HasSubstr("/nonexistent/p.safetensors"));
 }
 
+TEST(MeowCliTest, DatasetRefusesMissingSourcesAndFiles) {
+  CliRun none = Meow("dataset");
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.output, HasSubstr("expected `meow dataset export ...` or `meow dataset info ...`"));
+  CliRun unknown = Meow("dataset frob");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.output, HasSubstr("got \"frob\""));
+  CliRun no_out = Meow("dataset export --env=Hopper-v4 --policy=random");
+  EXPECT_EQ(no_out.exit_code, 2);
+  EXPECT_THAT(no_out.output, HasSubstr("--out=FILE.hdf5"));
+  CliRun both = Meow("dataset export --env=Hopper-v4 --policy=random --replay_dir=/tmp --out=/tmp/x.hdf5");
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_THAT(both.output, HasSubstr("needs one source"));
+  CliRun noise = Meow("dataset export --env=Hopper-v4 --policy=random --action_noise=-1 --out=/tmp/x.hdf5");
+  EXPECT_EQ(noise.exit_code, 2);
+  EXPECT_THAT(noise.output, HasSubstr("bad flag: --action_noise: expected 0 to 10, got -1"));
+  CliRun empty = Meow("dataset export --env=Hopper-v4 --replay_dir=/nonexistent --out=/tmp/x.hdf5");
+  EXPECT_EQ(empty.exit_code, 2);
+  EXPECT_THAT(empty.output, HasSubstr("/nonexistent"));
+  CliRun info = Meow("dataset info --dataset=/nonexistent/d.hdf5");
+  EXPECT_EQ(info.exit_code, 2);
+  EXPECT_THAT(info.output, HasSubstr("/nonexistent/d.hdf5: no such dataset file"));
+}
+
 TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   const std::string dir = ::testing::TempDir() + "/meow_cli_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
@@ -284,6 +309,26 @@ TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   CliRun report = Meow(absl::StrCat("report --run_dir=", dir));
   EXPECT_EQ(report.exit_code, 0) << report.output;
   EXPECT_TRUE(std::filesystem::exists(dir + "/report.html"));
+
+  // The run's replay as a dataset (from the run directory; ActorLoopTest checks that its
+  // truncated rows come out as timeouts), and the policy's own episodes as another.
+  CliRun exported = Meow(absl::StrCat("dataset export --env=MultiGoal-v0 --replay_dir=", dir, " --out=", dir,
+                                      "/replay.hdf5"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_THAT(exported.output, ContainsRegex("read 1[0-9][0-9][0-9] rows from .*/replay"));
+  EXPECT_THAT(exported.output, HasSubstr("source: replay"));
+  EXPECT_THAT(exported.output, ContainsRegex("terminals: [0-9]+, timeouts: [0-9]+\n"));
+  CliRun rollouts = Meow(absl::StrCat("dataset export --env=MultiGoal-v0 --episodes=3 --stochastic --policy=", dir,
+                                      "/policy_latest.safetensors --out=", dir, "/rollouts.hdf5"));
+  ASSERT_EQ(rollouts.exit_code, 0) << rollouts.output;
+  EXPECT_THAT(rollouts.output, HasSubstr("episodes: 3 finished"));
+  CliRun info = Meow(absl::StrCat("dataset info --env=MultiGoal-v0 --dataset=", dir, "/rollouts.hdf5"));
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, HasSubstr("task: MultiGoal-v0"));
+  EXPECT_THAT(info.output, HasSubstr("fits MultiGoal-v0"));
+  CliRun mismatch = Meow(absl::StrCat("dataset info --env=Hopper-v4 --dataset=", dir, "/rollouts.hdf5"));
+  EXPECT_EQ(mismatch.exit_code, 1);
+  EXPECT_THAT(mismatch.output, HasSubstr("the dataset is of task MultiGoal-v0 (its metadata/task), not Hopper-v4"));
   std::filesystem::remove_all(dir);
 }
 
