@@ -48,6 +48,16 @@ void ProgressLine::Print(const ProgressFigures& f, bool final_line) {
           ? absl::StrFormat("%d goals %d/%d/%d/%d", f.eval_goals->goals(), f.eval_goals->reached[0],
                             f.eval_goals->reached[1], f.eval_goals->reached[2], f.eval_goals->reached[3])
           : (std::isfinite(f.eval_return) ? absl::StrFormat("%.1f", f.eval_return) : std::string("-"));
+  if (offline_) {
+    absl::PrintF("%s[%s] updates %d/%d  %.0f updates/s  %sversion %d  eval %s  dataset %d  ETA %s%s",
+                 tty_ ? "\r\033[K" : "", env_, f.steps, f.total_steps, rate,
+                 std::isfinite(f.learner_busy) ? absl::StrFormat("learner busy %.0f%%  ", 100 * f.learner_busy) : "",
+                 f.version, eval, f.replay_size, final_line ? std::string("-") : FormatDuration(eta),
+                 in_place ? "" : "\n");
+    open_ = in_place;
+    std::fflush(stdout);
+    return;
+  }
   std::string busy;
   if (std::isfinite(f.learner_busy)) absl::StrAppendFormat(&busy, "learner busy %.0f%%  ", 100 * f.learner_busy);
   if (std::isfinite(f.actors_waiting)) absl::StrAppendFormat(&busy, "actors waiting %.0f%%  ", 100 * f.actors_waiting);

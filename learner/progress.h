@@ -59,6 +59,9 @@ class ProgressLine {
  public:
   // `enabled` false prints nothing; a terminal on stdout gets the line rewritten in place.
   ProgressLine(std::string env, bool enabled);
+  // Offline training: the clock is updates, and there are no actors or episodes to show:
+  // "[Hopper-v4] updates 5000/100000  180 updates/s  learner busy 99%  version 500  eval 1312.4  dataset 100000  ETA 8m47s".
+  void set_offline(bool offline) { offline_ = offline; }
   bool enabled() const { return enabled_; }
   bool tty() const { return tty_; }
   // Prints the line (on a terminal, in place). `final_line` shows no ETA and ends the line.
@@ -71,6 +74,7 @@ class ProgressLine {
   bool enabled_;
   bool tty_;
   bool open_ = false;  // a line rewritten in place is on screen
+  bool offline_ = false;
 };
 
 }  // namespace meow

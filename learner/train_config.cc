@@ -42,16 +42,19 @@ absl::Status TrainConfig::Validate() const {
                          {"checkpoint_interval", checkpoint_interval}}) {
     if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(name, " must be > 0, got ", v));
   }
-  if (learning_starts > buffer_size) {
+  if (offline() && !local()) {
+    return absl::InvalidArgumentError("offline training runs in local mode (meow train --offline), not with --replay");
+  }
+  if (!offline() && learning_starts > buffer_size) {
     return absl::InvalidArgumentError(absl::StrCat("learning_starts (", learning_starts,
                                                    ") must not exceed buffer_size (", buffer_size,
                                                    "): replay could never hold enough to start"));
   }
-  if (batch_size > buffer_size) {
+  if (!offline() && batch_size > buffer_size) {
     return absl::InvalidArgumentError(absl::StrCat("batch_size (", batch_size, ") must not exceed buffer_size (",
                                                    buffer_size, "): replay samples only once it holds a batch"));
   }
-  if (local() && (actors < 1 || actors > 1024)) {
+  if (local() && !offline() && (actors < 1 || actors > 1024)) {
     return absl::InvalidArgumentError(absl::StrCat("actors must be in [1, 1024], got ", actors));
   }
   if (run_dir.empty()) return absl::InvalidArgumentError("run_dir must be set");

@@ -61,6 +61,11 @@ struct TrainConfig : TrainSettings {
   double rate_tolerance = 0;
 
   std::vector<std::string> replay_addresses;  // empty: local mode with an embedded replay
+  // Offline training (local mode): the embedded replay serves this dataset file (HDF5, D4RL
+  // layout) as a read-only table, no actors run, and the run's clock is the learner's updates:
+  // total_env_steps, eval_interval and log_interval count updates, and metrics.csv's env_steps
+  // column holds them (config.txt says clock=updates). Empty: online.
+  std::string offline_dataset;
   std::string address = "127.0.0.1:0";        // the learner's server; port 0 picks one
   int actors = 1;                             // local mode: actor threads
   int envs_per_actor = 1;                     // local mode: environments per actor
@@ -90,6 +95,7 @@ struct TrainConfig : TrainSettings {
   GrpcSecurity security;
 
   bool local() const { return replay_addresses.empty(); }
+  bool offline() const { return !offline_dataset.empty(); }
   // samples_per_insert, or batch_size when unset.
   double resolved_samples_per_insert() const { return samples_per_insert.value_or(static_cast<double>(batch_size)); }
   // rate_tolerance, or one inserted transition's worth (samples_per_insert, at least 1) when 0.

@@ -26,7 +26,12 @@ namespace {
 // config.txt of a distributed run: the shared settings, then the layout.
 std::vector<std::pair<std::string, std::string>> ConfigLines(const TrainConfig& config, const c10::Device& device,
                                                              TrainingComponents& components) {
-  auto lines = SettingsLines(config, config.local() ? "local" : "learner", device);
+  auto lines = SettingsLines(config, config.offline() ? "offline" : config.local() ? "local" : "learner", device);
+  if (config.offline()) {
+    lines.push_back({"offline_dataset", config.offline_dataset});
+    lines.push_back({"dataset_rows", absl::StrCat(components.dataset_rows())});
+    lines.push_back({"clock", "updates (total_env_steps, eval_interval, log_interval and metrics.csv's env_steps count them)"});
+  }
   auto g = [](double v) { return absl::StrFormat("%g", v); };
   const std::vector<std::pair<std::string, std::string>> layout = {
       {"samples_per_insert", g(config.resolved_samples_per_insert())},
@@ -137,6 +142,7 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   }
 
   ProgressLine progress(config.env, config.progress);
+  progress.set_offline(config.offline());
   absl::Status failure = FollowTraining(config, components, monitor, progress, stop, result.interrupted);
   progress.Finish();
   failure = ShutDownInOrder(config, components, monitor, std::move(failure), result.interrupted);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "actor/actor_loop.h"
 #include "actor/evaluator.h"
+#include "replay/dataset.h"
 #include "replay/replay_client.h"
 #include "replay/replay_server.h"
 
@@ -77,6 +78,8 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   lc.run_dir = config.run_dir;
   lc.publish_interval = config.publish_interval;
   lc.checkpoint_interval = config.checkpoint_interval;
+  // Offline, the budget is counted in updates: the loop ends itself there.
+  if (config.offline()) lc.max_updates = config.total_env_steps;
   auto learner = Learner::Create(lc, c->server_->store());
   if (!learner.ok()) return learner.status();
   c->learner_ = *std::move(learner);
@@ -100,6 +103,7 @@ absl::Status TrainingComponents::StartReplay() {
     }
     return absl::OkStatus();
   }
+  if (config_.offline()) return StartDatasetReplay();
   const double spi = config_.resolved_samples_per_insert();
   ReplayServerConfig rc;
   rc.address = "127.0.0.1:0";
@@ -125,10 +129,49 @@ absl::Status TrainingComponents::StartReplay() {
   return absl::OkStatus();
 }
 
+absl::Status TrainingComponents::StartDatasetReplay() {
+  absl::StatusOr<Dataset> dataset = ReadDataset(config_.offline_dataset);
+  if (!dataset.ok()) return dataset.status();
+  if (absl::Status s = CheckDatasetTask(*dataset, config_.env, static_cast<int>(config_.policy.obs_dim),
+                                        static_cast<int>(config_.policy.action_dim));
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(config_.offline_dataset, ": ", s.message()));
+  }
+  if (dataset->rows < config_.batch_size) {
+    return absl::FailedPreconditionError(absl::StrCat(config_.offline_dataset, ": ", dataset->rows,
+                                                      " rows, fewer than one batch (batch_size ", config_.batch_size,
+                                                      ")"));
+  }
+  dataset_rows_ = dataset->rows;
+  // The dataset is the table, as it is: memory only (the file is the copy on disk), sampled
+  // uniformly and freely (no inserts to pace against), refusing inserts.
+  ReplayServerConfig rc;
+  rc.address = "127.0.0.1:0";
+  rc.table.obs_dim = dataset->obs_dim;
+  rc.table.action_dim = dataset->action_dim;
+  rc.table.capacity = dataset->rows;
+  rc.table.max_batch_rows = std::min<int64_t>(dataset->rows, rc.table.max_batch_rows);
+  rc.table.seed = config_.seed;
+  rc.table.rate_limiter = RateLimiterConfig::MinSize(config_.batch_size);
+  rc.table.read_only = true;
+  rc.table.read_only_source = config_.offline_dataset;
+  rc.security = config_.security;
+  rc.rpc_metrics = rpc_metrics_;
+  auto started = StartReplayServer(rc);
+  if (!started.ok()) return started.status();
+  replay_ = *std::move(started);
+  if (absl::Status s = replay_->table()->LoadRows(DatasetView(*dataset), nullptr); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(config_.offline_dataset, ": ", s.message()));
+  }
+  replay_addresses_ = {replay_->address()};
+  return absl::OkStatus();
+}
+
 absl::Status TrainingComponents::StartWorkers() {
   Learner* learner = learner_.get();
   learner_worker_ = std::make_unique<Worker>("learner", [learner, this] { return learner->Run(learner_stop_); });
   if (!config_.local()) return absl::OkStatus();
+  if (config_.offline()) return StartEvaluator();  // no actors: the data is fixed
   absl::Status s = StartActors();
   if (s.ok()) s = StartEvaluator();
   if (!s.ok()) StopAll();
@@ -188,7 +231,10 @@ absl::Status TrainingComponents::StartEvaluator() {
 
 absl::Status TrainingComponents::Failure() const {
   if (learner_worker_ != nullptr && learner_worker_->finished.load()) {
-    return learner_worker_->status.ok() ? absl::InternalError("the learner loop ended early") : learner_worker_->status;
+    // Offline, the loop ends by itself once it has made its updates.
+    const bool budget_spent = config_.offline() && learner_->stats().updates >= config_.total_env_steps;
+    if (!learner_worker_->status.ok()) return learner_worker_->status;
+    if (!budget_spent) return absl::InternalError("the learner loop ended early");
   }
   for (const auto& w : actor_workers_) {
     if (absl::Status s = w->Error(); !s.ok()) return s;

@@ -1,9 +1,11 @@
 // The components of a distributed run, started and stopped by one owner:
 //   replay: an embedded replay server on 127.0.0.1 persisted in RUN_DIR/replay (local mode), or
-//     the given shards, waited for and told to take transitions again (learner mode);
+//     the given shards, waited for and told to take transitions again (learner mode), or
+//     (offline) an embedded replay serving the dataset file as a read-only table;
 //   the learner's gRPC server (ParameterService + LearnerService) and the learner loop, which
 //     restores the newest checkpoint of the run directory when there is one;
-//   local mode only: the actor threads and the evaluator thread, over real gRPC on 127.0.0.1.
+//   local mode only: the actor threads (none offline) and the evaluator thread, over real gRPC
+//     on 127.0.0.1.
 // Create starts the servers and the learner (not its loop); StartWorkers starts the threads. The
 // shutdown order is the caller's (RunTraining): StopLearner, then AnnounceDone, then
 // StopActorsAndEvaluator, then Shutdown; the destructor stops whatever is still running.
@@ -43,6 +45,7 @@ class TrainingComponents {
 
   const std::vector<std::string>& replay_addresses() const { return replay_addresses_; }
   ReplayServer* embedded_replay() { return replay_.get(); }  // null in learner mode
+  int64_t dataset_rows() const { return dataset_rows_; }     // offline: rows of the dataset
   ParameterServer& server() { return *server_; }
   // The RPCs answered by the learner's server and the embedded replay.
   RpcMetrics& rpc_metrics() { return *rpc_metrics_; }
@@ -70,6 +73,7 @@ class TrainingComponents {
   struct Worker;
   explicit TrainingComponents(const TrainConfig& config);
   absl::Status StartReplay();
+  absl::Status StartDatasetReplay();  // offline: the dataset as a read-only table
   absl::Status StartActors();
   absl::Status StartEvaluator();
   void StopAll();
@@ -78,6 +82,7 @@ class TrainingComponents {
   std::shared_ptr<RpcMetrics> rpc_metrics_ = std::make_shared<RpcMetrics>();
   std::unique_ptr<ReplayServer> replay_;
   std::vector<std::string> replay_addresses_;
+  int64_t dataset_rows_ = 0;
   std::unique_ptr<ParameterServer> server_;
   std::unique_ptr<Learner> learner_;
   std::vector<std::unique_ptr<Actor>> actors_;

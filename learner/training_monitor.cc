@@ -49,6 +49,8 @@ void TrainingMonitor::PollReplay() {
     sum.sample_wait_s += info.rate_limiter().sample_wait_seconds();
     sum.newest_policy_version = std::max(sum.newest_policy_version, info.table().newest_policy_version());
   }
+  // Offline, nothing is inserted: the run's clock is the learner's updates.
+  if (config_.offline()) sum.inserted = components_.learner().stats().updates;
   view_ = sum;
 }
 

@@ -63,7 +63,13 @@ absl::Status Table::LogStatusLocked() const {
                                              "); it refuses them until restarted, clients keep their batches"));
 }
 
+absl::Status Table::ReadOnlyError() const {
+  return absl::FailedPreconditionError(absl::StrCat("this replay serves the fixed dataset ", config_.read_only_source,
+                                                    " (offline training) and takes no inserts"));
+}
+
 absl::StatusOr<InsertSession> Table::OpenSession(uint64_t actor_id, uint64_t incarnation) {
+  if (config_.read_only) return ReadOnlyError();
   absl::MutexLock lock(&mu_);
   if (absl::Status status = LogStatusLocked(); !status.ok()) return status;
   if (actors_.find(actor_id) == actors_.end() && static_cast<int64_t>(actors_.size()) >= config_.max_actors) {
@@ -134,6 +140,7 @@ void Table::StoreLocked(const TransitionBatchView& rows, const void* per_row_ver
 
 absl::StatusOr<InsertResult> Table::Insert(const proto::TransitionBatch& batch, uint64_t session,
                                            absl::Duration timeout, Cancellation* cancel) {
+  if (config_.read_only) return ReadOnlyError();
   // Validation needs no lock: a bad batch never touches the table.
   absl::StatusOr<TransitionBatchView> view = ValidateTransitionBatch(batch, signature_);
   if (view.ok() && batch.sequence_number() == 0) {

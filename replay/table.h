@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
@@ -53,6 +54,10 @@ struct TableConfig {
   int64_t max_actors = 100000;
   RateLimiterConfig rate_limiter;
   uint64_t seed = 1;  // of the sampling generator
+  // A fixed dataset (offline training): rows come only through LoadRows; OpenSession and Insert
+  // are refused with FAILED_PRECONDITION naming `read_only_source`.
+  bool read_only = false;
+  std::string read_only_source;
 
   absl::Status Validate() const;
 };
@@ -179,6 +184,7 @@ class Table {
   void StoreLocked(const TransitionBatchView& rows, const void* per_row_versions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE naming the log's error, OK without a log or error.
   absl::Status LogStatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReadOnlyError() const;  // for OpenSession and Insert on a read-only table
 
   const TableConfig config_;
   const BatchSignature signature_;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -12,6 +13,12 @@
 #include "actor/multi_goal.h"
 #include "learner/cli/cli.h"
 
+ABSL_FLAG(bool, offline, false,
+          "Train on a fixed dataset (--dataset=FILE, HDF5 in the D4RL layout) instead of acting: replay serves it "
+          "as a read-only table, no actors run, evaluations still play the task; the budget and intervals count "
+          "updates.");
+ABSL_FLAG(int64_t, total_updates, 100000, "With --offline: the learner's updates.");
+ABSL_DECLARE_FLAG(std::string, dataset);
 ABSL_FLAG(bool, sync, false,
           "The single-threaded reference loop (one env, one update per step) instead of "
           "replay + learner + actors over gRPC.");
@@ -57,7 +64,10 @@ std::string LastEval(const std::vector<EvalPoint>& evals) {
 int RunDistributedTraining(const TrainConfig& config) {
   if (absl::Status s = SetThreadsFromFlag(); !s.ok()) return Fail(s);
   const std::atomic<bool>& stop = InstallStopHandlers();
-  if (config.local()) {
+  if (config.offline()) {
+    absl::PrintF("meow train --offline: %s, %d updates on %s, run dir %s\n", config.env, config.total_env_steps,
+                 config.offline_dataset, config.run_dir);
+  } else if (config.local()) {
     absl::PrintF("meow train: %s, %d env steps, %d actor%s x %d env%s, run dir %s\n", config.env,
                  config.total_env_steps, config.actors, config.actors == 1 ? "" : "s", config.envs_per_actor,
                  config.envs_per_actor == 1 ? "" : "s", config.run_dir);
@@ -68,9 +78,15 @@ int RunDistributedTraining(const TrainConfig& config) {
   std::fflush(stdout);
   auto result = RunTraining(config, stop);
   if (!result.ok()) return Fail(result.status());
-  absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
-               result->interrupted ? "stopped" : "done", result->env_steps, result->updates, result->skipped_updates,
-               result->version, result->seconds);
+  if (config.offline()) {
+    absl::PrintF("%s: %d updates on %s (%d skipped as non-finite), weight version %d, %.1f s",
+                 result->interrupted ? "stopped" : "done", result->updates, config.offline_dataset,
+                 result->skipped_updates, result->version, result->seconds);
+  } else {
+    absl::PrintF("%s: %d env steps, %d updates (%d skipped as non-finite), weight version %d, %.1f s",
+                 result->interrupted ? "stopped" : "done", result->env_steps, result->updates,
+                 result->skipped_updates, result->version, result->seconds);
+  }
   absl::PrintF("%s", LastEval(result->evals));
   absl::PrintF("\nrun dir: %s (metrics.csv, policy_best.safetensors; curves: meow report --run_dir=%s)\n",
                config.run_dir, config.run_dir);
@@ -97,10 +113,50 @@ int RunSync() {
   return 0;
 }
 
+// `meow train --offline --dataset=FILE`: local mode on a fixed dataset, counted in updates.
+absl::StatusOr<TrainConfig> OfflineConfigFromFlags(const GrpcSecurity& security) {
+  auto given = [](absl::string_view flag) { return absl::flags_internal::WasPresentOnCommandLine(flag); };
+  const std::string dataset = absl::GetFlag(FLAGS_dataset);
+  if (dataset.empty()) {
+    return absl::InvalidArgumentError("meow train --offline needs --dataset=FILE (meow dataset export makes one)");
+  }
+  for (const char* flag : {"total_env_steps", "learning_starts", "actors", "envs_per_actor", "sync", "run_free",
+                           "samples_per_insert", "samples_per_insert_tolerance", "refresh_interval",
+                           "max_unacked_batches", "buffer_size"}) {
+    if (given(flag)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad flag: --", flag, " is for training online; --offline trains on the dataset's rows (--total_updates=N)"));
+    }
+  }
+  auto config = DistributedConfigFromFlags(/*local=*/true, security);
+  if (!config.ok()) return config.status();
+  TrainConfig c = *std::move(config);
+  c.offline_dataset = dataset;
+  c.total_env_steps = absl::GetFlag(FLAGS_total_updates);
+  if (absl::Status s = CheckRange("total_updates", c.total_env_steps, 1, int64_t{1} << 40); !s.ok()) return s;
+  if (!given("eval_interval")) c.eval_interval = std::min<int64_t>(5000, c.total_env_steps);
+  if (!given("log_interval")) c.log_interval = std::min<int64_t>(1000, c.total_env_steps);
+  if (absl::GetFlag(FLAGS_run_dir).empty()) {
+    c.run_dir = DefaultRunDir(absl::StrCat(c.env, "-offline-", c.algo), c.seed);
+  }
+  c.actors = 0;
+  if (absl::Status s = c.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+  return c;
+}
+
 int RunTrain(const GrpcSecurity& security) {
   if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
     return Fail(absl::InvalidArgumentError(
         "--tls_cert without --tls_ca: in one process the clients must verify its own servers"));
+  }
+  if (absl::GetFlag(FLAGS_offline)) {
+    auto config = OfflineConfigFromFlags(security);
+    if (!config.ok()) return Fail(config.status());
+    return RunDistributedTraining(*config);
+  }
+  if (absl::flags_internal::WasPresentOnCommandLine("total_updates") ||
+      absl::flags_internal::WasPresentOnCommandLine("dataset")) {
+    return Fail(absl::InvalidArgumentError("bad flag: --dataset and --total_updates are for --offline training"));
   }
   if (absl::GetFlag(FLAGS_sync)) return RunSync();
   auto config = DistributedConfigFromFlags(/*local=*/true, security);
@@ -113,11 +169,14 @@ int RunTrain(const GrpcSecurity& security) {
 const Subcommand& TrainCommand() {
   static const Subcommand command{
       "train",
-      "meow train [--env=TASK] [--seed=N] [--run_dir=DIR] [--sync] [flags]",
+      "meow train [--env=TASK] [--seed=N] [--run_dir=DIR] [--sync] [flags]   or   meow train --offline "
+      "--dataset=FILE --env=TASK [--total_updates=N]",
       "train an agent: replay, learner, actors and an evaluator in this process over gRPC on 127.0.0.1 "
-      "(or --sync: the single-threaded reference loop). The same command resumes a stopped run.",
+      "(or --sync: the single-threaded reference loop; or --offline: the learner on a fixed dataset served "
+      "by replay as a read-only table, no actors, evaluations in the task). The same command resumes a "
+      "stopped run.",
       Concat({kTrainingFlags,
-              {"sync", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
+              {"sync", "offline", "dataset", "total_updates", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
                "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
                "stop_at_return", "metrics_address", "video_every", "video_width", "video_height"},
               kServerSecurityFlags,

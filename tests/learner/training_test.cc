@@ -20,6 +20,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "actor/parameter_client.h"
 #include "common/file_util.h"
 #include "common/runtime.h"
@@ -31,6 +33,11 @@
 #include "learner/checkpoint.h"
 #include "learner/report.h"
 #include "learner/run_metrics.h"
+#include "actor/env_registry.h"
+#include "learner/dataset_rollouts.h"
+#include "replay/dataset.h"
+#include "replay/replay_client.h"
+#include "replay/replay_server.h"
 
 namespace meow {
 namespace {
@@ -177,6 +184,87 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
 // --algo=sac through the same parts: the actors and the evaluator act with SAC's policy (its
 // weights reach them with their algorithm), the run dir's policies and checkpoints are SAC's, a
 // second run resumes them, and the run dir refuses MEow.
+// Offline: the dataset file served by the embedded replay as a read-only table, the learner's
+// updates as the clock, evaluations in the task, no actors; inserts into that replay are refused.
+TEST(TrainingTest, OfflineModeTrainsOnADatasetAndCountsUpdates) {
+  const std::string dir = FreshDir("offline");
+  fs::create_directories(dir);
+  {
+    auto env = MakeEnv("InvertedPendulum-v4");
+    ASSERT_TRUE(env.ok());
+    RolloutConfig rollouts;
+    rollouts.episodes = 40;  // random actions: about 8 steps each
+    absl::StatusOr<Dataset> dataset = CollectRollouts(nullptr, **env, rollouts);
+    ASSERT_TRUE(dataset.ok()) << dataset.status();
+    ASSERT_GE(dataset->rows, 128);
+    ASSERT_TRUE(WriteDataset(dir + "/random.hdf5", *dataset).ok());
+  }
+  TrainConfig c = SmallConfig("InvertedPendulum-v4", dir + "/run");
+  c.offline_dataset = dir + "/random.hdf5";
+  c.total_env_steps = 300;  // updates
+  c.eval_interval = 150;
+  c.log_interval = 100;
+  c.actors = 0;
+  std::atomic<bool> stop{false};
+  absl::Notification done;
+  absl::StatusOr<TrainResult> result;
+  std::thread run([&] {
+    result = RunTraining(c, stop);
+    done.Notify();
+  });
+  // While it trains, the replay it samples takes no inserts: find it through config.txt.
+  std::string replay_address;
+  for (absl::Time end = absl::Now() + absl::Seconds(120); replay_address.empty() && absl::Now() < end;) {
+    if (auto config = ReadFile(c.run_dir + "/config.txt"); config.ok()) {
+      for (absl::string_view line : absl::StrSplit(*config, '\n')) {
+        if (absl::ConsumePrefix(&line, "replay=")) replay_address = std::string(line);
+      }
+    }
+    if (replay_address.empty()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (!replay_address.empty() && !done.HasBeenNotified()) {
+    ReplayInserterConfig inserter_config;
+    inserter_config.addresses = {replay_address};
+    inserter_config.actor_id = 9;
+    auto inserter = ReplayInserter::Create(inserter_config);
+    if (inserter.ok()) {
+      proto::TransitionBatch batch = MakeTransitionBatch(4, 1, std::vector<float>(4, 0.0f), {0.5f}, {1.0f},
+                                                         std::vector<float>(4, 0.0f), {0}, 0);
+      const absl::Status inserted = (*inserter)->Insert(batch, absl::Seconds(5));
+      const absl::Status flushed = inserted.ok() ? (*inserter)->Flush(absl::Seconds(5)) : inserted;
+      if (!done.HasBeenNotified()) {
+        EXPECT_FALSE(flushed.ok());
+        EXPECT_THAT(flushed.message(), HasSubstr("serves the fixed dataset"));
+      }
+    }
+  }
+  run.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->updates, 300);  // exactly the budget: the loop ends itself there
+  EXPECT_EQ(result->env_steps, 300);
+  ASSERT_GE(result->evals.size(), 2u);  // at 150, 300 (and the final weights)
+  EXPECT_TRUE(result->actor_versions.empty());
+  const std::string config = ReadFile(c.run_dir + "/config.txt").value_or("");
+  EXPECT_THAT(config, HasSubstr("mode=offline\n"));
+  EXPECT_THAT(config, HasSubstr(absl::StrCat("offline_dataset=", c.offline_dataset, "\n")));
+  EXPECT_THAT(config, HasSubstr("clock=updates"));
+  auto metrics = ReadRunMetrics(c.run_dir);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_DOUBLE_EQ(metrics->values["env_steps"].back(), 300);
+  EXPECT_TRUE(fs::exists(c.run_dir + "/policy_best.safetensors"));
+  EXPECT_FALSE(fs::exists(c.run_dir + "/replay"));  // the dataset file is the data; nothing is persisted
+
+  // A dataset of another task is refused naming the file, before anything trains.
+  TrainConfig other = SmallConfig("Hopper-v4", dir + "/hopper");
+  other.offline_dataset = c.offline_dataset;
+  other.actors = 0;
+  absl::StatusOr<TrainResult> refused = RunTraining(other, stop);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("random.hdf5"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("not Hopper-v4"));
+  fs::remove_all(dir);
+}
+
 TEST(TrainingTest, LocalModeTrainsSacAndResumesIt) {
   SetComputeThreads(1);
   const std::string dir = FreshDir("sac");

@@ -78,6 +78,29 @@ TEST(TableConfigTest, NamesTheBadField) {
   EXPECT_THAT(Table::Create(config).status().message(), HasSubstr("rate_limiter.samples_per_insert is 0"));
 }
 
+// A fixed dataset (offline training): rows come only through LoadRows; sessions and inserts are
+// refused naming the dataset, sampling works as ever.
+TEST(TableTest, AReadOnlyTableTakesRowsOnlyFromItsDataset) {
+  TableConfig config = HopperTable(100);
+  config.read_only = true;
+  config.read_only_source = "hopper-medium.hdf5";
+  config.rate_limiter = RateLimiterConfig::MinSize(1);
+  absl::StatusOr<std::unique_ptr<Table>> table = Table::Create(config);
+  ASSERT_TRUE(table.ok()) << table.status();
+  const proto::TransitionBatch batch = MakeBatch(1, 1, 8);
+  absl::StatusOr<TransitionBatchView> rows = ValidateTransitionBatch(batch, (*table)->signature());
+  ASSERT_TRUE(rows.ok());
+  ASSERT_TRUE((*table)->LoadRows(*rows, nullptr).ok());
+  EXPECT_EQ((*table)->size(), 8);
+  absl::StatusOr<InsertSession> session = (*table)->OpenSession(2);
+  EXPECT_EQ(session.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(session.status().message(), HasSubstr("serves the fixed dataset hopper-medium.hdf5"));
+  absl::StatusOr<InsertResult> inserted = (*table)->Insert(MakeBatch(2, 1, 8), 0, absl::Seconds(1), nullptr);
+  EXPECT_EQ(inserted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*table)->size(), 8);
+  EXPECT_TRUE((*table)->Sample(16, absl::Seconds(5), nullptr).ok());
+}
+
 TEST(TableTest, SamplesOnlyInsertedRowsWithAllColumns) {
   std::unique_ptr<Table> table = MakeTable(HopperTable(1000));
   ASSERT_TRUE(Insert(*table, MakeBatch(1, 1, 10)).ok());
