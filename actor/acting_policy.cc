@@ -39,13 +39,13 @@ at::Tensor SqlActingPolicy::Act(const at::Tensor& obs, bool deterministic, std::
 c10::Device SqlActingPolicy::device() const { return sampler_->parameters().front().device(); }
 
 absl::Status ValidateAlgorithm(const std::string& algo) {
-  if (algo == "meow" || algo == "sac" || algo == "sql") return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow, sac or sql"));
+  if (algo == "meow" || algo == "sac" || algo == "sql" || algo == "cnf" || algo == "bc") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, ": expected meow, sac, sql, cnf or bc"));
 }
 
 absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string& algo, const FlowPolicyConfig& flow) {
   if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
-  if (algo == "sac") {
+  if (algo == "sac" || algo == "bc") {  // behaviour cloning trains SAC's actor network
     SacPolicyConfig config;
     config.obs_dim = flow.obs_dim;
     config.action_dim = flow.action_dim;
@@ -58,6 +58,13 @@ absl::StatusOr<std::unique_ptr<ActingPolicy>> NewActingPolicy(const std::string&
     config.action_dim = flow.action_dim;
     if (absl::Status s = config.Validate(); !s.ok()) return s;
     return std::unique_ptr<ActingPolicy>(std::make_unique<SqlActingPolicy>(config));
+  }
+  if (algo == "cnf") {
+    CnfPolicyConfig config;
+    config.flow.obs_dim = flow.obs_dim;
+    config.flow.action_dim = flow.action_dim;
+    if (absl::Status s = config.Validate(); !s.ok()) return s;
+    return std::unique_ptr<ActingPolicy>(std::make_unique<CnfActingPolicy>(config));
   }
   if (absl::Status s = flow.Validate(); !s.ok()) return s;
   return std::unique_ptr<ActingPolicy>(std::make_unique<FlowActingPolicy>(flow));
@@ -88,9 +95,14 @@ absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeActingPolicy(const Safetensors
     if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
     if (absl::Status s = sizes_fit(config->obs_dim, config->action_dim); !s.ok()) return s;
     policy = std::make_unique<SqlActingPolicy>(*config);
+  } else if (algorithm == "cnf") {
+    auto config = CnfConfigFromWeights(weights);
+    if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", config.status().message()));
+    if (absl::Status s = sizes_fit(config->flow.obs_dim, config->flow.action_dim); !s.ok()) return s;
+    policy = std::make_unique<CnfActingPolicy>(*config);
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat(source, ": weights for the algorithm \"", algorithm, "\", which has no acting policy here (meow, sac, sql)"));
+        absl::StrCat(source, ": weights for the algorithm \"", algorithm, "\", which has no acting policy here (meow, sac, sql, cnf)"));
   }
   if (absl::Status s = policy->LoadWeights(weights); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "actor/env.h"
+#include "common/cnf_policy.h"
 #include "common/flow_policy.h"
 #include "common/sac_policy.h"
 #include "common/sql_policy.h"
@@ -76,7 +77,24 @@ class SqlActingPolicy : public ActingPolicy {
   SqlSampler sampler_;
 };
 
-// The algorithms there are acting policies for: "meow" (the flow policy), "sac" and "sql".
+// CNF's policy (common/cnf_policy.h): the latent actor's tanh-Gaussian latent (its mean when
+// deterministic) decoded by the frozen flow.
+class CnfActingPolicy : public ActingPolicy {
+ public:
+  explicit CnfActingPolicy(const CnfPolicyConfig& config) : policy_(config) {}
+  absl::Status LoadWeights(const SafetensorsFile& weights) override { return policy_->ImportWeights(weights); }
+  at::Tensor Act(const at::Tensor& obs, bool deterministic, std::optional<at::Generator> generator) override {
+    return policy_->Act(obs, deterministic, std::move(generator));
+  }
+  c10::Device device() const override { return policy_->parameters().front().device(); }
+  SafetensorsFile ExportWeights() override { return policy_->ExportWeights(); }
+
+ private:
+  CnfPolicy policy_;
+};
+
+// The algorithms there are acting policies for: "meow" (the flow policy), "sac", "sql", and the
+// offline-only "cnf" and "bc" (behaviour cloning, whose network and weights files are SAC's).
 absl::Status ValidateAlgorithm(const std::string& algo);
 // A fresh acting policy of `algo` for the sizes of `flow` (MEow takes the rest of `flow`; SAC its
 // own defaults); its weights come from LoadWeights, which refuses another algorithm's by name.

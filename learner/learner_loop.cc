@@ -52,6 +52,10 @@ absl::Status LearnerConfig::Validate() const {
   if (absl::Status s = ValidateAlgorithm(algo); !s.ok()) return s;
   if (algo == "sac") return sac.Validate();
   if (algo == "sql") return sql.Validate();
+  if (algo == "cnf") {
+    if (cnf_flow_path.empty()) return absl::InvalidArgumentError("algo cnf needs the pre-trained flow (cnf_flow_path)");
+    return cnf.Validate();
+  }
   return update.Validate();
 }
 
@@ -70,6 +74,28 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
     sizes.obs_dim = config.policy.obs_dim;
     sizes.action_dim = config.policy.action_dim;
     algorithm = SqlUpdater::Create(sizes, config.sql, *device);
+  } else if (config.algo == "bc") {
+    SacPolicyConfig sizes;
+    sizes.obs_dim = config.policy.obs_dim;
+    sizes.action_dim = config.policy.action_dim;
+    auto made = BcUpdater::Create(sizes, BcUpdateConfig(), *device);
+    if (made.ok()) {
+      algorithm = std::unique_ptr<Algorithm>(*std::move(made));
+    } else {
+      algorithm = made.status();
+    }
+  } else if (config.algo == "cnf") {
+    CnfPolicyConfig sizes;
+    sizes.flow.obs_dim = config.policy.obs_dim;
+    sizes.flow.action_dim = config.policy.action_dim;
+    auto flow = ReadSafetensors(config.cnf_flow_path);
+    if (!flow.ok()) return flow.status();
+    auto made = CnfUpdater::Create(sizes, config.cnf, *flow, *device);
+    if (made.ok()) {
+      algorithm = std::unique_ptr<Algorithm>(*std::move(made));
+    } else {
+      algorithm = absl::Status(made.status().code(), absl::StrCat(config.cnf_flow_path, ": ", made.status().message()));
+    }
   } else {
     algorithm = MeowUpdater::Create(config.policy, config.update, *device);
   }

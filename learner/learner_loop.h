@@ -26,6 +26,8 @@
 #include "common/grpc_security.h"
 #include "learner/checkpoint.h"
 #include "learner/meow_update.h"
+#include "learner/bc_update.h"
+#include "learner/cnf_update.h"
 #include "learner/sac_update.h"
 #include "learner/sql_update.h"
 #include "learner/parameter_server.h"
@@ -36,11 +38,13 @@ namespace meow {
 struct LearnerConfig {
   std::vector<std::string> replay_addresses;
   GrpcSecurity security;    // TLS and token for replay (default: plaintext, no token)
-  std::string algo = "meow";  // "meow" (policy, update), "sac" or "sql" (the sizes of policy; sac, sql)
+  std::string algo = "meow";  // "meow" (policy, update), "sac", "sql" or "cnf" (the sizes of policy; sac, sql, cnf)
   FlowPolicyConfig policy;    // obs_dim and action_dim must be set
   MeowUpdateConfig update;
   SacUpdateConfig sac;
   SqlUpdateConfig sql;
+  CnfUpdateConfig cnf;
+  std::string cnf_flow_path;  // algo "cnf": the pre-trained flow (RUN_DIR/flow/flow_best.safetensors)
   int batch_size = 256;
   int prefetch_batches = 8;
   std::string device = "cpu";

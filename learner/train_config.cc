@@ -42,6 +42,13 @@ absl::Status TrainConfig::Validate() const {
                          {"checkpoint_interval", checkpoint_interval}}) {
     if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(name, " must be > 0, got ", v));
   }
+  if ((algo == "cnf" || algo == "bc") && !offline()) {
+    return absl::InvalidArgumentError(absl::StrCat("--algo=", algo, " trains offline: meow train --offline --dataset=FILE --algo=", algo));
+  }
+  if (algo == "cnf") {
+    if (absl::Status s = cnf.Validate(); !s.ok()) return s;
+    if (flow_epochs < 1) return absl::InvalidArgumentError(absl::StrCat("flow_epochs must be >= 1, got ", flow_epochs));
+  }
   if (offline() && !local()) {
     return absl::InvalidArgumentError("offline training runs in local mode (meow train --offline), not with --replay");
   }

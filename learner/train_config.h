@@ -16,6 +16,7 @@
 #include "common/flow_policy.h"
 #include "common/grpc_security.h"
 #include "common/presets.h"
+#include "learner/cnf_update.h"
 #include "learner/meow_update.h"
 #include "learner/sac_update.h"
 #include "learner/sql_update.h"
@@ -66,6 +67,11 @@ struct TrainConfig : TrainSettings {
   // total_env_steps, eval_interval and log_interval count updates, and metrics.csv's env_steps
   // column holds them (config.txt says clock=updates). Empty: online.
   std::string offline_dataset;
+  // --algo=cnf (offline only): the flow's pre-training stage (learner/cnf_training.h), then the
+  // latent controller (learner/cnf_update.h).
+  int64_t flow_epochs = 100;
+  int64_t flow_batch_size = 1024;
+  CnfUpdateConfig cnf;
   std::string address = "127.0.0.1:0";        // the learner's server; port 0 picks one
   int actors = 1;                             // local mode: actor threads
   int envs_per_actor = 1;                     // local mode: environments per actor

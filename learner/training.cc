@@ -12,7 +12,9 @@
 #include "actor/env_registry.h"
 #include "common/metrics_http.h"
 #include "common/run_dir.h"
+#include "learner/cnf_training.h"
 #include "learner/progress.h"
+#include "replay/dataset.h"
 #include "learner/run_directory.h"
 #include "learner/training_components.h"
 #include "learner/training_monitor.h"
@@ -111,6 +113,27 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   auto run_dir = RunDirectory::Open(config.run_dir, kDistributedRun, /*resumable=*/true);
   if (!run_dir.ok()) return run_dir.status();
 
+  if (config.algo == "cnf") {
+    // CNF's first stage: the flow pre-trained on the dataset (resumed or skipped as its files say).
+    absl::StatusOr<Dataset> dataset = ReadDataset(config.offline_dataset);
+    if (!dataset.ok()) return dataset.status();
+    if (absl::Status s = CheckDatasetTask(*dataset, config.env, static_cast<int>(config.policy.obs_dim),
+                                          static_cast<int>(config.policy.action_dim));
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(config.offline_dataset, ": ", s.message()));
+    }
+    CnfFlowStageConfig stage;
+    stage.run_dir = config.run_dir;
+    stage.flow.obs_dim = config.policy.obs_dim;
+    stage.flow.action_dim = config.policy.action_dim;
+    stage.epochs = config.flow_epochs;
+    stage.batch_size = config.flow_batch_size;
+    stage.seed = config.seed;
+    stage.optimiser.seed = config.seed;
+    stage.progress = config.progress;
+    absl::StatusOr<std::string> flow = RunFlowPretraining(*dataset, stage, stop);
+    if (!flow.ok()) return flow.status();
+  }
   auto export_policy = NewActingPolicy(config.algo, config.policy);  // writes policy_latest / policy_best
   if (!export_policy.ok()) return export_policy.status();
   auto components_or = TrainingComponents::Create(config, *device, ShapesOf((*export_policy)->ExportWeights()));

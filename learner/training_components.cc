@@ -73,6 +73,8 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   lc.update = config.update;
   lc.sac = config.sac;
   lc.sql = config.sql;
+  lc.cnf = config.cnf;
+  lc.cnf_flow_path = config.run_dir + "/flow/flow_best.safetensors";
   lc.batch_size = static_cast<int>(config.batch_size);
   lc.device = device.str();
   lc.run_dir = config.run_dir;

@@ -49,7 +49,9 @@ ABSL_FLAG(std::string, algo, "meow",
           "the temperature tuned toward entropy -|A|; learning_starts 5000 and tau 0.005 unless given); or sql "
           "(soft Q-learning as the MEow authors ran it: two critics, the soft value by importance sampling, "
           "amortised SVGD; the per-task --reward_scale, learning_starts 5000 (MultiGoal-v0: 1000 of 6000 steps), "
-          "tau 0.005, stochastic evaluation unless given).");
+          "tau 0.005, stochastic evaluation unless given); or cnf, offline only (--offline --dataset=FILE: \"Let "
+          "Offline RL Flow\"'s flow action encoder pre-trained on the dataset, then its latent controller); or bc, "
+          "offline only (plain behaviour cloning: SAC's actor network regressed onto the dataset's actions).");
 ABSL_FLAG(std::optional<double>, policy_lr, std::nullopt,
           "SAC and SQL: the policy's (SQL: the sampler's) Adam learning rate (3e-4).");
 ABSL_FLAG(std::optional<double>, q_lr, std::nullopt,
@@ -126,6 +128,9 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(std::string, auth_token_file, "",
           "A file holding the shared bearer token: sent on every call, and required by every server "
           "(UNAUTHENTICATED otherwise; health checks stay open).");
+
+ABSL_DECLARE_FLAG(bool, offline);
+ABSL_DECLARE_FLAG(std::string, dataset);
 
 namespace meow::cli {
 
@@ -396,6 +401,8 @@ absl::StatusOr<TrainConfig> DistributedConfigFromFlags(bool local, const GrpcSec
     c.address = absl::GetFlag(FLAGS_address).empty() ? "127.0.0.1:7778" : absl::GetFlag(FLAGS_address);
     if (absl::Status s = CheckAddress("address", c.address); !s.ok()) return s;
   }
+  // Offline training (meow train --offline): set here so that the checks below know it.
+  if (local && absl::GetFlag(FLAGS_offline)) c.offline_dataset = absl::GetFlag(FLAGS_dataset);
   if (!absl::GetFlag(FLAGS_learner_threads).has_value()) {
     // The split of the cores. The learner is the bound and the actors spend most of their time
     // held by the rate limiter (94-96% on Hopper-v4), so in local mode the first actor shares the

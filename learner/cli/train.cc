@@ -18,6 +18,9 @@ ABSL_FLAG(bool, offline, false,
           "as a read-only table, no actors run, evaluations still play the task; the budget and intervals count "
           "updates.");
 ABSL_FLAG(int64_t, total_updates, 100000, "With --offline: the learner's updates.");
+ABSL_FLAG(int64_t, flow_epochs, 100,
+          "--algo=cnf: epochs of the flow's pre-training on the dataset (the CNF paper: expert 50, medium 100, "
+          "replay 350).");
 ABSL_DECLARE_FLAG(std::string, dataset);
 ABSL_FLAG(bool, sync, false,
           "The single-threaded reference loop (one env, one update per step) instead of "
@@ -133,6 +136,12 @@ absl::StatusOr<TrainConfig> OfflineConfigFromFlags(const GrpcSecurity& security)
   TrainConfig c = *std::move(config);
   c.offline_dataset = dataset;
   c.total_env_steps = absl::GetFlag(FLAGS_total_updates);
+  c.flow_epochs = absl::GetFlag(FLAGS_flow_epochs);
+  if (absl::Status s = CheckRange("flow_epochs", c.flow_epochs, 1, 100'000); !s.ok()) return s;
+  if (c.algo == "cnf" && !given("batch_size")) c.batch_size = 512;  // the CNF paper's latent controller
+  if (c.algo != "cnf" && given("flow_epochs")) {
+    return absl::InvalidArgumentError("bad flag: --flow_epochs is for --algo=cnf");
+  }
   if (absl::Status s = CheckRange("total_updates", c.total_env_steps, 1, int64_t{1} << 40); !s.ok()) return s;
   if (!given("eval_interval")) c.eval_interval = std::min<int64_t>(5000, c.total_env_steps);
   if (!given("log_interval")) c.log_interval = std::min<int64_t>(1000, c.total_env_steps);
@@ -176,7 +185,7 @@ const Subcommand& TrainCommand() {
       "by replay as a read-only table, no actors, evaluations in the task). The same command resumes a "
       "stopped run.",
       Concat({kTrainingFlags,
-              {"sync", "offline", "dataset", "total_updates", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
+              {"sync", "offline", "dataset", "total_updates", "flow_epochs", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
                "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
                "stop_at_return", "metrics_address", "video_every", "video_width", "video_height"},
               kServerSecurityFlags,
