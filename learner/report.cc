@@ -89,8 +89,19 @@ std::string FormatReturn(double v) {
 // `refs` (published returns) are drawn on top: a diamond where the chart reaches their step, else a
 // dashed line at their value labelled with the step they were read at. The legend names the runs
 // when there are several or `name_runs`.
+// Offline runs count updates where online ones count environment steps (their env_steps column).
+std::string XLabel(const ChartSpec& spec, const std::vector<RunMetrics>& runs) {
+  if (spec.x_column != "env_steps" || runs.empty()) return spec.x_label;
+  const bool all_offline = std::all_of(runs.begin(), runs.end(), [](const RunMetrics& r) { return r.offline; });
+  const bool any_offline = std::any_of(runs.begin(), runs.end(), [](const RunMetrics& r) { return r.offline; });
+  if (all_offline) return "updates (offline training)";
+  if (any_offline) return "environment steps (offline runs: updates)";
+  return spec.x_label;
+}
+
 std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& runs,
                         const std::vector<PublishedReturn>& refs = {}, bool name_runs = false) {
+  const std::string x_label = XLabel(spec, runs);
   // Data range over every run and series (the band included).
   double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
   bool any = false;
@@ -176,7 +187,7 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
   absl::StrAppendFormat(&svg,
                         "<rect class=\"frame\" x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\"/>\n"
                         "<text class=\"label\" x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n",
-                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 8, Escape(spec.x_label));
+                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 8, Escape(x_label));
 
   std::string legend;
   for (size_t r = 0; r < runs.size(); ++r) {
@@ -271,6 +282,12 @@ const std::vector<ChartSpec>& ReportCharts() {
        "environment steps",
        {"eval_return_mean"},
        "eval_return_std"},
+      {"score",
+       "Normalised score of the evaluation return (D4RL: 0 = random, 100 = expert)",
+       "env_steps",
+       "environment steps",
+       {"eval_score"},
+       ""},
       // MultiGoal-v0's evaluations: the papers' measure, stochastic rollouts from the origin.
       {"goals", "Goals reached by the evaluation's rollouts (of 4)", "env_steps", "environment steps", {"eval_goals"},
        ""},
@@ -366,6 +383,7 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
     for (absl::string_view line : absl::StrSplit(*config, '\n')) {
       if (absl::ConsumePrefix(&line, "env=")) run.env = std::string(absl::StripAsciiWhitespace(line));
       if (absl::ConsumePrefix(&line, "algo=")) run.algo = std::string(absl::StripAsciiWhitespace(line));
+      if (absl::StripAsciiWhitespace(line) == "mode=offline") run.offline = true;
     }
   }
   return run;

@@ -34,6 +34,7 @@ struct RunMetrics {
   std::string name;         // shown in legends: the run directory's last component
   std::string env;          // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
   std::string algo;         // config.txt's "algo=..." ("meow" when it has none); empty without config.txt
+  bool offline = false;     // config.txt's "mode=offline": its env_steps column counts updates
   std::string video;        // the newest RUN_DIR/videos/step-<N>.mp4 (largest N); empty when none
   int64_t video_step = -1;  // its N
   // MultiGoal-v0: RUN_DIR/multigoal_rollouts.csv (the final policy's stochastic rollouts from the

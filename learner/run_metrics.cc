@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "learner/report.h"
+#include "replay/dataset.h"
 
 namespace meow {
 
@@ -20,7 +21,7 @@ const char kRunMetricsColumns[] =
     "wall_time,env_steps,updates,episodes,episode_return,eval_return_mean,eval_return_std,eval_goals,"
     "eval_at_goal,eval_goal_e,eval_goal_w,eval_goal_n,eval_goal_s,loss,"
     "q_mean,v_mean,grad_norm,skipped_updates,steps_per_s,updates_per_s,learner_busy,actors_waiting,staleness,version,"
-    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag,alpha,entropy";
+    "replay_size,insert_waits,sample_waits,insert_wait_s,sample_wait_s,acting_lag,alpha,entropy,eval_score";
 
 namespace {
 
@@ -55,7 +56,8 @@ const std::map<std::string, std::string>& Tags() {
                                                                    {"sample_wait_s", "replay/sample_wait_s"},
                                                                    {"acting_lag", "learner/acting_lag"},
                                                                    {"alpha", "learner/alpha"},
-                                                                   {"entropy", "learner/entropy"}};
+                                                                   {"entropy", "learner/entropy"},
+                                                                   {"eval_score", "eval/score_normalized"}};
   return *tags;
 }
 
@@ -109,8 +111,11 @@ double EvalPoint::score() const {
   return GoalScore(g.goals(), episodes > 0 ? static_cast<double>(at_goal) / static_cast<double>(episodes) : 0.0);
 }
 
-std::map<std::string, double> EvalColumns(const EvalPoint& eval) {
+std::map<std::string, double> EvalColumns(const EvalPoint& eval, const std::string& task) {
   std::map<std::string, double> columns = {{"eval_return_mean", eval.mean}, {"eval_return_std", eval.std}};
+  if (std::optional<ReferenceReturns> reference = D4rlReferenceReturns(task); reference.has_value()) {
+    columns["eval_score"] = NormalizedScore(*reference, eval.mean);
+  }
   if (eval.goals.has_value()) {
     const MultiGoalCounts& g = *eval.goals;
     columns["eval_goals"] = g.goals();

@@ -42,8 +42,9 @@ struct EvalPoint {
 
 // An evaluation's columns: eval_return_mean and eval_return_std and, on MultiGoal-v0, eval_goals
 // (goals reached, 0-4), eval_at_goal (share of the episodes that ended at a goal) and the counts
-// by goal, eval_goal_e/w/n/s for (+5,0)/(-5,0)/(0,+5)/(0,-5).
-std::map<std::string, double> EvalColumns(const EvalPoint& eval);
+// by goal, eval_goal_e/w/n/s for (+5,0)/(-5,0)/(0,+5)/(0,-5); for a task with D4RL reference
+// returns (Hopper, HalfCheetah, Walker2d, Ant), eval_score, the normalised score of the mean.
+std::map<std::string, double> EvalColumns(const EvalPoint& eval, const std::string& task);
 
 class RunMetricsWriter {
  public:

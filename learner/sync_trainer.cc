@@ -171,7 +171,7 @@ absl::Status SyncRun::Evaluate(int64_t steps_done) {
   evals_.push_back(last_eval_);
   if (run_dir_ == nullptr) return absl::OkStatus();
   // An evaluation's row: the eval columns and the counters, as local mode writes it.
-  std::map<std::string, double> row = EvalColumns(last_eval_);
+  std::map<std::string, double> row = EvalColumns(last_eval_, config_.env);
   row.insert({{"wall_time", elapsed()},
               {"env_steps", static_cast<double>(steps_done)},
               {"updates", static_cast<double>(updater_->steps())},

@@ -1,6 +1,7 @@
 #include "learner/training.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
@@ -109,6 +110,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
   auto device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
+  if (config.offline() && !std::filesystem::is_regular_file(config.offline_dataset)) {
+    return absl::NotFoundError(absl::StrCat(config.offline_dataset, ": no such dataset file"));  // before any run dir
+  }
   // One learner per run dir: a second would interleave checkpoints, metrics and weight versions.
   auto run_dir = RunDirectory::Open(config.run_dir, kDistributedRun, /*resumable=*/true);
   if (!run_dir.ok()) return run_dir.status();

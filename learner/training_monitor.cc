@@ -152,7 +152,7 @@ absl::Status TrainingMonitor::WriteRow(int64_t env_steps, const EvalPoint* eval)
       {"alpha", updated ? ls.last_update.alpha : nan},
       {"entropy", updated ? ls.last_update.entropy : nan}};
   if (eval_row) {
-    for (const auto& column : EvalColumns(*eval)) row.push_back(column);
+    for (const auto& column : EvalColumns(*eval, config_.env)) row.push_back(column);
   }
   {
     absl::MutexLock lock(&latest_mu_);

@@ -256,6 +256,28 @@ TEST(MeowCliTest, DatasetRefusesMissingSourcesAndFiles) {
   EXPECT_THAT(info.output, HasSubstr("/nonexistent/d.hdf5: no such dataset file"));
 }
 
+TEST(MeowCliTest, OfflineTrainingFlagsAreChecked) {
+  CliRun no_dataset = Meow("train --offline --env=Hopper-v4");
+  EXPECT_EQ(no_dataset.exit_code, 2);
+  EXPECT_THAT(no_dataset.output, HasSubstr("--offline needs --dataset=FILE"));
+  CliRun online_flag = Meow("train --offline --env=Hopper-v4 --dataset=/tmp/d.hdf5 --total_env_steps=5");
+  EXPECT_EQ(online_flag.exit_code, 2);
+  EXPECT_THAT(online_flag.output, HasSubstr("--total_env_steps is for training online"));
+  CliRun cnf_online = Meow("train --algo=cnf --env=Hopper-v4");
+  EXPECT_EQ(cnf_online.exit_code, 2);
+  EXPECT_THAT(cnf_online.output, HasSubstr("--algo=cnf trains offline"));
+  CliRun stray = Meow("train --env=Hopper-v4 --dataset=/tmp/d.hdf5");
+  EXPECT_EQ(stray.exit_code, 2);
+  EXPECT_THAT(stray.output, HasSubstr("are for --offline training"));
+  CliRun epochs = Meow("train --offline --env=Hopper-v4 --dataset=/tmp/d.hdf5 --flow_epochs=3");
+  EXPECT_EQ(epochs.exit_code, 2);
+  EXPECT_THAT(epochs.output, HasSubstr("--flow_epochs is for --algo=cnf"));
+  CliRun missing = Meow("train --offline --env=Hopper-v4 --dataset=/nonexistent/d.hdf5 --run_dir=/tmp/meow_cli_missing_ds");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.output, HasSubstr("/nonexistent/d.hdf5: no such dataset file"));
+  EXPECT_FALSE(std::filesystem::exists("/tmp/meow_cli_missing_ds"));  // no run dir for a run that cannot start
+}
+
 TEST(MeowCliTest, AShortTrainingRunWritesItsRunDirectoryAndEvalReadsThePolicy) {
   const std::string dir = ::testing::TempDir() + "/meow_cli_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);

@@ -103,18 +103,23 @@ TEST(RunDirectoryTest, MultiGoalsBestEvaluationIsTheOneThatReachedMostGoals) {
   EXPECT_GT(four_goals_more_at_goal.score(), four_goals.score());
   EXPECT_LT(four_goals_more_at_goal.score(), 5.0);
   EXPECT_EQ((EvalPoint{1000, 250.0, 1.0, 10, std::nullopt}.score()), 250.0);
-  const auto columns = EvalColumns(four_goals);
+  const auto columns = EvalColumns(four_goals, "MultiGoal-v0");
   EXPECT_EQ(columns.at("eval_goals"), 4);
   EXPECT_DOUBLE_EQ(columns.at("eval_at_goal"), 0.4);
   EXPECT_EQ(columns.at("eval_goal_s"), 10);
-  EXPECT_EQ(EvalColumns(EvalPoint{1000, 250.0, 1.0, 10, std::nullopt}).count("eval_goals"), 0u);
+  EXPECT_EQ(EvalColumns(EvalPoint{1000, 250.0, 1.0, 10, std::nullopt}, "Hopper-v4").count("eval_goals"), 0u);
+  EXPECT_EQ(columns.count("eval_score"), 0u);  // MultiGoal-v0 has no D4RL reference returns
+  // Hopper's: D4RL's random -20.272305 and expert 3234.3 (d4rl/infos.py).
+  EXPECT_NEAR(EvalColumns(EvalPoint{1000, 3234.3, 1.0, 10, std::nullopt}, "Hopper-v4").at("eval_score"), 100.0, 1e-9);
+  EXPECT_NEAR(EvalColumns(EvalPoint{1000, 1607.0, 1.0, 10, std::nullopt}, "Hopper-v4").at("eval_score"),
+              100.0 * (1607.0 + 20.272305) / (3234.3 + 20.272305), 1e-9);
 
   const std::string dir = FreshDir("best_goals");
   {
     auto run = RunDirectory::Open(dir, kDistributedRun, /*resumable=*/true);
     ASSERT_TRUE(run.ok()) << run.status();
     for (const EvalPoint& e : {two_goals, four_goals}) {
-      auto row = EvalColumns(e);
+      auto row = EvalColumns(e, "MultiGoal-v0");
       row["env_steps"] = static_cast<double>(e.env_steps);
       ASSERT_TRUE((*run)->metrics().Row(row, e.env_steps).ok());
     }
@@ -126,13 +131,13 @@ TEST(RunDirectoryTest, MultiGoalsBestEvaluationIsTheOneThatReachedMostGoals) {
   EXPECT_TRUE((*run)->IsBest(four_goals_more_at_goal.score()));
 }
 
-// A run directory of an earlier version (metrics.csv without the newest columns, alpha and entropy)
-// resumes: the file is rewritten with the new header, its rows kept with the new cells empty, and
+// A run directory of an earlier version (metrics.csv without the newest columns, alpha, entropy and
+// eval_score) resumes: the file is rewritten with the new header, its rows kept with the new cells empty, and
 // appends go on; a file with other columns is refused naming it, and left as it was.
 TEST(RunDirectoryTest, MetricsOfAnEarlierVersionGainTheNewColumnsAndOthersAreRefused) {
   const std::string full = kRunMetricsColumns;
   const std::string old_header = full.substr(0, full.find(",alpha,entropy"));
-  ASSERT_EQ(old_header + ",alpha,entropy", full);
+  ASSERT_EQ(old_header + ",alpha,entropy,eval_score", full);
   const std::string dir = FreshDir("migrate");
   std::filesystem::create_directories(dir);
   const size_t old_columns = std::count(old_header.begin(), old_header.end(), ',') + 1;
@@ -147,7 +152,8 @@ TEST(RunDirectoryTest, MetricsOfAnEarlierVersionGainTheNewColumnsAndOthersAreRef
     ASSERT_TRUE((*run)->metrics().Row({{"wall_time", 2.5}, {"env_steps", 2000}, {"alpha", 0.125}, {"entropy", -2.5}}, 2000).ok());
   }
   const std::string text = Read(dir + "/metrics.csv");
-  EXPECT_EQ(text, absl::StrCat(full, "\n", old_row, ",,\n", "2.5,2000", std::string(old_columns - 2, ','), ",0.125,-2.5\n"));
+  EXPECT_EQ(text,
+            absl::StrCat(full, "\n", old_row, ",,,\n", "2.5,2000", std::string(old_columns - 2, ','), ",0.125,-2.5,\n"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/metrics.csv.tmp"));
 
   const std::string other = FreshDir("other_columns");
