@@ -21,6 +21,10 @@ ABSL_FLAG(int64_t, total_updates, 100000, "With --offline: the learner's updates
 ABSL_FLAG(int64_t, flow_epochs, 100,
           "--algo=cnf: epochs of the flow's pre-training on the dataset (the CNF paper: expert 50, medium 100, "
           "replay 350).");
+ABSL_FLAG(std::optional<double>, awac_lambda, std::nullopt,
+          "--algo=cnf: the temperature lambda of the latent controller's advantage weights exp(adv / lambda), "
+          "capped at 100 (1/3, the reference's for locomotion; large: every row weighs alike, behaviour cloning "
+          "in the latent space).");
 ABSL_DECLARE_FLAG(std::string, dataset);
 ABSL_FLAG(bool, sync, false,
           "The single-threaded reference loop (one env, one update per step) instead of "
@@ -139,9 +143,11 @@ absl::StatusOr<TrainConfig> OfflineConfigFromFlags(const GrpcSecurity& security)
   c.flow_epochs = absl::GetFlag(FLAGS_flow_epochs);
   if (absl::Status s = CheckRange("flow_epochs", c.flow_epochs, 1, 100'000); !s.ok()) return s;
   if (c.algo == "cnf" && !given("batch_size")) c.batch_size = 512;  // the CNF paper's latent controller
-  if (c.algo != "cnf" && given("flow_epochs")) {
-    return absl::InvalidArgumentError("bad flag: --flow_epochs is for --algo=cnf");
+  if (c.algo != "cnf" && (given("flow_epochs") || given("awac_lambda"))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad flag: --", given("flow_epochs") ? "flow_epochs" : "awac_lambda", " is for --algo=cnf"));
   }
+  c.cnf.awac_lambda = absl::GetFlag(FLAGS_awac_lambda).value_or(c.cnf.awac_lambda);
   if (absl::Status s = CheckRange("total_updates", c.total_env_steps, 1, int64_t{1} << 40); !s.ok()) return s;
   if (!given("eval_interval")) c.eval_interval = std::min<int64_t>(5000, c.total_env_steps);
   if (!given("log_interval")) c.log_interval = std::min<int64_t>(1000, c.total_env_steps);
@@ -185,7 +191,7 @@ const Subcommand& TrainCommand() {
       "by replay as a read-only table, no actors, evaluations in the task). The same command resumes a "
       "stopped run.",
       Concat({kTrainingFlags,
-              {"sync", "offline", "dataset", "total_updates", "flow_epochs", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
+              {"sync", "offline", "dataset", "total_updates", "flow_epochs", "awac_lambda", "actors", "envs_per_actor", "refresh_interval", "publish_interval", "checkpoint_interval",
                "max_unacked_batches", "samples_per_insert", "samples_per_insert_tolerance", "run_free",
                "stop_at_return", "metrics_address", "video_every", "video_width", "video_height"},
               kServerSecurityFlags,

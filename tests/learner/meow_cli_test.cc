@@ -272,6 +272,12 @@ TEST(MeowCliTest, OfflineTrainingFlagsAreChecked) {
   CliRun epochs = Meow("train --offline --env=Hopper-v4 --dataset=/tmp/d.hdf5 --flow_epochs=3");
   EXPECT_EQ(epochs.exit_code, 2);
   EXPECT_THAT(epochs.output, HasSubstr("--flow_epochs is for --algo=cnf"));
+  CliRun lambda = Meow("train --offline --algo=bc --env=Hopper-v4 --dataset=/tmp/d.hdf5 --awac_lambda=1");
+  EXPECT_EQ(lambda.exit_code, 2);
+  EXPECT_THAT(lambda.output, HasSubstr("--awac_lambda is for --algo=cnf"));
+  CliRun bad_lambda = Meow("train --offline --algo=cnf --env=Hopper-v4 --dataset=/tmp/d.hdf5 --awac_lambda=0");
+  EXPECT_EQ(bad_lambda.exit_code, 2);
+  EXPECT_THAT(bad_lambda.output, HasSubstr("cnf.awac_lambda must be a finite value > 0, got 0"));
   CliRun missing = Meow("train --offline --env=Hopper-v4 --dataset=/nonexistent/d.hdf5 --run_dir=/tmp/meow_cli_missing_ds");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.output, HasSubstr("/nonexistent/d.hdf5: no such dataset file"));
