@@ -12,7 +12,7 @@ namespace meow {
 // how the figure was obtained.
 struct PublishedReturn {
   std::string source;  // e.g. "MEow paper", "CleanRL SAC"
-  int64_t env_steps = 0;
+  int64_t env_steps = 0;  // < 0: a level with no step (e.g. an offline dataset's return), drawn across
   double value = 0;
   std::string note;          // how it was read or measured
   bool approximate = false;  // read off a published curve rather than reported as a number

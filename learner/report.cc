@@ -236,9 +236,11 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     }
   }
   for (const PublishedReturn& ref : refs) {
-    const bool on_chart = static_cast<double>(ref.env_steps) <= x_hi;
-    const std::string label = absl::StrCat(ref.source, ref.approximate ? " \u2248" : " ", FormatReturn(ref.value),
-                                           " at ", FormatTick(static_cast<double>(ref.env_steps)), " steps");
+    const bool on_chart = ref.env_steps >= 0 && static_cast<double>(ref.env_steps) <= x_hi;
+    const std::string label =
+        ref.env_steps < 0 ? absl::StrCat(ref.source, " ", FormatReturn(ref.value))
+                          : absl::StrCat(ref.source, ref.approximate ? " \u2248" : " ", FormatReturn(ref.value), " at ",
+                                         FormatTick(static_cast<double>(ref.env_steps)), " steps");
     absl::StrAppendFormat(&svg, "<g class=\"reference\" data-source=\"%s\" data-steps=\"%d\" data-value=\"%g\">",
                           Escape(ref.source), ref.env_steps, ref.value);
     if (on_chart) {
@@ -384,6 +386,10 @@ absl::StatusOr<RunMetrics> ReadRunMetrics(const std::string& run_dir) {
       if (absl::ConsumePrefix(&line, "env=")) run.env = std::string(absl::StripAsciiWhitespace(line));
       if (absl::ConsumePrefix(&line, "algo=")) run.algo = std::string(absl::StripAsciiWhitespace(line));
       if (absl::StripAsciiWhitespace(line) == "mode=offline") run.offline = true;
+      if (absl::ConsumePrefix(&line, "dataset_return_mean=")) {
+        double v = 0;
+        if (absl::SimpleAtod(absl::StripAsciiWhitespace(line), &v)) run.dataset_return = v;
+      }
     }
   }
   return run;
@@ -436,7 +442,8 @@ std::string SummaryTable(const std::vector<RunMetrics>& runs) {
                           "<td>%s</td><td>%s</td>%s</tr>\n",
                           Escape(run.name), run.env.empty() ? "-" : Escape(run.env),
                           run.algo.empty() ? "-" : Escape(run.algo), run.rows,
-                          Number(last("env_steps")), Number(last("updates")), Number(last("eval_return_mean")),
+                          run.offline ? std::string("- (offline)") : Number(last("env_steps")), Number(last("updates")),
+                          Number(last("eval_return_mean")),
                           Number(best), std::isfinite(final_return) ? FormatReturn(final_return) : "-",
                           counted ? absl::StrCat("<td>", goals, "</td>") : "");
   }
@@ -486,7 +493,11 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
                    "#selfcheck{display:none}\n</style></head><body>\n<h1>",
                    Escape(title), "</h1>\n");
   html += SummaryTable(runs);
-  html += PublishedTable(tasks);
+  // The published returns are of online runs at environment steps; offline runs alone are drawn
+  // against their datasets instead.
+  if (!std::all_of(runs.begin(), runs.end(), [](const RunMetrics& r) { return r.offline; })) {
+    html += PublishedTable(tasks);
+  }
   // The newest video of each run that has one (the evaluator's --video_every).
   std::string videos;
   for (const RunMetrics& run : runs) {
@@ -504,6 +515,21 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
   }
   if (!figures.empty()) html += "<h2>What was learned: rollouts from the origin</h2>\n" + figures;
   const ChartSpec& eval_chart = ReportCharts().front();
+  // What the evaluation curve is drawn against: the published (online) returns at their steps, or
+  // for offline runs, whose clock is updates, their datasets' mean episode returns.
+  auto references = [](const std::string& task, const std::vector<RunMetrics>& of_task) {
+    const bool all_offline = !of_task.empty() && std::all_of(of_task.begin(), of_task.end(),
+                                                            [](const RunMetrics& r) { return r.offline; });
+    if (!all_offline) return PublishedReturns(task);
+    std::vector<PublishedReturn> levels;
+    for (const RunMetrics& run : of_task) {
+      if (!std::isfinite(run.dataset_return)) continue;
+      const bool seen = std::any_of(levels.begin(), levels.end(),
+                                    [&](const PublishedReturn& r) { return r.value == run.dataset_return; });
+      if (!seen) levels.push_back({"dataset's episodes, mean", -1, run.dataset_return, "from config.txt", false});
+    }
+    return levels;
+  };
   if (comparison) {
     // One section per task: its runs' evaluation curves beside the published returns.
     for (const std::string& task : tasks) {
@@ -512,15 +538,17 @@ std::string RenderReport(const std::vector<RunMetrics>& runs) {
         if (run.env == task) of_task.push_back(run);
       }
       absl::StrAppendFormat(&html, "<h2>%s</h2>\n", task.empty() ? "runs without a task in config.txt" : Escape(task));
-      html += RenderChart(eval_chart, of_task, PublishedReturns(task), /*name_runs=*/true);
+      html += RenderChart(eval_chart, of_task, references(task, of_task), /*name_runs=*/true);
       bool counted = false;
       for (const RunMetrics& run : of_task) counted = counted || HasAny(run, "eval_goals");
       if (counted) html += RenderChart(ReportCharts()[1], of_task, {}, /*name_runs=*/true);
     }
     html += "<p class=\"note\">Each run's other charts: meow report --run_dir=DIR.</p>\n";
   } else {
-    const std::vector<PublishedReturn>& refs = PublishedReturns(tasks.empty() ? "" : tasks.front());
+    const std::vector<PublishedReturn> refs = references(tasks.empty() ? "" : tasks.front(), runs);
+    const bool all_offline = std::all_of(runs.begin(), runs.end(), [](const RunMetrics& r) { return r.offline; });
     for (const ChartSpec& spec : ReportCharts()) {
+      if (all_offline && spec.id == "steps_per_s") continue;  // the same as updates per second
       bool present = false;
       for (const RunMetrics& run : runs) {
         for (const std::string& c : spec.y_columns) present = present || HasAny(run, c);

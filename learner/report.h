@@ -16,6 +16,7 @@
 // Thread-safe: free functions.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -35,6 +36,7 @@ struct RunMetrics {
   std::string env;          // the task, from RUN_DIR/config.txt ("env=..."); empty when it has none
   std::string algo;         // config.txt's "algo=..." ("meow" when it has none); empty without config.txt
   bool offline = false;     // config.txt's "mode=offline": its env_steps column counts updates
+  double dataset_return = std::nan("");  // offline: config.txt's dataset_return_mean (its episodes' mean)
   std::string video;        // the newest RUN_DIR/videos/step-<N>.mp4 (largest N); empty when none
   int64_t video_step = -1;  // its N
   // MultiGoal-v0: RUN_DIR/multigoal_rollouts.csv (the final policy's stochastic rollouts from the

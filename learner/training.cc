@@ -33,6 +33,10 @@ std::vector<std::pair<std::string, std::string>> ConfigLines(const TrainConfig& 
   if (config.offline()) {
     lines.push_back({"offline_dataset", config.offline_dataset});
     lines.push_back({"dataset_rows", absl::StrCat(components.dataset_rows())});
+    const DatasetSummary& summary = components.dataset_summary();
+    lines.push_back({"dataset_episodes", absl::StrCat(summary.episodes)});
+    // Episodes are contiguous only in rollouts (a replay export interleaves its actors' rows).
+    if (summary.episodes > 0) lines.push_back({"dataset_return_mean", absl::StrFormat("%.6g", summary.return_mean)});
     lines.push_back({"clock", "updates (total_env_steps, eval_interval, log_interval and metrics.csv's env_steps count them)"});
   }
   auto g = [](double v) { return absl::StrFormat("%g", v); };

@@ -145,6 +145,9 @@ absl::Status TrainingComponents::StartDatasetReplay() {
                                                       ")"));
   }
   dataset_rows_ = dataset->rows;
+  dataset_summary_ = SummarizeDataset(*dataset);
+  // A replay export interleaves its actors' rows: its "episodes" would be meaningless.
+  if (dataset->metadata.extra.count("row_order") > 0) dataset_summary_.episodes = 0;
   // The dataset is the table, as it is: memory only (the file is the copy on disk), sampled
   // uniformly and freely (no inserts to pace against), refusing inserts.
   ReplayServerConfig rc;

@@ -24,6 +24,7 @@
 #include "learner/learner_loop.h"
 #include "learner/parameter_server.h"
 #include "learner/train_config.h"
+#include "replay/dataset.h"
 
 namespace meow {
 
@@ -46,6 +47,8 @@ class TrainingComponents {
   const std::vector<std::string>& replay_addresses() const { return replay_addresses_; }
   ReplayServer* embedded_replay() { return replay_.get(); }  // null in learner mode
   int64_t dataset_rows() const { return dataset_rows_; }     // offline: rows of the dataset
+  // Offline: the dataset's episodes (their mean return is what the report draws the runs against).
+  const DatasetSummary& dataset_summary() const { return dataset_summary_; }
   ParameterServer& server() { return *server_; }
   // The RPCs answered by the learner's server and the embedded replay.
   RpcMetrics& rpc_metrics() { return *rpc_metrics_; }
@@ -83,6 +86,7 @@ class TrainingComponents {
   std::unique_ptr<ReplayServer> replay_;
   std::vector<std::string> replay_addresses_;
   int64_t dataset_rows_ = 0;
+  DatasetSummary dataset_summary_;
   std::unique_ptr<ParameterServer> server_;
   std::unique_ptr<Learner> learner_;
   std::vector<std::unique_ptr<Actor>> actors_;

@@ -230,6 +230,30 @@ TEST_F(ReportTest, OneTaskKeepsEveryChartAndAddsItsPublishedReturnsToTheEvaluati
   EXPECT_THAT(plain, ::testing::Not(HasSubstr("class=\"reference\"")));
 }
 
+// Offline runs count updates: their charts say so, and their evaluation curves are drawn against
+// their datasets' mean episode return rather than the online published returns.
+TEST_F(ReportTest, OfflineRunsAreDrawnAgainstTheirDatasetInUpdates) {
+  const std::string dir = MakeTaskRun(dir_, "cnf", "Hopper-v4", 50'000, "cnf");
+  std::ofstream(dir + "/config.txt", std::ios::app) << "mode=offline\ndataset_return_mean=417.6\n";
+  auto cnf = ReadRunMetrics(dir);
+  ASSERT_TRUE(cnf.ok()) << cnf.status();
+  EXPECT_TRUE(cnf->offline);
+  EXPECT_DOUBLE_EQ(cnf->dataset_return, 417.6);
+  const std::string html = RenderReport({*cnf});
+  EXPECT_THAT(html, HasSubstr("updates (offline training)"));
+  EXPECT_THAT(html, HasSubstr("data-source=\"dataset's episodes, mean\" data-steps=\"-1\" data-value=\"417.6\"><line"));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("Published returns")));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-source=\"MEow paper\"")));
+  EXPECT_THAT(html, HasSubstr("<td>- (offline)</td>"));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("data-chart=\"steps_per_s\"")));
+  // Beside an online run, the published returns come back and the axis names both clocks.
+  auto online = ReadRunMetrics(MakeTaskRun(dir_, "online", "Hopper-v4", 50'000));
+  ASSERT_TRUE(online.ok());
+  const std::string both = RenderReport({*cnf, *online});
+  EXPECT_THAT(both, HasSubstr("environment steps (offline runs: updates)"));
+  EXPECT_THAT(both, HasSubstr("data-source=\"MEow paper\""));
+}
+
 TEST_F(ReportTest, TheNewestVideoOfEachRunIsLinkedRelativeToThePage) {
   const std::string run = MakeTaskRun(dir_ + "/runs", "hopper-seed1", "Hopper-v4", 30'000);
   std::filesystem::create_directories(run + "/videos");
