@@ -260,7 +260,10 @@ std::string RenderChart(const ChartSpec& spec, const std::vector<RunMetrics>& ru
     }
     svg += "</g>\n";
   }
-  if (!refs.empty()) {
+  const bool levels = std::any_of(refs.begin(), refs.end(), [](const PublishedReturn& r) { return r.env_steps < 0; });
+  if (levels) {
+    legend += "<span class=\"note\">black dashed: the mean episode return of the dataset the runs trained on</span>";
+  } else if (!refs.empty()) {
     legend +=
         "<span class=\"note\">black: published returns (a diamond at their step; a dashed line when read at a "
         "later step than this chart reaches)</span>";
@@ -285,7 +288,7 @@ const std::vector<ChartSpec>& ReportCharts() {
        {"eval_return_mean"},
        "eval_return_std"},
       {"score",
-       "Normalised score of the evaluation return (D4RL: 0 = random, 100 = expert)",
+       "D4RL normalised score (0: random, 100: expert)",
        "env_steps",
        "environment steps",
        {"eval_score"},
