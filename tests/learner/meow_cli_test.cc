@@ -114,7 +114,7 @@ TEST(MeowCliTest, BadFlagValuesNameTheFlag) {
   // The algorithms' own flags.
   CliRun algo = Meow("train --algo=dqn");
   EXPECT_EQ(algo.exit_code, 2);
-  EXPECT_THAT(algo.output, HasSubstr("--algo=dqn: expected meow, sac or sql"));
+  EXPECT_THAT(algo.output, HasSubstr("--algo=dqn: expected meow, sac, sql, cnf or bc"));
   CliRun scale = Meow("train --algo=sql --env=InvertedPendulum-v4");
   EXPECT_EQ(scale.exit_code, 2);
   EXPECT_THAT(scale.output, HasSubstr("no published reward scale for this task; pass --reward_scale"));
