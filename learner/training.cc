@@ -1,8 +1,8 @@
 #include "learner/training.h"
 
 #include <cstdio>
-#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -114,8 +114,17 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   if (absl::Status s = config.policy.Validate(); !s.ok()) return s;
   auto device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
-  if (config.offline() && !std::filesystem::is_regular_file(config.offline_dataset)) {
-    return absl::NotFoundError(absl::StrCat(config.offline_dataset, ": no such dataset file"));  // before any run dir
+  // Offline: the dataset, read and checked once, before any run dir exists for a run that cannot start.
+  std::optional<Dataset> dataset;
+  if (config.offline()) {
+    absl::StatusOr<Dataset> read = ReadDataset(config.offline_dataset);
+    if (!read.ok()) return read.status();
+    if (absl::Status s = CheckDatasetTask(*read, config.env, static_cast<int>(config.policy.obs_dim),
+                                          static_cast<int>(config.policy.action_dim));
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(config.offline_dataset, ": ", s.message()));
+    }
+    dataset = *std::move(read);
   }
   // One learner per run dir: a second would interleave checkpoints, metrics and weight versions.
   auto run_dir = RunDirectory::Open(config.run_dir, kDistributedRun, /*resumable=*/true);
@@ -123,13 +132,6 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
 
   if (config.algo == "cnf") {
     // CNF's first stage: the flow pre-trained on the dataset (resumed or skipped as its files say).
-    absl::StatusOr<Dataset> dataset = ReadDataset(config.offline_dataset);
-    if (!dataset.ok()) return dataset.status();
-    if (absl::Status s = CheckDatasetTask(*dataset, config.env, static_cast<int>(config.policy.obs_dim),
-                                          static_cast<int>(config.policy.action_dim));
-        !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat(config.offline_dataset, ": ", s.message()));
-    }
     CnfFlowStageConfig stage;
     stage.run_dir = config.run_dir;
     stage.flow.obs_dim = config.policy.obs_dim;
@@ -144,7 +146,9 @@ absl::StatusOr<TrainResult> RunTraining(const TrainConfig& input, const std::ato
   }
   auto export_policy = NewActingPolicy(config.algo, config.policy);  // writes policy_latest / policy_best
   if (!export_policy.ok()) return export_policy.status();
-  auto components_or = TrainingComponents::Create(config, *device, ShapesOf((*export_policy)->ExportWeights()));
+  auto components_or = TrainingComponents::Create(config, *device, ShapesOf((*export_policy)->ExportWeights()),
+                                                  dataset.has_value() ? &*dataset : nullptr);
+  dataset.reset();  // the embedded replay's table holds the rows now
   if (!components_or.ok()) return components_or.status();
   TrainingComponents& components = **components_or;
   if (absl::Status s = (*run_dir)->WriteConfig(ConfigLines(config, *device, components)); !s.ok()) return s;

@@ -50,9 +50,10 @@ TrainingComponents::~TrainingComponents() {
 
 absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(const TrainConfig& config,
                                                                                const c10::Device& device,
-                                                                               WeightShapes policy_shapes) {
+                                                                               WeightShapes policy_shapes,
+                                                                               const Dataset* dataset) {
   std::unique_ptr<TrainingComponents> c(new TrainingComponents(config));
-  if (absl::Status s = c->StartReplay(); !s.ok()) return s;
+  if (absl::Status s = c->StartReplay(dataset); !s.ok()) return s;
 
   ParameterServerConfig pc;
   pc.address = config.address;
@@ -88,7 +89,7 @@ absl::StatusOr<std::unique_ptr<TrainingComponents>> TrainingComponents::Create(c
   return c;
 }
 
-absl::Status TrainingComponents::StartReplay() {
+absl::Status TrainingComponents::StartReplay(const Dataset* dataset) {
   if (!config_.local()) {
     replay_addresses_ = config_.replay_addresses;
     if (absl::Status s =
@@ -105,7 +106,10 @@ absl::Status TrainingComponents::StartReplay() {
     }
     return absl::OkStatus();
   }
-  if (config_.offline()) return StartDatasetReplay();
+  if (config_.offline()) {
+    if (dataset == nullptr) return absl::InvalidArgumentError("offline training needs its dataset");
+    return StartDatasetReplay(*dataset);
+  }
   const double spi = config_.resolved_samples_per_insert();
   ReplayServerConfig rc;
   rc.address = "127.0.0.1:0";
@@ -131,31 +135,24 @@ absl::Status TrainingComponents::StartReplay() {
   return absl::OkStatus();
 }
 
-absl::Status TrainingComponents::StartDatasetReplay() {
-  absl::StatusOr<Dataset> dataset = ReadDataset(config_.offline_dataset);
-  if (!dataset.ok()) return dataset.status();
-  if (absl::Status s = CheckDatasetTask(*dataset, config_.env, static_cast<int>(config_.policy.obs_dim),
-                                        static_cast<int>(config_.policy.action_dim));
-      !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(config_.offline_dataset, ": ", s.message()));
-  }
-  if (dataset->rows < config_.batch_size) {
-    return absl::FailedPreconditionError(absl::StrCat(config_.offline_dataset, ": ", dataset->rows,
+absl::Status TrainingComponents::StartDatasetReplay(const Dataset& dataset) {
+  if (dataset.rows < config_.batch_size) {
+    return absl::FailedPreconditionError(absl::StrCat(config_.offline_dataset, ": ", dataset.rows,
                                                       " rows, fewer than one batch (batch_size ", config_.batch_size,
                                                       ")"));
   }
-  dataset_rows_ = dataset->rows;
-  dataset_summary_ = SummarizeDataset(*dataset);
+  dataset_rows_ = dataset.rows;
+  dataset_summary_ = SummarizeDataset(dataset);
   // A replay export interleaves its actors' rows: its "episodes" would be meaningless.
-  if (dataset->metadata.extra.count("row_order") > 0) dataset_summary_.episodes = 0;
+  if (dataset.metadata.extra.count("row_order") > 0) dataset_summary_.episodes = 0;
   // The dataset is the table, as it is: memory only (the file is the copy on disk), sampled
   // uniformly and freely (no inserts to pace against), refusing inserts.
   ReplayServerConfig rc;
   rc.address = "127.0.0.1:0";
-  rc.table.obs_dim = dataset->obs_dim;
-  rc.table.action_dim = dataset->action_dim;
-  rc.table.capacity = dataset->rows;
-  rc.table.max_batch_rows = std::min<int64_t>(dataset->rows, rc.table.max_batch_rows);
+  rc.table.obs_dim = dataset.obs_dim;
+  rc.table.action_dim = dataset.action_dim;
+  rc.table.capacity = dataset.rows;
+  rc.table.max_batch_rows = std::min<int64_t>(dataset.rows, rc.table.max_batch_rows);
   rc.table.seed = config_.seed;
   rc.table.rate_limiter = RateLimiterConfig::MinSize(config_.batch_size);
   rc.table.read_only = true;
@@ -165,7 +162,7 @@ absl::Status TrainingComponents::StartDatasetReplay() {
   auto started = StartReplayServer(rc);
   if (!started.ok()) return started.status();
   replay_ = *std::move(started);
-  if (absl::Status s = replay_->table()->LoadRows(DatasetView(*dataset), nullptr); !s.ok()) {
+  if (absl::Status s = replay_->table()->LoadRows(DatasetView(dataset), nullptr); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(config_.offline_dataset, ": ", s.message()));
   }
   replay_addresses_ = {replay_->address()};

@@ -35,10 +35,13 @@ class ReplayServer;
 class TrainingComponents {
  public:
   // `config` is valid with obs_dim and action_dim filled; evaluations whose weights do not have
-  // `policy_shapes` are refused by the learner's server.
+  // `policy_shapes` are refused by the learner's server. Offline, `dataset` is config's dataset
+  // file as read and checked against the task (copied into the replay table; the caller may drop
+  // it afterwards).
   static absl::StatusOr<std::unique_ptr<TrainingComponents>> Create(const TrainConfig& config,
                                                                     const c10::Device& device,
-                                                                    WeightShapes policy_shapes);
+                                                                    WeightShapes policy_shapes,
+                                                                    const Dataset* dataset = nullptr);
   ~TrainingComponents();
 
   // The learner loop on its own thread; local mode: the actors and the evaluator too.
@@ -75,8 +78,8 @@ class TrainingComponents {
  private:
   struct Worker;
   explicit TrainingComponents(const TrainConfig& config);
-  absl::Status StartReplay();
-  absl::Status StartDatasetReplay();  // offline: the dataset as a read-only table
+  absl::Status StartReplay(const Dataset* dataset);
+  absl::Status StartDatasetReplay(const Dataset& dataset);  // offline: the dataset as a read-only table
   absl::Status StartActors();
   absl::Status StartEvaluator();
   void StopAll();

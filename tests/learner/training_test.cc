@@ -262,6 +262,7 @@ TEST(TrainingTest, OfflineModeTrainsOnADatasetAndCountsUpdates) {
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.status().message(), HasSubstr("random.hdf5"));
   EXPECT_THAT(refused.status().message(), HasSubstr("not Hopper-v4"));
+  EXPECT_FALSE(fs::exists(dir + "/hopper"));  // refused before a run dir was made
   fs::remove_all(dir);
 }
 
