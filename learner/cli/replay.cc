@@ -10,7 +10,9 @@
 #include "learner/cli/cli.h"
 #include "replay/replay_server.h"
 
-ABSL_FLAG(std::string, replay_dir, "", "Directory for the snapshot and log (empty: memory only).");
+ABSL_FLAG(std::string, replay_dir, "",
+          "meow replay: the directory for its snapshot and log (empty: memory only). meow dataset export: the "
+          "replay directory to read (or a run directory, whose replay/ is read).");
 ABSL_FLAG(bool, fsync_before_ack, false,
           "Acknowledge a batch only after its log record is fsynced (survives power loss).");
 ABSL_FLAG(absl::Duration, snapshot_interval, absl::Minutes(10), "Time between snapshots.");
