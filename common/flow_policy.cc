@@ -241,6 +241,16 @@ int64_t FlowPolicyImpl::NumParameters() const {
   return n;
 }
 
+absl::StatusOr<at::Tensor> FromRawFloat32(const RawTensor& raw, const std::string& name) {
+  if (raw.dtype != "F32") return absl::DataLossError(absl::StrCat("\"", name, "\" is not float32"));
+  at::Tensor t = at::empty(raw.shape, at::kFloat);
+  if (static_cast<size_t>(t.nbytes()) != raw.data.size()) {
+    return absl::DataLossError(absl::StrCat("\"", name, "\" has the wrong size for its shape"));
+  }
+  std::memcpy(t.data_ptr(), raw.data.data(), raw.data.size());
+  return t;
+}
+
 RawTensor ToRawTensor(const at::Tensor& tensor) {
   const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
   RawTensor raw;

@@ -189,6 +189,9 @@ TORCH_MODULE(FlowPolicy);
 // A CPU copy of `tensor` as safetensors bytes (float32, float64, int64, int32 or uint8; other
 // dtypes are a programming error).
 RawTensor ToRawTensor(const at::Tensor& tensor);
+// The float32 tensor `raw` holds, as a CPU copy; DataLoss naming `name` for another dtype or a byte
+// count that does not fit the shape (the way back from ToRawTensor for checkpoint state).
+absl::StatusOr<at::Tensor> FromRawFloat32(const RawTensor& raw, const std::string& name);
 
 // A module's parameters and buffers under their names, as F32 (metadata: "format" only; the
 // caller adds its own).

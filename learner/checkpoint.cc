@@ -114,13 +114,9 @@ absl::StatusOr<LearnerCounters> CheckpointStore::RestoreFrom(const std::string& 
   std::map<std::string, at::Tensor> state;
   for (const auto& [name, raw] : file->tensors) {
     if (name == kRngTensor) continue;
-    if (raw.dtype != "F32") return absl::DataLossError(absl::StrCat("\"", name, "\" is not float32"));
-    at::Tensor t = at::empty(raw.shape, at::kFloat);
-    if (static_cast<size_t>(t.nbytes()) != raw.data.size()) {
-      return absl::DataLossError(absl::StrCat("\"", name, "\" has the wrong size for its shape"));
-    }
-    std::memcpy(t.data_ptr(), raw.data.data(), raw.data.size());
-    state.emplace(name, std::move(t));
+    absl::StatusOr<at::Tensor> t = FromRawFloat32(raw, name);
+    if (!t.ok()) return t.status();
+    state.emplace(name, *std::move(t));
   }
   if (absl::Status s = algorithm.RestoreState(state, counters.updates, counters.skipped); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("does not fit this network: ", s.message()));

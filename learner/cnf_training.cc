@@ -123,12 +123,9 @@ absl::StatusOr<std::string> RunFlowPretraining(const Dataset& dataset, const Cnf
     }
     std::map<std::string, at::Tensor> tensors;
     for (const auto& [name, raw] : state->tensors) {
-      at::Tensor t = at::empty(raw.shape, at::kFloat);
-      if (raw.dtype != "F32" || static_cast<size_t>(t.nbytes()) != raw.data.size()) {
-        return absl::DataLossError(absl::StrCat(state_path, ": \"", name, "\" is not a float32 tensor of its shape"));
-      }
-      std::memcpy(t.data_ptr(), raw.data.data(), raw.data.size());
-      tensors.emplace(name, t);
+      absl::StatusOr<at::Tensor> t = FromRawFloat32(raw, name);
+      if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(state_path, ": ", t.status().message()));
+      tensors.emplace(name, *std::move(t));
     }
     if (absl::Status st = (*trainer)->RestoreState(tensors); !st.ok()) {
       return absl::Status(st.code(), absl::StrCat(state_path, ": ", st.message()));

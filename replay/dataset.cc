@@ -58,8 +58,6 @@ class Handle {
   herr_t (*close_)(hid_t);
 };
 
-constexpr const char* kFloatKeys[] = {"observations", "actions", "rewards", "next_observations"};
-
 // h5py's numpy-bool type: an int8 enum with FALSE = 0 and TRUE = 1.
 Handle BoolType() {
   Handle type(H5Tenum_create(H5T_NATIVE_INT8), H5Tclose);
