@@ -305,7 +305,7 @@ const std::vector<ChartSpec>& ReportCharts() {
       {"episode", "Actors' episode return", "env_steps", "environment steps", {"episode_return"}, ""},
       {"steps_per_s", "Environment steps per second", "env_steps", "environment steps", {"steps_per_s"}, "", true},
       {"updates_per_s", "Updates per second", "env_steps", "environment steps", {"updates_per_s"}, "", true},
-      {"loss", "Loss (MEow's objective; SAC's and SQL's critics)", "env_steps", "environment steps", {"loss"}, "", true},
+      {"loss", "Loss (MEow's objective; SAC's and SQL's critics; CNF's critics and actor; BC's squared error)", "env_steps", "environment steps", {"loss"}, "", true},
       {"qv", "Q and V (means over the batch)", "env_steps", "environment steps", {"q_mean", "v_mean"}, ""},
       {"alpha", "Temperature alpha (SAC learns it; MEow and SQL: fixed)", "env_steps",
        "environment steps", {"alpha"}, ""},
