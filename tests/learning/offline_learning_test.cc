@@ -10,11 +10,11 @@
 // "Final" is the mean of the evaluations of the run's second half (10 deterministic episodes each).
 // About 20 minutes on 2 cores.
 //
-// Disabled: CNF does not meet this bar yet. Measured (README, "Offline"): CNF 1,199, behaviour
-// cloning 1,243, the data 1,118; with the reference's lambda 1/3 CNF stays lower still while its
-// critics are young (Q means 29 at 5,000 updates against a discounted return-to-go of 251 in the
-// data). Run it with
-//   build/tests/learning/offline_learning_test --gtest_also_run_disabled_tests
+// It fails today: CNF does not meet this bar yet. Measured (README, "Offline"): CNF 1,199,
+// behaviour cloning 1,243, the data 1,118; with the reference's lambda 1/3 CNF stays lower still
+// while its critics are young (Q means 29 at 5,000 updates against a discounted return-to-go of
+// 251 in the data). Run it with
+//   ctest --test-dir build -R OfflineLearningTest --output-on-failure
 #include <unistd.h>
 
 #include <atomic>
@@ -97,7 +97,7 @@ TrainResult TrainOffline(const std::string& algo, const std::string& dataset, co
   return *std::move(result);
 }
 
-TEST(OfflineLearningTest, DISABLED_CnfOnAMediumHopperDatasetEndsAboveTheDataAndAboveBehaviourCloning) {
+TEST(OfflineLearningTest, CnfOnAMediumHopperDatasetEndsAboveTheDataAndAboveBehaviourCloning) {
   TuneAllocator();
   SetComputeThreads(1);
   const std::string dir = absl::StrCat(::testing::TempDir(), "/offline_learning_", getpid());
