@@ -50,7 +50,8 @@ constexpr int64_t kCnfBatch = 256;
 // The advantage temperature: 3, not the reference's 1/3. With critics a few thousand updates old
 // (Q means 7-30 while returns are about 1,100), lambda 1/3 drives CNF far below behaviour cloning
 // (README, "Offline": 828, 734, 916, 781 at 2k-8k updates against behaviour cloning's
-// 1,170-1,320); lambda 1, 3 and uniform weights keep it near or above.
+// 1,170-1,320); lambda 1 and 3 start higher and fall within 4,000 updates (to 926 and 1,092);
+// uniform weights hold near behaviour cloning.
 constexpr double kAwacLambda = 3;
 // Margins: the evaluation return swings by 100-300 between evaluations of one run; "final" here is
 // the mean of the second half of the run's 10 evaluations.
