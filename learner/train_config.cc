@@ -158,6 +158,8 @@ std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettin
                                {"value_draws", s.sql.value_draws}});
     return lines;
   }
+  // The offline algorithms' own settings follow in the run's config (TrainConfig); MEow's are not theirs.
+  if (s.algo == "cnf" || s.algo == "bc") return lines;
   lines.insert(lines.end(), {{"alpha", g(s.policy.alpha)},
                              {"sigma_max", g(s.policy.sigma_max)},
                              {"sigma_min", g(s.policy.sigma_min)},

@@ -13,12 +13,13 @@
 #include "actor/env_registry.h"
 #include "common/metrics_http.h"
 #include "common/run_dir.h"
+#include "learner/bc_update.h"
 #include "learner/cnf_training.h"
 #include "learner/progress.h"
-#include "replay/dataset.h"
 #include "learner/run_directory.h"
 #include "learner/training_components.h"
 #include "learner/training_monitor.h"
+#include "replay/dataset.h"
 
 namespace meow {
 
@@ -40,6 +41,20 @@ std::vector<std::pair<std::string, std::string>> ConfigLines(const TrainConfig& 
     lines.push_back({"clock", "updates (total_env_steps, eval_interval, log_interval and metrics.csv's env_steps count them)"});
   }
   auto g = [](double v) { return absl::StrFormat("%g", v); };
+  if (config.algo == "cnf") {
+    const CnfUpdateConfig& cnf = config.cnf;
+    lines.insert(lines.end(), {{"flow_epochs", absl::StrCat(config.flow_epochs)},
+                               {"flow_batch_size", absl::StrCat(config.flow_batch_size)},
+                               {"gamma", g(cnf.gamma)},
+                               {"tau", g(cnf.tau)},
+                               {"lr", g(cnf.lr)},
+                               {"awac_lambda", g(cnf.awac_lambda)},
+                               {"max_weight", g(cnf.max_weight)},
+                               {"critic_layers", absl::StrCat(cnf.critic_layers)},
+                               {"critic_hidden", absl::StrCat(cnf.critic_hidden)}});
+  } else if (config.algo == "bc") {
+    lines.push_back({"lr", g(BcUpdateConfig().lr)});
+  }
   const std::vector<std::pair<std::string, std::string>> layout = {
       {"samples_per_insert", g(config.resolved_samples_per_insert())},
       {"rate_tolerance", g(config.resolved_rate_tolerance())},

@@ -26,6 +26,8 @@ ABSL_FLAG(std::optional<double>, awac_lambda, std::nullopt,
           "capped at 100 (1/3, the reference's for locomotion; large: every row weighs alike, behaviour cloning "
           "in the latent space).");
 ABSL_DECLARE_FLAG(std::string, dataset);
+ABSL_DECLARE_FLAG(std::optional<double>, tau);
+ABSL_DECLARE_FLAG(std::optional<double>, gamma);
 ABSL_FLAG(bool, sync, false,
           "The single-threaded reference loop (one env, one update per step) instead of "
           "replay + learner + actors over gRPC.");
@@ -148,6 +150,17 @@ absl::StatusOr<TrainConfig> OfflineConfigFromFlags(const GrpcSecurity& security)
         absl::StrCat("bad flag: --", given("flow_epochs") ? "flow_epochs" : "awac_lambda", " is for --algo=cnf"));
   }
   c.cnf.awac_lambda = absl::GetFlag(FLAGS_awac_lambda).value_or(c.cnf.awac_lambda);
+  // --tau and --gamma are the critics' (the reference's 2e-3 and 0.99 unless given); BC has none.
+  if (c.algo == "cnf") {
+    c.cnf.tau = absl::GetFlag(FLAGS_tau).value_or(c.cnf.tau);
+    c.cnf.gamma = absl::GetFlag(FLAGS_gamma).value_or(c.cnf.gamma);
+    if (absl::Status s = c.cnf.Validate(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
+    }
+  } else if (c.algo == "bc" && (given("tau") || given("gamma"))) {
+    return absl::InvalidArgumentError(absl::StrCat("bad flag: --", given("tau") ? "tau" : "gamma",
+                                                   " is for algorithms with critics; --algo=bc has none"));
+  }
   if (absl::Status s = CheckRange("total_updates", c.total_env_steps, 1, int64_t{1} << 40); !s.ok()) return s;
   if (!given("eval_interval")) c.eval_interval = std::min<int64_t>(5000, c.total_env_steps);
   if (!given("log_interval")) c.log_interval = std::min<int64_t>(1000, c.total_env_steps);

@@ -278,6 +278,12 @@ TEST(MeowCliTest, OfflineTrainingFlagsAreChecked) {
   CliRun bad_lambda = Meow("train --offline --algo=cnf --env=Hopper-v4 --dataset=/tmp/d.hdf5 --awac_lambda=0");
   EXPECT_EQ(bad_lambda.exit_code, 2);
   EXPECT_THAT(bad_lambda.output, HasSubstr("cnf.awac_lambda must be a finite value > 0, got 0"));
+  CliRun bc_tau = Meow("train --offline --algo=bc --env=Hopper-v4 --dataset=/tmp/d.hdf5 --tau=0.01");
+  EXPECT_EQ(bc_tau.exit_code, 2);
+  EXPECT_THAT(bc_tau.output, HasSubstr("--tau is for algorithms with critics; --algo=bc has none"));
+  CliRun bad_tau = Meow("train --offline --algo=cnf --env=Hopper-v4 --dataset=/tmp/d.hdf5 --tau=0");
+  EXPECT_EQ(bad_tau.exit_code, 2);
+  EXPECT_THAT(bad_tau.output, HasSubstr("cnf.tau must be in (0, 1], got 0"));
   CliRun missing = Meow("train --offline --env=Hopper-v4 --dataset=/nonexistent/d.hdf5 --run_dir=/tmp/meow_cli_missing_ds");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.output, HasSubstr("/nonexistent/d.hdf5: no such dataset file"));

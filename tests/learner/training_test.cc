@@ -44,6 +44,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = absl::StrCat(::testing::TempDir(), "/training_", name, "_", getpid());
@@ -263,6 +264,54 @@ TEST(TrainingTest, OfflineModeTrainsOnADatasetAndCountsUpdates) {
   EXPECT_THAT(refused.status().message(), HasSubstr("random.hdf5"));
   EXPECT_THAT(refused.status().message(), HasSubstr("not Hopper-v4"));
   EXPECT_FALSE(fs::exists(dir + "/hopper"));  // refused before a run dir was made
+  fs::remove_all(dir);
+}
+
+// An offline CNF or BC run's config.txt states that algorithm's settings (the critics' tau and
+// gamma, the advantage temperature, the flow's pre-training), not MEow's.
+TEST(TrainingTest, OfflineCnfAndBcRunsStateTheirOwnSettings) {
+  const std::string dir = FreshDir("offline_settings");
+  fs::create_directories(dir);
+  {
+    auto env = MakeEnv("InvertedPendulum-v4");
+    ASSERT_TRUE(env.ok());
+    RolloutConfig rollouts;
+    rollouts.episodes = 40;
+    absl::StatusOr<Dataset> dataset = CollectRollouts(nullptr, **env, rollouts);
+    ASSERT_TRUE(dataset.ok()) << dataset.status();
+    ASSERT_TRUE(WriteDataset(dir + "/random.hdf5", *dataset).ok());
+  }
+  std::atomic<bool> stop{false};
+  for (const std::string algo : {"cnf", "bc"}) {
+    TrainConfig c = SmallConfig("InvertedPendulum-v4", dir + "/" + algo);
+    c.algo = algo;
+    c.offline_dataset = dir + "/random.hdf5";
+    c.total_env_steps = 40;  // updates
+    c.eval_interval = 40;
+    c.log_interval = 20;
+    c.actors = 0;
+    c.flow_epochs = 1;
+    c.flow_batch_size = 64;
+    c.cnf.tau = 0.01;
+    c.cnf.awac_lambda = 2;
+    absl::StatusOr<TrainResult> result = RunTraining(c, stop);
+    ASSERT_TRUE(result.ok()) << algo << ": " << result.status();
+    EXPECT_EQ(result->updates, 40) << algo;
+    const std::string config = ReadFile(c.run_dir + "/config.txt").value_or("");
+    EXPECT_THAT(config, HasSubstr("algo=" + algo + "\n"));
+    EXPECT_THAT(config, Not(HasSubstr("\nalpha="))) << algo;  // MEow's, not theirs
+    EXPECT_THAT(config, Not(HasSubstr("\nsigma_max="))) << algo;
+    if (algo == "cnf") {
+      for (const char* line :
+           {"\ntau=0.01\n", "\ngamma=0.99\n", "\nlr=0.0003\n", "\nawac_lambda=2\n", "\nmax_weight=100\n",
+            "\nflow_epochs=1\n", "\nflow_batch_size=64\n", "\ncritic_layers=4\n"}) {
+        EXPECT_THAT(config, HasSubstr(line));
+      }
+    } else {
+      EXPECT_THAT(config, HasSubstr("\nlr=0.0003\n"));
+      EXPECT_THAT(config, Not(HasSubstr("\ntau=")));  // no critic
+    }
+  }
   fs::remove_all(dir);
 }
 
