@@ -77,6 +77,9 @@ struct CnfFlowConfig {
   int64_t action_dim = 0;  // A, the task's action size
   int64_t layers = 12;     // blocks of ActNorm -> InvertibleLinear -> CouplingLayer
   int64_t hidden = 256;    // width of the coupling nets
+  // A frozen flow's PReLUs as leaky_relu on the CPU (the same function, a faster backward); false:
+  // LibTorch's prelu always (the straightforward formulation, which the benchmark measures beside).
+  bool frozen_prelu_as_leaky_relu = true;
 
   // D: A rounded up to even (the reference's zero pad for odd A).
   int64_t latent_dim() const { return action_dim + action_dim % 2; }
@@ -133,7 +136,7 @@ TORCH_MODULE(CnfInvertibleLinear);
 // y_change = exp(log_scale) * x_change + t.
 class CnfCouplingImpl : public torch::nn::Module {
  public:
-  CnfCouplingImpl(int64_t dim, int64_t obs_dim, int64_t hidden, bool parity);
+  CnfCouplingImpl(int64_t dim, int64_t obs_dim, int64_t hidden, bool parity, bool frozen_prelu_as_leaky_relu = true);
   // (y, log-det (B)) for x (B, D) and the normalised state s~ (B, S).
   std::pair<at::Tensor, at::Tensor> Forward(const at::Tensor& x, const at::Tensor& state);
   at::Tensor Inverse(const at::Tensor& y, const at::Tensor& state);
@@ -146,6 +149,7 @@ class CnfCouplingImpl : public torch::nn::Module {
   // (log_scale, t) of the kept half.
   std::pair<at::Tensor, at::Tensor> ScaleShift(const at::Tensor& keep, const at::Tensor& state);
   bool parity_;
+  bool frozen_prelu_as_leaky_relu_;
 };
 TORCH_MODULE(CnfCoupling);
 

@@ -117,11 +117,22 @@ absl::StatusOr<UpdateStats> CnfUpdater::Update(const Batch& batch) {
   const at::Tensor next_obs_n = flow.state_norm->forward(next_obs);
   UpdateStats stats;
 
-  // Critics toward the target made with the targets and a fresh latent draw at s'.
-  at::Tensor y;
+  // Critics toward the target made with the targets and a fresh latent draw at s'. The advantage's
+  // draw at s is decoded here too where the two decodes are batched (the actor does not change in
+  // between; the critics that weigh it do, and are applied after their step).
+  at::Tensor y, pi_action;
   {
     torch::NoGradGuard no_grad;
-    const at::Tensor next_action = flow.DecodePadded(actor.Latent(next_obs, /*deterministic=*/false), next_obs);
+    at::Tensor next_action;
+    if (config_.batch_no_grad_decodes) {
+      const at::Tensor both_obs = at::cat({next_obs, obs}, 0);
+      std::vector<at::Tensor> both =
+          flow.DecodePadded(actor.Latent(both_obs, /*deterministic=*/false), both_obs).split(rows, 0);
+      next_action = both[0];
+      pi_action = both[1];
+    } else {
+      next_action = flow.DecodePadded(actor.Latent(next_obs, /*deterministic=*/false), next_obs);
+    }
     const at::Tensor q_next = at::min(qf1_target_->forward(next_obs_n, next_action),
                                       qf2_target_->forward(next_obs_n, next_action));
     y = batch.reward + config_.gamma * (1.0 - batch.terminated) * q_next;
@@ -153,7 +164,7 @@ absl::StatusOr<UpdateStats> CnfUpdater::Update(const Batch& batch) {
   at::Tensor weights, v;
   {
     torch::NoGradGuard no_grad;
-    const at::Tensor pi_action = flow.DecodePadded(actor.Latent(obs, /*deterministic=*/false), obs);
+    if (!pi_action.defined()) pi_action = flow.DecodePadded(actor.Latent(obs, /*deterministic=*/false), obs);
     v = at::min(qf1_->forward(obs_n, pi_action), qf2_->forward(obs_n, pi_action));
     const at::Tensor q = at::min(qf1_->forward(obs_n, action), qf2_->forward(obs_n, action));
     weights = at::clamp_max(at::exp((q - v) / config_.awac_lambda), config_.max_weight);

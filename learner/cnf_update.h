@@ -47,6 +47,10 @@ struct CnfUpdateConfig {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
+  // The two decodes without gradient (the target's at s', the advantage's at s) as one of 2B rows
+  // (the same draws in the same order where B x D is a multiple of 16, the CPU normal's block);
+  // false: three decodes as the reference writes them (which the benchmark measures beside).
+  bool batch_no_grad_decodes = true;
 
   absl::Status Validate() const;
 };

@@ -6,7 +6,9 @@
 // layers with the state's part computed once per state and its hand-written critic gradients
 // against each state repeated K times through whole networks with autograd, as both SQL codes
 // write it (BM_SqlStraightforward; SQL's SVGD sampler step is autograd in both). MEow's row is its
-// hand-written update (bench_meow_update measures it against its own autograd formulation).
+// hand-written update (bench_meow_update measures it against its own autograd formulation). CNF's
+// latent controller (offline), autograd through its frozen flow, beside its straightforward
+// formulation (BM_CnfStraightforward: three separate decodes, LibTorch's prelu).
 //
 //   build/tests/bench/bench_baselines_update --benchmark_min_time=1 --benchmark_filter=threads:1 \
 //     --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
@@ -15,6 +17,7 @@
 
 #include "benchmark/benchmark.h"
 #include "common/runtime.h"
+#include "learner/cnf_update.h"
 #include "learner/meow_update.h"
 #include "learner/sac_update.h"
 #include "learner/sql_update.h"
@@ -105,6 +108,29 @@ void BM_SqlStraightforward(benchmark::State& state) {
   });
 }
 
+// CNF's latent controller (offline): the reference's sizes (a 12-layer, 256-wide conditional flow,
+// frozen, decoded three times an update; 4x256 actor and twin critics), the flow's ActNorms
+// initialised on a batch as pre-training leaves them.
+void RunCnfUpdates(benchmark::State& state, bool fast) {
+  RunUpdates(state, [&](const Task& task) -> absl::StatusOr<std::unique_ptr<CnfUpdater>> {
+    CnfPolicyConfig c;
+    c.flow.frozen_prelu_as_leaky_relu = fast;
+    CnfUpdateConfig update;
+    update.batch_no_grad_decodes = fast;
+    c.flow.obs_dim = task.obs_dim;
+    c.flow.action_dim = task.action_dim;
+    CnfFlow flow(c.flow);
+    const at::Tensor obs = at::randn({1024, task.obs_dim});
+    if (absl::Status s = flow->SetStateNormalizer(obs.mean(0), obs.std(0)); !s.ok()) return s;
+    flow->InitializeActNorm(at::rand({1024, task.action_dim}) * 1.8 - 0.9, obs);
+    return CnfUpdater::Create(c, update, ExportFlowWeights(*flow), at::kCPU);
+  });
+}
+void BM_CnfUpdate(benchmark::State& state) { RunCnfUpdates(state, true); }
+// The straightforward formulation, as the reference writes it: three separate decodes, the frozen
+// flow's PReLUs through LibTorch's prelu (whose backward also reduces the slopes' gradients).
+void BM_CnfStraightforward(benchmark::State& state) { RunCnfUpdates(state, false); }
+
 // Args: {task index (0 Hopper, 1 Humanoid), LibTorch threads}.
 void Args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"task", "threads"});
@@ -118,6 +144,8 @@ BENCHMARK(BM_SacUpdate)->Apply(Args);
 BENCHMARK(BM_SacAutograd)->Apply(Args);
 BENCHMARK(BM_SqlUpdate)->Apply(Args);
 BENCHMARK(BM_SqlStraightforward)->Apply(Args);
+BENCHMARK(BM_CnfUpdate)->Apply(Args);
+BENCHMARK(BM_CnfStraightforward)->Apply(Args);
 
 }  // namespace
 }  // namespace meow

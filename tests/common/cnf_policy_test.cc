@@ -12,6 +12,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
+#include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
@@ -289,6 +290,36 @@ TEST(CnfPolicyTest, DecodeIsDifferentiableInLatentAndStateWithTheFlowFrozen) {
   EXPECT_GT(z.grad().abs().min().item<double>(), 0.0);
   EXPECT_GT(s.grad().abs().max().item<double>(), 0.0);
   for (const at::Tensor& p : flow->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+// A frozen flow's PReLUs run as leaky_relu on the CPU (a faster backward): the same decode and the
+// same gradient in the latent as the trainable flow's, with slopes other than the init's.
+TEST(CnfPolicyTest, FrozenAndTrainableFlowsDecodeAndDifferentiateAlike) {
+  CnfFlow flow = ReadyFlow(FlowConfig(/*s=*/3, /*a=*/3), 61, /*scale=*/0.3);
+  {
+    torch::NoGradGuard no_grad;
+    double slope = 0.05;
+    for (CnfBlock& block : flow->typed_blocks) {
+      for (int k : {1, 3}) block->coupling->net[k]->as<torch::nn::PReLU>()->weight.fill_(slope += 0.07);
+    }
+  }
+  const at::Tensor z0 = at::rand({64, 4}, Gen(62)) * 1.9 - 0.95;
+  const at::Tensor s = at::randn({64, 3}, Gen(63));
+  auto decode = [&](at::Tensor* grad) {
+    at::Tensor z = z0.clone().requires_grad_(true);
+    at::Tensor a = flow->DecodePadded(z, s);
+    (a * a).sum().backward();
+    *grad = z.grad().clone();
+    return a.detach();
+  };
+  at::Tensor grad_trainable, grad_frozen;
+  const at::Tensor trainable = decode(&grad_trainable);
+  for (at::Tensor& p : flow->parameters()) p.requires_grad_(false);
+  const at::Tensor frozen = decode(&grad_frozen);
+  EXPECT_TRUE(at::allclose(frozen, trainable, /*rtol=*/0, /*atol=*/1e-6)) << (frozen - trainable).abs().max();
+  EXPECT_TRUE(at::allclose(grad_frozen, grad_trainable, /*rtol=*/1e-5, /*atol=*/1e-6))
+      << (grad_frozen - grad_trainable).abs().max();
+  EXPECT_GT(grad_frozen.abs().max().item<double>(), 0.0);
 }
 
 TEST(CnfPolicyTest, SampleDecodesUniformLatentsReproducibly) {

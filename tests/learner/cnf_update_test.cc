@@ -172,6 +172,41 @@ TEST(CnfUpdateTest, StateRoundTripsAndTheNextUpdateIsTheSame) {
   EXPECT_EQ(b->updates(), a->updates());
 }
 
+// The two decodes without gradient batched as one (the default) are the reference's separate
+// decodes: the same draws in the same order (B x D = 32 x 4, a multiple of the CPU normal's block of
+// 16), so the same update up to the matrix products' blocking over 2B rows.
+TEST(CnfUpdateTest, BatchedNoGradDecodesGiveTheSeparateDecodesUpdate) {
+  CnfUpdateConfig separate_config = SmallUpdate();
+  separate_config.batch_no_grad_decodes = false;
+  std::unique_ptr<CnfUpdater> batched = NewUpdater(), separate = NewUpdater(separate_config);
+  ASSERT_NE(batched, nullptr);
+  ASSERT_NE(separate, nullptr);
+  torch::manual_seed(23);
+  for (int i = 0; i < 3; ++i) {
+    const Batch batch = RandomBatch(32);
+    torch::manual_seed(29 + i);
+    absl::StatusOr<UpdateStats> a = batched->Update(batch);
+    torch::manual_seed(29 + i);
+    absl::StatusOr<UpdateStats> b = separate->Update(batch);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_NEAR(a->loss, b->loss, 1e-4 * std::abs(b->loss) + 1e-6);
+    EXPECT_NEAR(a->v_mean, b->v_mean, 1e-4 * std::abs(b->v_mean) + 1e-6);
+  }
+  const auto sa = batched->State(), sb = separate->State();
+  for (const auto& [name, tensor] : sa) {
+    EXPECT_TRUE(at::allclose(tensor, sb.at(name), /*rtol=*/1e-4, /*atol=*/1e-5)) << name;
+  }
+  // Other draws give another update, so the agreement above is not the draws' doing.
+  std::unique_ptr<CnfUpdater> other = NewUpdater(separate_config), other2 = NewUpdater(separate_config);
+  const Batch batch = RandomBatch(32);
+  torch::manual_seed(37);
+  ASSERT_TRUE(other->Update(batch).ok());
+  torch::manual_seed(39);
+  ASSERT_TRUE(other2->Update(batch).ok());
+  EXPECT_FALSE(at::allclose(other->State().at("actor.net.0.weight"), other2->State().at("actor.net.0.weight"),
+                            /*rtol=*/1e-4, /*atol=*/1e-5));
+}
+
 TEST(CnfUpdateTest, BadBatchesAndUntrainedFlowsAreRefused) {
   std::unique_ptr<CnfUpdater> u = NewUpdater();
   ASSERT_NE(u, nullptr);
