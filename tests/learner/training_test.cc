@@ -182,6 +182,18 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
   fs::remove_all(dir);
 }
 
+// A dataset of 40 InvertedPendulum-v4 episodes of random actions (about 8 steps each) at `path`.
+void WriteRandomPendulumDataset(const std::string& path) {
+  auto env = MakeEnv("InvertedPendulum-v4");
+  ASSERT_TRUE(env.ok());
+  RolloutConfig rollouts;
+  rollouts.episodes = 40;
+  absl::StatusOr<Dataset> dataset = CollectRollouts(nullptr, **env, rollouts);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  ASSERT_GE(dataset->rows, 128);
+  ASSERT_TRUE(WriteDataset(path, *dataset).ok());
+}
+
 // --algo=sac through the same parts: the actors and the evaluator act with SAC's policy (its
 // weights reach them with their algorithm), the run dir's policies and checkpoints are SAC's, a
 // second run resumes them, and the run dir refuses MEow.
@@ -190,16 +202,7 @@ TEST(TrainingTest, LocalModeTrainsMultiGoalOverGrpcAndResumesFromItsRunDir) {
 TEST(TrainingTest, OfflineModeTrainsOnADatasetAndCountsUpdates) {
   const std::string dir = FreshDir("offline");
   fs::create_directories(dir);
-  {
-    auto env = MakeEnv("InvertedPendulum-v4");
-    ASSERT_TRUE(env.ok());
-    RolloutConfig rollouts;
-    rollouts.episodes = 40;  // random actions: about 8 steps each
-    absl::StatusOr<Dataset> dataset = CollectRollouts(nullptr, **env, rollouts);
-    ASSERT_TRUE(dataset.ok()) << dataset.status();
-    ASSERT_GE(dataset->rows, 128);
-    ASSERT_TRUE(WriteDataset(dir + "/random.hdf5", *dataset).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteRandomPendulumDataset(dir + "/random.hdf5"));
   TrainConfig c = SmallConfig("InvertedPendulum-v4", dir + "/run");
   c.offline_dataset = dir + "/random.hdf5";
   c.total_env_steps = 300;  // updates
@@ -272,15 +275,7 @@ TEST(TrainingTest, OfflineModeTrainsOnADatasetAndCountsUpdates) {
 TEST(TrainingTest, OfflineCnfAndBcRunsStateTheirOwnSettings) {
   const std::string dir = FreshDir("offline_settings");
   fs::create_directories(dir);
-  {
-    auto env = MakeEnv("InvertedPendulum-v4");
-    ASSERT_TRUE(env.ok());
-    RolloutConfig rollouts;
-    rollouts.episodes = 40;
-    absl::StatusOr<Dataset> dataset = CollectRollouts(nullptr, **env, rollouts);
-    ASSERT_TRUE(dataset.ok()) << dataset.status();
-    ASSERT_TRUE(WriteDataset(dir + "/random.hdf5", *dataset).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteRandomPendulumDataset(dir + "/random.hdf5"));
   std::atomic<bool> stop{false};
   for (const std::string algo : {"cnf", "bc"}) {
     TrainConfig c = SmallConfig("InvertedPendulum-v4", dir + "/" + algo);
