@@ -10,7 +10,8 @@
 // latent controller (offline), autograd through its frozen flow, beside its straightforward
 // formulation (BM_CnfStraightforward: three separate decodes, LibTorch's prelu).
 //
-//   build/tests/bench/bench_baselines_update --benchmark_min_time=1 --benchmark_filter=threads:1 \
+// One command line:
+//   build/tests/bench/bench_baselines_update --benchmark_min_time=1 --benchmark_filter=threads:1
 //     --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 // (interleaved repetitions: on a noisy machine one pass in benchmark order can move a ratio by 30%)
 #include <ATen/ATen.h>

@@ -13,7 +13,8 @@
 // It fails today: CNF does not meet this bar yet. Measured (README, "Offline"): CNF 1,199,
 // behaviour cloning 1,243, the data 1,118; with the reference's lambda 1/3 CNF stays lower still
 // while its critics are young (Q means 29 at 5,000 updates against a discounted return-to-go of
-// 251 in the data). Run it with
+// 251 in the data), and neither a long run with the reference's settings, a faster target
+// (--tau=0.02) nor five times the rows has lifted it to the data's mean. Run it with
 //   ctest --test-dir build -R OfflineLearningTest --output-on-failure
 #include <unistd.h>
 
