@@ -58,6 +58,16 @@ class Algorithm {
   virtual int64_t updates() const = 0;          // applied
   virtual int64_t skipped_updates() const = 0;  // non-finite, skipped
 
+  // An algorithm may run its updates asynchronously (the CUDA-graph learner): Update then returns
+  // the statistics of an earlier update, and the counters above learn of a skipped update late.
+  // Synchronize waits until every update handed to Update has reached the weights and makes the
+  // counters exact; State and ActingWeights always see every update handed in. Synchronous
+  // algorithms have nothing to wait for.
+  virtual void Synchronize() {}
+  // Where Update wants its batches: on device() (false, the default), or on the CPU (true) when the
+  // algorithm stages them onto its device itself.
+  virtual bool TakesHostBatches() const { return false; }
+
   // The weights actors and the evaluator act with, as published (names, shapes and the metadata
   // their acting policy is built from).
   virtual SafetensorsFile ActingWeights() = 0;

@@ -13,6 +13,7 @@
 #include "actor/acting_policy.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "learner/meow_graph_update.h"
 #include "learner/meow_update.h"
 #include "learner/train_config.h"
 
@@ -95,6 +96,14 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
       algorithm = std::unique_ptr<Algorithm>(*std::move(made));
     } else {
       algorithm = absl::Status(made.status().code(), absl::StrCat(config.cnf_flow_path, ": ", made.status().message()));
+    }
+  } else if (device->is_cuda()) {
+    // On a GPU the update runs device-resident, as a CUDA graph unless update.graph.capture is off.
+    auto made = MeowGraphUpdater::Create(config.policy, config.update, *device);
+    if (made.ok()) {
+      algorithm = std::unique_ptr<Algorithm>(*std::move(made));
+    } else {
+      algorithm = made.status();
     }
   } else {
     algorithm = MeowUpdater::Create(config.policy, config.update, *device);
@@ -190,6 +199,7 @@ absl::Status Learner::ReserveVersion(int64_t version) {
 
 absl::Status Learner::Checkpoint() {
   if (checkpoints_ == nullptr) return absl::OkStatus();
+  algorithm_->Synchronize();  // exact counters from an asynchronous (GPU) learner
   LearnerCounters counters;
   {
     absl::MutexLock lock(&mu_);
@@ -218,9 +228,11 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
       return batch.status();
     }
     const int64_t rows = batch->rows;
-    // Views of the sampled columns (they outlive the synchronous update); copied only to a GPU.
+    // Views of the sampled columns (they outlive Update, which copies what it keeps); copied to a
+    // GPU here unless the algorithm stages host batches itself.
+    const c10::Device batch_device = algorithm_->TakesHostBatches() ? c10::Device(c10::kCPU) : algorithm_->device();
     auto column = [&](std::vector<float>& v, std::vector<int64_t> shape) {
-      return at::from_blob(v.data(), shape, options).to(algorithm_->device());
+      return at::from_blob(v.data(), shape, options).to(batch_device);
     };
     Batch b{column(batch->obs, {rows, s}), column(batch->action, {rows, a}), column(batch->reward, {rows}),
             column(batch->next_obs, {rows, s}), column(batch->terminated, {rows})};
@@ -249,6 +261,12 @@ absl::Status Learner::Run(const std::atomic<bool>& stop) {
       since_checkpoint = 0;
       if (absl::Status st = Checkpoint(); !st.ok()) return st;
     }
+  }
+  algorithm_->Synchronize();
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.updates = algorithm_->updates();
+    stats_.skipped = algorithm_->skipped_updates();
   }
   if (absl::Status st = Publish(); !st.ok()) return st;
   return Checkpoint();

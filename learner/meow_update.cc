@@ -14,6 +14,17 @@
 
 namespace meow {
 
+absl::Status GraphUpdateConfig::Validate() const {
+  if (updates_per_launch < 1 || updates_per_launch > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("updates per graph launch must be in [1, 64], got ", updates_per_launch));
+  }
+  if (stats_interval < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("the statistics interval must be >= 1, got ", stats_interval));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MeowUpdateConfig::Validate() const {
   auto in_range = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
   if (!in_range(gamma, 0, 1)) return absl::InvalidArgumentError(absl::StrCat("gamma must be in [0, 1], got ", gamma));
@@ -30,7 +41,7 @@ absl::Status MeowUpdateConfig::Validate() const {
   if (threads > 1 && !manual_backward) {
     return absl::InvalidArgumentError("learner threads > 1 need the hand-written gradient (manual_backward)");
   }
-  return absl::OkStatus();
+  return graph.Validate();
 }
 
 absl::Status ValidateBatch(const Batch& batch, int64_t obs_dim, int64_t action_dim, const c10::Device& device) {
@@ -188,11 +199,13 @@ ManualLoss MeowUpdater::ShardedLossAndGrad(const Batch& batch, const std::vector
   return out;
 }
 
-at::Tensor MeowUpdater::Flatten(FlowPolicyImpl& policy, const at::Tensor& grads) {
+at::Tensor MeowUpdater::Flatten(FlowPolicyImpl& policy, const at::Tensor& grads, const at::Tensor& into) {
   auto params = policy.parameters();
   int64_t total = 0;
   for (const auto& p : params) total += p.numel();
-  at::Tensor flat = at::empty({total}, params.front().options().requires_grad(false));
+  at::Tensor flat = into.defined() ? into : at::empty({total}, params.front().options().requires_grad(false));
+  TORCH_CHECK(flat.dim() == 1 && flat.numel() == total && flat.scalar_type() == at::kFloat,
+              "Flatten: the buffer must be a float vector of ", total, " values");
   torch::NoGradGuard no_grad;
   int64_t offset = 0;
   for (auto& p : params) {
@@ -328,14 +341,16 @@ void MeowUpdater::AdamPolyakFused(double clip, double beta1, double beta2, doubl
   float* v = adam_v_.data_ptr<float>();
   float* p = flat_params_.data_ptr<float>();
   float* t = flat_target_.data_ptr<float>();
+  // 1 - beta in double, then float, as PyTorch passes it (1.0f - 0.999f is 4.7e-5 off 0.001).
   const float c = static_cast<float>(clip), b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2),
+              rate1 = static_cast<float>(1.0 - beta1), rate2 = static_cast<float>(1.0 - beta2),
               lr = static_cast<float>(step_size), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt),
               eps = static_cast<float>(config_.adam_eps), tau = static_cast<float>(config_.tau);
   for (int64_t i = begin; i < end; ++i) {
     const float gi = g[i] * c;
     g[i] = gi;
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    const float mi = b1 * m[i] + rate1 * gi;
+    const float vi = b2 * v[i] + rate2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     const float pi = p[i] - lr * mi / (std::sqrt(vi) * inv_bias2_sqrt + eps);

@@ -37,6 +37,17 @@
 
 namespace meow {
 
+// How the device-resident update of a GPU learner runs (MeowGraphUpdater, meow_graph_update.h).
+struct GraphUpdateConfig {
+  // On a CUDA device: record the update as a CUDA graph and replay it (false: issue the same ops
+  // one by one, still without host synchronisation). Ignored on the CPU.
+  bool capture = true;
+  int updates_per_launch = 1;  // K: batches staged at once and updates per graph launch
+  int stats_interval = 100;    // updates between the asynchronous readbacks of the statistics
+
+  absl::Status Validate() const;
+};
+
 struct MeowUpdateConfig {
   double gamma = 0.99;
   double tau = 0.005;  // polyak rate: target <- tau * online + (1 - tau) * target
@@ -53,6 +64,8 @@ struct MeowUpdateConfig {
   // CPU threads the update's batch is split across (data parallel; 1: the calling thread alone).
   // Needs the hand-written gradient; the CUDA learner takes 1.
   int threads = 1;
+  // A CUDA learner's update (MeowGraphUpdater); MeowUpdater itself ignores it.
+  GraphUpdateConfig graph;
 
   absl::Status Validate() const;
 };
@@ -111,8 +124,16 @@ class MeowUpdater : public Algorithm {
   const at::Tensor& flat_target() const { return flat_target_; }
   const at::Tensor& adam_m() const { return adam_m_; }
   const at::Tensor& adam_v() const { return adam_v_; }
+  // The gradient buffer the hand-written backward writes (every parameter's .grad() is a view).
+  const at::Tensor& flat_grads() const { return flat_grads_; }
   absl::Status RestoreState(const at::Tensor& params, const at::Tensor& target, const at::Tensor& adam_m,
                             const at::Tensor& adam_v, int64_t steps, int64_t skipped_steps);
+
+  // Makes every parameter of `policy` a view into one flat buffer (returned), holding the current
+  // values: `into` when it is defined (a float vector of the parameters' total size, on any
+  // device, e.g. pinned host memory), else a new one on the parameters' device. When `grads` is
+  // defined, every gradient becomes a view into it as well.
+  static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads, const at::Tensor& into = at::Tensor());
 
  private:
   MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config, const c10::Device& device);
@@ -124,9 +145,6 @@ class MeowUpdater : public Algorithm {
   ManualLoss ShardedLossAndGrad(const Batch& batch, const std::vector<at::Tensor>& masks);
   // Elements [begin, end) of a flat buffer of `n` for part `part` of `parts`.
   static std::pair<int64_t, int64_t> Range(int64_t n, int part, int parts);
-  // Makes every parameter of `policy` a view into one flat buffer (returned); when `grads` is
-  // defined, every gradient becomes a view into it as well.
-  static at::Tensor Flatten(FlowPolicyImpl& policy, const at::Tensor& grads);
 
   FlowPolicyConfig policy_config_;
   MeowUpdateConfig config_;

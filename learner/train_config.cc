@@ -168,6 +168,10 @@ std::vector<std::pair<std::string, std::string>> SettingsLines(const TrainSettin
                              {"lr", g(s.update.lr)},
                              {"grad_clip", g(s.update.grad_clip)},
                              {"learner_threads", absl::StrCat(s.update.threads)}});
+  if (device.is_cuda() && s.algo == "meow") {
+    lines.insert(lines.end(), {{"cuda_graph", s.update.graph.capture ? "true" : "false"},
+                               {"updates_per_graph", absl::StrCat(s.update.graph.updates_per_launch)}});
+  }
   return lines;
 }
 

@@ -98,6 +98,11 @@ ABSL_FLAG(std::optional<int32_t>, learner_threads, std::nullopt,
           "to float summation order). Default on the CPU: local mode, the cores less one for each actor "
           "thread after the first (at least 1, at most 8); meow learner, the cores less one (at most 8); "
           "--sync, 1. On cuda: 1.");
+ABSL_FLAG(bool, cuda_graph, true,
+          "On cuda (MEow): record the whole update as a CUDA graph once and replay it; false issues the "
+          "same device-resident ops one by one.");
+ABSL_FLAG(int32_t, updates_per_graph, 1,
+          "On cuda (MEow): batches staged at once and updates run per graph launch (1 to 64).");
 ABSL_FLAG(std::optional<int32_t>, actors, std::nullopt,
           "Actor threads (preset: 1 on the MuJoCo tasks, where two learned markedly "
           "worse on Hopper-v4; 2 on MultiGoal-v0, where two learned better than one).");
@@ -165,7 +170,9 @@ const std::vector<const char*> kTrainingFlags = {"env",
                                                  "value_draws",
                                                  "log_interval",
                                                  "threads",
-                                                 "learner_threads"};
+                                                 "learner_threads",
+                                                 "cuda_graph",
+                                                 "updates_per_graph"};
 const std::vector<const char*> kClientSecurityFlags = {"tls_ca", "tls_server_name", "auth_token_file"};
 const std::vector<const char*> kServerSecurityFlags = {"tls_cert", "tls_key", "auth_token_file"};
 
@@ -260,6 +267,9 @@ absl::StatusOr<TrainSettings> TrainConfigFromFlags(bool sync_run_dir) {
     if (absl::Status s = CheckRange("learner_threads", *threads, 1, 256); !s.ok()) return s;
     c.update.threads = *threads;
   }
+  c.update.graph.capture = absl::GetFlag(FLAGS_cuda_graph);
+  c.update.graph.updates_per_launch = absl::GetFlag(FLAGS_updates_per_graph);
+  if (absl::Status s = CheckRange("updates_per_graph", c.update.graph.updates_per_launch, 1, 64); !s.ok()) return s;
   c.algo = absl::GetFlag(FLAGS_algo);
   if (absl::Status s = ValidateAlgorithm(c.algo); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad flag: ", s.message()));
   if (c.algo == "sac") {

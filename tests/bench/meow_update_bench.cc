@@ -5,22 +5,30 @@
 // formulations side by side for 5 updates with dropout off and reports the largest relative
 // difference of their losses as `loss_rel_diff`. BM_MeowUpdateDataParallel: the batch split across
 // 1, 2, 4, 8, 16 learner threads (as many as the machine has cores), one thread beside them.
+// BM_MeowUpdateDeviceResident: the GPU learner's update (MeowGraphUpdater) on host batches, as the
+// learner feeds it: on the GPU as a CUDA graph (capture 1) or its ops one by one (capture 0), K
+// updates per launch; on the CPU (capture 0) the same formulation run eagerly, for its cost there.
 //
 //   build/tests/bench/bench_meow_update --benchmark_min_time=2
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include "benchmark/benchmark.h"
 #include "common/runtime.h"
+#include "learner/meow_graph_update.h"
 #include "learner/meow_update.h"
 #include "learner/straightforward_update.h"
 
@@ -164,6 +172,101 @@ void BM_StraightforwardCuda(benchmark::State& state) {
   state.counters["updates_per_s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
 }
 
+// ATen operators dispatched per device-resident update, views and allocations left out: each of
+// the rest is at least one kernel on a GPU, and so at least one node of the CUDA graph.
+thread_local int op_depth = 0;
+std::atomic<int64_t> op_count{0};
+
+bool LaunchesNoKernel(const char* name) {
+  for (const char* view : {"aten::view", "aten::narrow", "aten::select", "aten::slice", "aten::as_strided",
+                           "aten::t", "aten::transpose", "aten::unsqueeze", "aten::squeeze", "aten::reshape",
+                           "aten::expand", "aten::detach", "aten::alias", "aten::empty", "aten::empty_like",
+                           "aten::empty_strided", "aten::contiguous", "aten::_unsafe_view", "aten::resize_",
+                           "aten::lift_fresh", "aten::set_"}) {
+    if (std::strcmp(name, view) == 0) return true;
+  }
+  return false;
+}
+
+std::unique_ptr<at::ObserverContext> CountOpStart(const at::RecordFunction& fn) {
+  if (op_depth++ == 0 && !LaunchesNoKernel(fn.name())) ++op_count;
+  return nullptr;
+}
+void CountOpEnd(const at::RecordFunction&, at::ObserverContext*) { --op_depth; }
+
+double OpsPerUpdate(const Task& task) {
+  torch::manual_seed(1);
+  auto updater = MeowGraphUpdater::Create(PolicyConfig(task, 0.1), MeowUpdateConfig(), at::kCPU);
+  const Batch batch = RandomBatch(task, 256);
+  for (int i = 0; i < 3; ++i) (void)(*updater)->Update(batch);
+  op_count = 0;
+  const at::CallbackHandle handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(CountOpStart, CountOpEnd).scopes({at::RecordScope::FUNCTION}));
+  constexpr int kUpdates = 10;
+  for (int i = 0; i < kUpdates; ++i) (void)(*updater)->Update(batch);
+  at::removeCallback(handle);
+  return static_cast<double>(op_count.load()) / kUpdates;
+}
+
+// The device-resident update (MeowGraphUpdater) fed host batches, as the learner does: {task,
+// batch, updates per launch K, capture}. One iteration is 100 updates and a Synchronize, so every
+// update counted has reached the weights; eight batches in turn, so that no input stays cached.
+constexpr int kUpdatesPerIteration = 100;
+
+void BM_MeowUpdateDeviceResident(benchmark::State& state, const c10::Device& device) {
+  const Task& task = kTasks[state.range(0)];
+  SetComputeThreads(1);
+  torch::manual_seed(1);
+  MeowUpdateConfig config;
+  config.graph.updates_per_launch = static_cast<int>(state.range(2));
+  config.graph.capture = state.range(3) != 0;
+  auto updater = MeowGraphUpdater::Create(PolicyConfig(task, 0.1), config, device);
+  if (!updater.ok()) {
+    state.SkipWithError(updater.status().ToString().c_str());
+    return;
+  }
+  std::vector<Batch> batches;
+  for (int i = 0; i < 8; ++i) batches.push_back(RandomBatch(task, state.range(1)));
+  int64_t next = 0;
+  auto run = [&](int n) -> bool {
+    for (int i = 0; i < n; ++i) {
+      auto step = (*updater)->Update(batches[next++ % batches.size()]);
+      if (!step.ok()) {
+        state.SkipWithError(step.status().ToString().c_str());
+        return false;
+      }
+    }
+    (*updater)->Synchronize();
+    return true;
+  };
+  if (!run(kUpdatesPerIteration)) return;  // warm-up: the capture, kernels, allocator
+  for (auto _ : state) {
+    if (!run(kUpdatesPerIteration)) return;
+  }
+  state.counters["captured"] = (*updater)->captured() ? 1 : 0;
+  if (device.is_cpu()) state.counters["ops_per_update"] = OpsPerUpdate(task);
+  state.counters["updates_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kUpdatesPerIteration), benchmark::Counter::kIsRate);
+}
+
+void DeviceResidentCudaArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "batch", "k", "capture"});
+  for (int task : {0, 1}) {
+    for (int batch : {256, 1024}) {
+      b->Args({task, batch, 1, 0});
+      for (int k : {1, 4, 16}) b->Args({task, batch, k, 1});
+    }
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+void DeviceResidentCpuArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"task", "batch", "k", "capture"});
+  for (int task : {0, 1}) b->Args({task, 256, 1, 0});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(BM_MeowUpdateDeviceResident, cpu, c10::Device(c10::kCPU))->Apply(DeviceResidentCpuArgs);
+
 // The GPU's name and driver as nvidia-smi reports them (empty when it is absent).
 std::string CudaDeviceName() {
   std::string name;
@@ -195,7 +298,11 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("cuda_device", meow::CudaDeviceName());
     benchmark::RegisterBenchmark("BM_MeowUpdateCuda", meow::BM_MeowUpdateCuda)->Apply(meow::CudaArgs);
     benchmark::RegisterBenchmark("BM_StraightforwardCuda", meow::BM_StraightforwardCuda)->Apply(meow::CudaArgs);
+    benchmark::RegisterBenchmark("BM_MeowUpdateDeviceResident/cuda", meow::BM_MeowUpdateDeviceResident,
+                                 c10::Device(c10::kCUDA))
+        ->Apply(meow::DeviceResidentCudaArgs);
   }
+  benchmark::AddCustomContext("cuda_graphs_compiled", meow::CudaGraphsCompiled() ? "yes" : "no");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -149,6 +149,9 @@ TEST(MeowCliTest, ProcessFlagsAreCheckedAndUnreachableAddressesEndTheProcess) {
   EXPECT_NE(cuda_threads.exit_code, 0);
   EXPECT_THAT(cuda_threads.output,
               HasSubstr(torch::cuda::is_available() ? "on cuda the update takes 1" : "--device=cuda: this LibTorch has no CUDA"));
+  CliRun per_graph = Meow("train --updates_per_graph=0");
+  EXPECT_EQ(per_graph.exit_code, 2);
+  EXPECT_THAT(per_graph.output, HasSubstr("--updates_per_graph=0: expected 1 to 64"));
   CliRun envs = Meow("train --envs_per_actor=-3");
   EXPECT_EQ(envs.exit_code, 2);
   EXPECT_THAT(envs.output, HasSubstr("--envs_per_actor=-3: expected 1 to 4096"));
