@@ -109,6 +109,13 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
     algorithm = MeowUpdater::Create(config.policy, config.update, *device);
   }
   if (!algorithm.ok()) return algorithm.status();
+  return Create(config, store, *std::move(algorithm));
+}
+
+absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& config, ParameterStore* store,
+                                                         std::unique_ptr<Algorithm> algorithm) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  if (algorithm == nullptr) return absl::InvalidArgumentError("the learner needs an algorithm");
   ReplaySamplerConfig sampler_config;
   sampler_config.addresses = config.replay_addresses;
   sampler_config.security = config.security;
@@ -118,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Learner>> Learner::Create(const LearnerConfig& co
   sampler_config.action_dim = static_cast<int>(config.policy.action_dim);
   auto sampler = ReplaySampler::Create(sampler_config);
   if (!sampler.ok()) return sampler.status();
-  std::unique_ptr<Learner> learner(new Learner(config, store, *std::move(algorithm), *std::move(sampler)));
+  std::unique_ptr<Learner> learner(new Learner(config, store, std::move(algorithm), *std::move(sampler)));
   if (!config.run_dir.empty()) {
     learner->checkpoints_ = std::make_unique<CheckpointStore>(config.run_dir);
     auto restored = learner->checkpoints_->RestoreLatest(*learner->algorithm_);

@@ -73,6 +73,10 @@ struct LearnerStats {
 class Learner {
  public:
   static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config, ParameterStore* store);
+  // The same with an algorithm the caller built (not null; its sizes must be config.policy's):
+  // config.algo and config.device are not used to build one.
+  static absl::StatusOr<std::unique_ptr<Learner>> Create(const LearnerConfig& config, ParameterStore* store,
+                                                         std::unique_ptr<Algorithm> algorithm);
   absl::Status Run(const std::atomic<bool>& stop);
   LearnerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
   Algorithm& algorithm() { return *algorithm_; }

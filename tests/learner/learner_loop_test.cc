@@ -13,11 +13,34 @@
 #include <torch/utils.h>
 
 #include "common/tensor_codec.h"
+#include "learner/meow_graph_update.h"
 #include "gtest/gtest.h"
 #include "replay/replay_server.h"
 
 namespace meow {
 namespace {
+
+// 640 random rows (S = A = 2) in 10 batches, acknowledged.
+absl::Status InsertRandomRows(const std::string& address) {
+  ReplayInserterConfig inserter_config;
+  inserter_config.addresses = {address};
+  auto inserter = ReplayInserter::Create(inserter_config);
+  if (!inserter.ok()) return inserter.status();
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (int b = 0; b < 10; ++b) {
+    std::vector<float> obs(128), act(128), rew(64), next(128);
+    std::vector<uint8_t> term(64, 0);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    for (auto* v : {&obs, &rew, &next})
+      for (float& x : *v) x = normal(rng);
+    for (float& x : act) x = uniform(rng);  // actions live in [-1, 1]
+    const absl::Status inserted =
+        (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(60));
+    if (!inserted.ok()) return inserted;
+  }
+  return (*inserter)->Flush(absl::Seconds(60));
+}
 
 TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   ReplayServerConfig replay_config;
@@ -54,29 +77,10 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   EXPECT_GT((*learner)->stats().sample_waits, 0);
   EXPECT_EQ(store.version(), 0);
 
-  ReplayInserterConfig inserter_config;
-  inserter_config.addresses = {(*replay)->address()};
-  auto inserter = ReplayInserter::Create(inserter_config);
-  ASSERT_TRUE(inserter.ok());
-  std::mt19937 rng(3);
-  std::normal_distribution<float> normal;
-  for (int b = 0; b < 10; ++b) {
-    std::vector<float> obs(128), act(128), rew(64), next(128);
-    std::vector<uint8_t> term(64, 0);
-    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-    for (auto* v : {&obs, &rew, &next})
-      for (float& x : *v) x = normal(rng);
-    for (float& x : act) x = uniform(rng);  // actions live in [-1, 1]
-    const absl::Status inserted =
-        (*inserter)->Insert(MakeTransitionBatch(2, 2, obs, act, rew, next, term, 0), absl::Seconds(60));
-    if (!inserted.ok()) {
-      stop = true;
-      thread.join();
-      FAIL() << inserted;
-    }
-  }
-  ASSERT_TRUE((*inserter)->Flush(absl::Seconds(60)).ok());
+  const absl::Status inserted = InsertRandomRows((*replay)->address());
+  if (!inserted.ok()) stop = true;
   thread.join();
+  ASSERT_TRUE(inserted.ok()) << inserted;
   ASSERT_TRUE(result.ok()) << result;
 
   const LearnerStats first = (*learner)->stats();
@@ -124,6 +128,70 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(refused.status().message().find("version_reserved"), std::string::npos) << refused.status();
   EXPECT_EQ(store4.version(), 0);
+  std::filesystem::remove_all(run_dir);
+}
+
+// An asynchronous algorithm: the GPU learner's device-resident update (here on the CPU), 4 updates
+// per launch, its statistics read back every 7. The loop feeds it until its count reaches the
+// budget (in launches of 4), and its checkpoints hold exact counters and state that both it and
+// the CPU learner's MeowUpdater resume from.
+TEST(LearnerLoopTest, AnAsynchronousAlgorithmCheckpointsWhatEitherUpdaterResumes) {
+  ReplayServerConfig replay_config;
+  replay_config.table.obs_dim = 2;
+  replay_config.table.action_dim = 2;
+  replay_config.table.rate_limiter = RateLimiterConfig::MinSize(500);
+  auto replay = StartReplayServer(replay_config);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  const std::string run_dir = ::testing::TempDir() + "/learner_loop_async_" + std::to_string(getpid());
+  std::filesystem::remove_all(run_dir);
+
+  LearnerConfig config;
+  config.replay_addresses = {(*replay)->address()};
+  config.policy.obs_dim = 2;
+  config.policy.action_dim = 2;
+  config.batch_size = 64;
+  config.checkpoint_interval = 10;
+  config.max_updates = 30;
+  config.run_dir = run_dir;
+  config.sample_timeout = absl::Milliseconds(100);
+  MeowUpdateConfig update;
+  update.graph.updates_per_launch = 4;
+  update.graph.stats_interval = 7;
+  torch::manual_seed(1);
+  auto algorithm = MeowGraphUpdater::Create(config.policy, update, at::kCPU);
+  ASSERT_TRUE(algorithm.ok()) << algorithm.status();
+  ParameterStore store;
+  auto learner = Learner::Create(config, &store, *std::move(algorithm));
+  ASSERT_TRUE(learner.ok()) << learner.status();
+  std::atomic<bool> stop{false};
+  absl::Status result;
+  std::thread thread([&] { result = (*learner)->Run(stop); });
+  const absl::Status inserted = InsertRandomRows((*replay)->address());
+  if (!inserted.ok()) stop = true;
+  thread.join();
+  ASSERT_TRUE(inserted.ok()) << inserted;
+  ASSERT_TRUE(result.ok()) << result;
+  EXPECT_EQ((*learner)->stats().updates, 32);  // 8 launches of 4: the first count >= 30
+  EXPECT_EQ((*learner)->algorithm().updates(), 32);
+  EXPECT_EQ((*learner)->stats().skipped, 0);
+  const at::Tensor params = (*learner)->algorithm().State().at("params").clone();
+
+  // The same updater and the CPU learner's both resume at 32 with the same weights.
+  for (bool graph_updater : {true, false}) {
+    ParameterStore resumed_store;
+    absl::StatusOr<std::unique_ptr<Learner>> resumed;
+    if (graph_updater) {
+      auto again = MeowGraphUpdater::Create(config.policy, update, at::kCPU);
+      ASSERT_TRUE(again.ok());
+      resumed = Learner::Create(config, &resumed_store, *std::move(again));
+    } else {
+      resumed = Learner::Create(config, &resumed_store);
+    }
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    EXPECT_EQ((*resumed)->stats().updates, 32) << (graph_updater ? "MeowGraphUpdater" : "MeowUpdater");
+    EXPECT_EQ((*resumed)->algorithm().updates(), 32);
+    EXPECT_TRUE(at::equal((*resumed)->algorithm().State().at("params"), params));
+  }
   std::filesystem::remove_all(run_dir);
 }
 
