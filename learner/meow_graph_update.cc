@@ -26,9 +26,10 @@ namespace {
 // Eager launches on the capture stream before the capture (cuBLAS handles and workspaces, the
 // caching allocator, lazily loaded kernels); their effect on the weights is undone.
 constexpr int kWarmupLaunches = 3;
-// The statistics vector: [loss, q_mean, v_mean, target_mean, grad_norm, skipped, applied, skipped
-// total].
-constexpr int64_t kReadbackSize = 8;
+// The statistics vector: MeowUpdater's summary (UpdateSummary), then whether that update was
+// skipped and the skipped updates in all.
+constexpr int64_t kReadbackSize = kUpdateSummarySize + 2;
+constexpr int64_t kSkippedAt = kUpdateSummarySize, kSkippedTotalAt = kUpdateSummarySize + 1;
 
 }  // namespace
 
@@ -155,10 +156,8 @@ void MeowGraphUpdater::Allocate(int64_t rows) {
       cuda_->host_stage[i] = at::empty({floats}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
       cuda_->device_stage[i] = at::empty_like(input_);
     }
-    return;
   }
 #endif
-  host_stage_ = input_;
 }
 
 Batch MeowGraphUpdater::InputBatch(int k) const {
@@ -182,7 +181,7 @@ Batch MeowGraphUpdater::InputBatch(int k) const {
 }
 
 void MeowGraphUpdater::Stage(const Batch& batch, int slot) {
-  at::Tensor stage = host_stage_;
+  at::Tensor stage = input_;  // on the CPU the batches go straight into the input
 #if MEOW_WITH_CUDA
   if (cuda_ != nullptr) {
     const int i = static_cast<int>(launches_ % 2);
@@ -336,24 +335,17 @@ void MeowGraphUpdater::DeviceUpdate(const Batch& batch, bool last) {
   u.flat_target().lerp_(u.flat_params(), coef[5]);
 
   if (last) {
-    const at::Tensor summary = at::stack({loss.loss, 0.5 * (loss.q1.mean() + loss.q2.mean()),
-                                          0.5 * (loss.v1.mean() + loss.v2.mean()), loss.y.mean(), norm})
-                                   .to(at::kDouble);
-    readback_.copy_(at::cat({summary, at::stack({1 - applies, applied_, skipped_})}));
+    const QVResult qv{loss.q1, loss.q2, loss.v1, loss.v2};
+    readback_.copy_(at::cat({UpdateSummary(loss.loss, qv, loss.y, norm), at::stack({1 - applies, skipped_})}));
   }
 }
 
 void MeowGraphUpdater::ParseReadback(const at::Tensor& host) {
   const at::Tensor values = host.contiguous();
   const double* v = values.data_ptr<double>();
-  stats_.loss = v[0];
-  stats_.q_mean = v[1];
-  stats_.v_mean = v[2];
-  stats_.target_mean = v[3];
-  stats_.grad_norm = v[4];
-  stats_.skipped = v[5] > 0.5;
-  stats_.alpha = updater_->policy_config().alpha;
-  read_skipped_ = std::llround(v[7]);
+  stats_ = UpdateStatsFromSummary(v, updater_->policy_config().alpha);
+  stats_.skipped = v[kSkippedAt] > 0.5;
+  read_skipped_ = std::llround(v[kSkippedTotalAt]);
 }
 
 void MeowGraphUpdater::Readback() {
@@ -424,8 +416,7 @@ absl::Status MeowGraphUpdater::RestoreState(const std::map<std::string, at::Tens
     applied_.fill_(static_cast<double>(updates));
     skipped_.fill_(static_cast<double>(skipped_updates));
     readback_.zero_();
-    readback_[6].fill_(static_cast<double>(updates));
-    readback_[7].fill_(static_cast<double>(skipped_updates));
+    readback_[kSkippedTotalAt].fill_(static_cast<double>(skipped_updates));
   });
   if (!status.ok()) return status;
   launched_ = updates + skipped_updates;

@@ -78,7 +78,6 @@ class MeowGraphUpdater : public Algorithm {
   const UpdateStats& last_stats() const { return stats_; }
   // The networks and flat buffers (read them after Synchronize).
   MeowUpdater& updater() { return *updater_; }
-  const GraphUpdateConfig& graph_config() const { return graph_config_; }
 
  private:
   struct Cuda;  // streams, events, pinned staging and the graph (CUDA builds only)
@@ -112,10 +111,9 @@ class MeowGraphUpdater : public Algorithm {
   int64_t rows_ = 0;            // batch rows, fixed by the first batch
   int64_t row_floats_ = 0;      // floats of one update's batch in the staging layout
   at::Tensor input_;            // (K x row_floats_) on the device: what the updates read
-  at::Tensor host_stage_;       // CPU: input_ itself; CUDA: unused (pinned buffers in cuda_)
   // Device scalars and the statistics vector, all float64: applied updates (the Adam step count),
-  // skipped updates, and [loss, q_mean, v_mean, target_mean, grad_norm, skipped, applied,
-  // skipped total] of the last update of a launch.
+  // skipped updates, and [loss, q_mean, v_mean, target_mean, grad_norm, skipped, skipped total]
+  // of the last update of a launch.
   at::Tensor applied_, skipped_, readback_;
   int staged_ = 0;              // batches staged for the next launch
   int64_t launches_ = 0;

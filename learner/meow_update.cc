@@ -102,6 +102,23 @@ MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Bat
   return terms;
 }
 
+at::Tensor UpdateSummary(const at::Tensor& loss, const QVResult& qv, const at::Tensor& y, const at::Tensor& grad_norm) {
+  return at::stack({loss.detach(), 0.5 * (qv.q1.detach().mean() + qv.q2.detach().mean()),
+                    0.5 * (qv.v1.detach().mean() + qv.v2.detach().mean()), y.detach().mean(), grad_norm.detach()})
+      .to(at::kDouble);
+}
+
+UpdateStats UpdateStatsFromSummary(const double* summary, double alpha) {
+  UpdateStats stats;
+  stats.loss = summary[0];
+  stats.q_mean = summary[1];
+  stats.v_mean = summary[2];
+  stats.target_mean = summary[3];
+  stats.grad_norm = summary[4];
+  stats.alpha = alpha;
+  return stats;
+}
+
 MeowUpdater::MeowUpdater(const FlowPolicyConfig& policy_config, const MeowUpdateConfig& config,
                          const c10::Device& device)
     : policy_config_(policy_config), config_(config), device_(device), policy_(policy_config), target_(policy_config) {
@@ -282,19 +299,8 @@ absl::StatusOr<UpdateStats> MeowUpdater::Step(const Batch& batch) {
   }
   torch::NoGradGuard no_grad;
 
-  UpdateStats stats;
-  const at::Tensor summary =
-      at::stack({loss.detach(), 0.5 * (qv.q1.detach().mean() + qv.q2.detach().mean()),
-                 0.5 * (qv.v1.detach().mean() + qv.v2.detach().mean()), y.mean(), flat_grads_.norm()})
-          .to(at::kDouble)
-          .cpu();
-  const double* s = summary.data_ptr<double>();
-  stats.loss = s[0];
-  stats.q_mean = s[1];
-  stats.v_mean = s[2];
-  stats.target_mean = s[3];
-  stats.grad_norm = s[4];
-  stats.alpha = policy_config_.alpha;
+  const at::Tensor summary = UpdateSummary(loss, qv, y, flat_grads_.norm()).cpu();
+  UpdateStats stats = UpdateStatsFromSummary(summary.data_ptr<double>(), policy_config_.alpha);
   if (!std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm)) {
     stats.skipped = true;
     ++skipped_steps_;

@@ -86,6 +86,13 @@ struct MeowLossTerms {
 MeowLossTerms MeowLoss(FlowPolicyImpl& policy, FlowPolicyImpl& target, const Batch& batch, double gamma,
                        bool stack_heads = false);
 
+// What an update reports, as one float64 vector on the loss's device: [loss, q_mean, v_mean,
+// target_mean, grad_norm] (q and v the two heads' mean), and back from its values on the host.
+// MeowUpdater reads it at once; the GPU learner copies it back later.
+constexpr int64_t kUpdateSummarySize = 5;
+at::Tensor UpdateSummary(const at::Tensor& loss, const QVResult& qv, const at::Tensor& y, const at::Tensor& grad_norm);
+UpdateStats UpdateStatsFromSummary(const double* summary, double alpha);
+
 struct ManualLoss;
 
 class MeowUpdater : public Algorithm {

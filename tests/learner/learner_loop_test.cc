@@ -42,18 +42,19 @@ absl::Status InsertRandomRows(const std::string& address) {
   return (*inserter)->Flush(absl::Seconds(60));
 }
 
-TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
+// A replay server for S = A = 2 that lets sampling start at 500 rows.
+absl::StatusOr<std::unique_ptr<ReplayServer>> StartSmallReplay() {
   ReplayServerConfig replay_config;
   replay_config.table.obs_dim = 2;
   replay_config.table.action_dim = 2;
   replay_config.table.rate_limiter = RateLimiterConfig::MinSize(500);
-  auto replay = StartReplayServer(replay_config);
-  ASSERT_TRUE(replay.ok()) << replay.status();
-  const std::string run_dir = ::testing::TempDir() + "/learner_loop_" + std::to_string(getpid());
-  std::filesystem::remove_all(run_dir);
+  return StartReplayServer(replay_config);
+}
 
+// A learner of 30 updates of 64 rows on `replay`, checkpointing into `run_dir` every 20.
+LearnerConfig SmallLearner(const std::string& replay, const std::string& run_dir) {
   LearnerConfig config;
-  config.replay_addresses = {(*replay)->address()};
+  config.replay_addresses = {replay};
   config.policy.obs_dim = 2;
   config.policy.action_dim = 2;
   config.batch_size = 64;
@@ -62,6 +63,16 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
   config.max_updates = 30;
   config.run_dir = run_dir;
   config.sample_timeout = absl::Milliseconds(100);
+  return config;
+}
+
+TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
+  auto replay = StartSmallReplay();
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  const std::string run_dir = ::testing::TempDir() + "/learner_loop_" + std::to_string(getpid());
+  std::filesystem::remove_all(run_dir);
+
+  LearnerConfig config = SmallLearner((*replay)->address(), run_dir);
   ParameterStore store;
   torch::manual_seed(1);
   auto learner = Learner::Create(config, &store);
@@ -136,24 +147,13 @@ TEST(LearnerLoopTest, UpdatesPublishesCheckpointsAndResumes) {
 // budget (in launches of 4), and its checkpoints hold exact counters and state that both it and
 // the CPU learner's MeowUpdater resume from.
 TEST(LearnerLoopTest, AnAsynchronousAlgorithmCheckpointsWhatEitherUpdaterResumes) {
-  ReplayServerConfig replay_config;
-  replay_config.table.obs_dim = 2;
-  replay_config.table.action_dim = 2;
-  replay_config.table.rate_limiter = RateLimiterConfig::MinSize(500);
-  auto replay = StartReplayServer(replay_config);
+  auto replay = StartSmallReplay();
   ASSERT_TRUE(replay.ok()) << replay.status();
   const std::string run_dir = ::testing::TempDir() + "/learner_loop_async_" + std::to_string(getpid());
   std::filesystem::remove_all(run_dir);
 
-  LearnerConfig config;
-  config.replay_addresses = {(*replay)->address()};
-  config.policy.obs_dim = 2;
-  config.policy.action_dim = 2;
-  config.batch_size = 64;
+  LearnerConfig config = SmallLearner((*replay)->address(), run_dir);
   config.checkpoint_interval = 10;
-  config.max_updates = 30;
-  config.run_dir = run_dir;
-  config.sample_timeout = absl::Milliseconds(100);
   MeowUpdateConfig update;
   update.graph.updates_per_launch = 4;
   update.graph.stats_interval = 7;
